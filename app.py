@@ -1,0 +1,273 @@
+"""hashdrop: paste info hashes, get files. The app factory and its routes."""
+import atexit
+import json
+import logging
+import os
+import secrets
+
+from flask import (
+    Blueprint, Flask, current_app, flash, get_flashed_messages, jsonify, redirect,
+    render_template, request, url_for,
+)
+from werkzeug.exceptions import HTTPException
+
+from jobs import JobError, JobManager
+
+log = logging.getLogger(__name__)
+bp = Blueprint("jobs", __name__)
+
+DEFAULTS = {
+    "SAVE_PATH": "downloads",
+    "LISTEN_INTERFACES": "0.0.0.0:6881",
+    "DHT": True,
+    "LSD": True,
+    "UPNP": True,
+    "NATPMP": True,
+    "TRACKERS": [],
+    "MAX_ACTIVE": 5,
+    "DOWNLOAD_LIMIT": 0,
+    "UPLOAD_LIMIT": 0,
+    "SEED_RATIO": None,
+}
+BOOLEANS = ("DHT", "LSD", "UPNP", "NATPMP")
+
+
+def create_app(test_config=None):
+    """Create the app: defaults, then environment (or test config), then the job manager."""
+    app = Flask(__name__, instance_relative_config=True)
+    app.config.from_mapping(DEFAULTS, DATA_DIR=app.instance_path)
+    if test_config is None:
+        app.config.from_prefixed_env("HASHDROP")
+    else:
+        app.config.update(test_config)
+    normalize_config(app.config)
+    os.makedirs(app.config["DATA_DIR"], exist_ok=True)
+    app.secret_key = app.config.get("SECRET_KEY") or installation_secret(app.config["DATA_DIR"])
+
+    app.extensions["hashdrop"] = manager = JobManager.from_config(app.config)
+    atexit.register(manager.shutdown)
+    app.register_blueprint(bp)
+    app.jinja_env.filters.update(filesize=filesize, duration=duration, state_word=state_word)
+    app.register_error_handler(HTTPException, http_error)
+    app.register_error_handler(JobError, job_error)
+    return app
+
+
+def normalize_config(config):
+    """Turn environment strings into the types the app uses; raise ValueError when wrong."""
+    for key in BOOLEANS:
+        config[key] = as_bool(key, config[key])
+    for key in ("MAX_ACTIVE", "DOWNLOAD_LIMIT", "UPLOAD_LIMIT"):
+        config[key] = as_int(key, config[key])
+    if config["SEED_RATIO"] not in (None, ""):
+        config["SEED_RATIO"] = float(config["SEED_RATIO"])
+    else:
+        config["SEED_RATIO"] = None
+    trackers = config["TRACKERS"]
+    if isinstance(trackers, str):
+        trackers = [t.strip() for t in trackers.replace("\n", ",").split(",")]
+    config["TRACKERS"] = [t for t in trackers if t]
+    config["SAVE_PATH"] = os.path.abspath(config["SAVE_PATH"])
+    config["DATA_DIR"] = os.path.abspath(config["DATA_DIR"])
+
+
+def as_bool(key, value):
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"HASHDROP_{key} must be true or false, not {value!r}")
+
+
+def as_int(key, value):
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"HASHDROP_{key} must be a whole number, not {value!r}") from None
+    if number < 0:
+        raise ValueError(f"HASHDROP_{key} must not be negative")
+    return number
+
+
+def installation_secret(data_dir):
+    """Return this installation's random secret key, made once and kept with mode 0600."""
+    path = os.path.join(data_dir, "secret_key")
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except FileNotFoundError:
+        key = secrets.token_hex(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(key)
+        return key
+
+
+def manager():
+    return current_app.extensions["hashdrop"]
+
+
+def wants_json():
+    return request.path.startswith("/api/")
+
+
+def http_error(exc):
+    if wants_json():
+        return jsonify(error=exc.description), exc.code
+    return render_template("error.html", error=exc), exc.code
+
+
+def job_error(exc):
+    if wants_json():
+        return jsonify(error=exc.message), exc.status
+    flash(exc.message, "error")
+    return redirect(url_for("jobs.index"), code=303)
+
+
+def filesize(count):
+    """1536 -> '1.5 KiB'."""
+    count = float(count or 0)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if count < 1024 or unit == "TiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    return ""
+
+
+def duration(seconds):
+    """95 -> '1m 35s'."""
+    seconds = int(seconds or 0)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
+
+
+STATE_WORDS = {
+    "queued": "Queued", "fetching_metadata": "Fetching metadata", "downloading": "Downloading",
+    "paused": "Paused", "completed": "Completed", "failed": "Failed", "cancelled": "Cancelled",
+}
+
+
+def state_word(state):
+    return STATE_WORDS.get(state, state)
+
+
+# The page -------------------------------------------------------------------------
+
+@bp.get("/")
+def index():
+    """The form and the job table."""
+    return render_template("index.html", jobs=manager().jobs(), running=manager().has_running())
+
+
+@bp.get("/jobs")
+def jobs_fragment():
+    """The job table alone, polled by the page."""
+    return render_template("_jobs.html", jobs=manager().jobs(), running=manager().has_running())
+
+
+@bp.post("/start-downloads")
+def start_downloads():
+    """Start one background download per pasted info hash, then go back to the list."""
+    result = manager().submit_text(request.form.get("downloads", ""))
+    for message, category in result.messages():
+        flash(message, category)
+    if request.headers.get("HX-Request"):
+        return render_template("_submitted.html", messages=get_flashed_messages(with_categories=True),
+                               jobs=manager().jobs(), running=manager().has_running())
+    return redirect(url_for("jobs.index"), code=303)
+
+
+@bp.post("/jobs/<info_hash>/<action>")
+def job_action(info_hash, action):
+    """Pause, resume or remove a job from the table's buttons."""
+    job = act(info_hash, action, delete_files=request.form.get("delete_files") == "true")
+    flash(f"{ACTION_WORDS[action]} {job.name or job.info_hash}.", "success")
+    if request.headers.get("HX-Request"):
+        return jobs_fragment()
+    return redirect(url_for("jobs.index"), code=303)
+
+
+ACTION_WORDS = {"pause": "Paused", "resume": "Resumed", "remove": "Removed"}
+
+
+def act(info_hash, action, delete_files=False):
+    if action == "pause":
+        return manager().pause(info_hash)
+    if action == "resume":
+        return manager().resume(info_hash)
+    if action == "remove":
+        return manager().remove(info_hash, delete_files=delete_files)
+    raise JobError(f"Unknown action {action!r}; use pause, resume or remove.", 404)
+
+
+# The JSON API ---------------------------------------------------------------------
+
+@bp.get("/api/jobs")
+def api_jobs():
+    return jsonify(manager().jobs())
+
+
+@bp.get("/api/jobs/<info_hash>")
+def api_job(info_hash):
+    return jsonify(manager().get(info_hash).to_dict())
+
+
+@bp.post("/api/jobs")
+def api_submit():
+    """Start downloads from {"hashes": [...]} or {"text": "..."}; answer line by line."""
+    body = json_body()
+    if "hashes" in body:
+        items = body["hashes"]
+        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+            raise JobError('"hashes" must be a list of strings.')
+        result = manager().submit_items(items)
+    elif "text" in body:
+        if not isinstance(body["text"], str):
+            raise JobError('"text" must be a string.')
+        result = manager().submit_text(body["text"])
+    else:
+        raise JobError('Send {"hashes": [...]} or {"text": "..."}.')
+    if not result.started and not result.existing and not result.duplicates:
+        return jsonify(error=result.messages()[0][0], **result.to_dict()), 400
+    return jsonify(result.to_dict()), 201 if result.started else 200
+
+
+@bp.post("/api/jobs/<info_hash>/<action>")
+def api_action(info_hash, action):
+    if action not in ("pause", "resume"):
+        raise JobError(f"Unknown action {action!r}; use pause or resume.", 404)
+    return jsonify(act(info_hash, action).to_dict())
+
+
+@bp.delete("/api/jobs/<info_hash>")
+def api_remove(info_hash):
+    delete_files = request.args.get("delete_files", "false").lower() in ("1", "true", "yes")
+    manager().remove(info_hash, delete_files=delete_files)
+    return "", 204
+
+
+def json_body():
+    """The request's JSON object, or a 400/415 that says what is wrong with it."""
+    if not request.is_json:
+        raise JobError("Send the body as JSON with Content-Type: application/json.", 415)
+    try:
+        body = json.loads(request.get_data(as_text=False) or b"null")
+    except (ValueError, RecursionError) as exc:
+        raise JobError(f"The body is not valid JSON: {exc.__class__.__name__}.") from None
+    if not isinstance(body, dict):
+        raise JobError("The body must be a JSON object.")
+    return body
+
+
+if __name__ == "__main__":
+    from waitress import serve
+
+    application = create_app()
+    serve(application, host=os.environ.get("HASHDROP_HOST", "127.0.0.1"),
+          port=int(os.environ.get("HASHDROP_PORT", "5000")))

@@ -1,0 +1,330 @@
+"""Torrent knowledge: the one libtorrent session, its settings, and the job thread body."""
+import logging
+import threading
+import time
+
+import libtorrent as lt
+import torrentp
+
+log = logging.getLogger(__name__)
+
+ALERT_MASK = (
+    lt.alert_category.status
+    | lt.alert_category.error
+    | lt.alert_category.storage
+    | lt.alert_category.tracker
+)
+
+# Flags every job's torrent is added with. Not auto-managed: hashdrop queues jobs itself
+# (MAX_ACTIVE), and libtorrent's own queue would pause torrents behind its back.
+ADD_FLAGS = lt.torrent_flags.update_subscribe | lt.torrent_flags.apply_ip_filter
+
+STATUS_INTERVAL = 1.0  # seconds between batched status updates (post_torrent_updates)
+RESUME_INTERVAL = 10.0  # at most this often, resume data of a changing torrent is saved
+RESUME_FLAGS = lt.save_resume_flags_t.save_info_dict | lt.save_resume_flags_t.flush_disk_cache
+
+
+def session_settings(config):
+    """Build the libtorrent settings for the app's session from the app config."""
+    return {
+        "listen_interfaces": config["LISTEN_INTERFACES"],
+        "enable_dht": config["DHT"],
+        "enable_lsd": config["LSD"],
+        "enable_upnp": config["UPNP"],
+        "enable_natpmp": config["NATPMP"],
+        "user_agent": f"hashdrop libtorrent/{lt.__version__}",
+        "alert_mask": ALERT_MASK,
+        "alert_queue_size": 10000,
+        "download_rate_limit": int(config["DOWNLOAD_LIMIT"]),
+        "upload_rate_limit": int(config["UPLOAD_LIMIT"]),
+        # Measured on loopback (README, Performance): these three decide throughput.
+        # Dial peers over TCP; uTP is still accepted from peers that prefer it.
+        "enable_outgoing_utp": False,
+        "enable_incoming_utp": True,
+        "max_queued_disk_bytes": 1024 * 1024,
+        "tick_interval": 100,
+        # A paused-then-resumed job must be able to redial a lone seeder soon.
+        "min_reconnect_time": 2,
+        # Without these, peers on the same machine or LAN ignore the global rate limits.
+        "rate_limit_ip_overhead": False,
+    }
+
+
+def info_hash_keys(info_hashes):
+    """Return the hex strings (v1 and/or v2) that identify a torrent's info_hash_t."""
+    keys = []
+    if info_hashes.has_v1():
+        keys.append(str(info_hashes.v1))
+    if info_hashes.has_v2():
+        keys.append(str(info_hashes.v2))
+    return keys
+
+
+class SessionDownloader(torrentp.Downloader):
+    """torrentp's Downloader bound to the app's shared session, without its blocking loops.
+
+    torrentp gives us the add parameters (sparse storage) and pause/resume/stop. Its
+    status() sleeps 1 s per metadata poll and its download() is a coroutine that polls
+    every second and draws a progress bar on stdout, so adding is done here and progress
+    comes from the session's batched updates instead.
+    """
+
+    def __init__(self, session, add_params):
+        super().__init__(
+            session=session,
+            torrent_info=add_params,
+            save_path=add_params.save_path,
+            libtorrent=lt,
+            is_magnet=True,
+        )
+
+    def add(self):
+        """Add the torrent to the session and return its handle."""
+        self._file = self._session.add_torrent(self._build_add_torrent_params())
+        self._paused = bool(self._file.flags() & lt.torrent_flags.paused)
+        return self._file
+
+    @property
+    def handle(self):
+        return self._file
+
+    def resume(self):
+        """Resume the torrent, also after libtorrent paused it itself (on an error)."""
+        self._paused = True  # torrentp only resumes what it paused itself
+        super().resume()
+
+    def stop(self, delete_files=False):
+        """Remove the torrent from the session, with its files when asked."""
+        if self._file is None:
+            return
+        if delete_files:
+            self._session.remove_torrent(self._file, lt.session.delete_files)
+            self._file = None
+        else:
+            super().stop()
+
+
+class TorrentSession:
+    """Owns the process's one libtorrent session and its `alerts` thread."""
+
+    def __init__(self, settings):
+        self.settings = settings
+        self.session = None
+        self._listeners = {}  # info hash hex -> callable(alert or status)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = None
+        self.resume_interval = RESUME_INTERVAL
+        self._last_resume_save = {}
+
+    def start(self):
+        """Create the session (DHT etc. start now, with these settings) and the alert thread."""
+        self.session = lt.session(self.settings)
+        self._thread = threading.Thread(target=self._alert_loop, name="alerts", daemon=True)
+        self._thread.start()
+
+    def listen(self, keys, listener):
+        """Route alerts and status updates for these info hash keys to listener."""
+        with self._lock:
+            for key in keys:
+                self._listeners[key] = listener
+
+    def forget(self, keys):
+        with self._lock:
+            for key in keys:
+                self._listeners.pop(key, None)
+
+    def add(self, add_params):
+        """Add a torrent bound to a torrentp downloader; return the downloader."""
+        add_params.flags = (add_params.flags | ADD_FLAGS) & ~lt.torrent_flags.auto_managed
+        torrent = SessionDownloader(self.session, add_params)
+        torrent.add()
+        return torrent
+
+    def listen_port(self):
+        return self.session.listen_port()
+
+    def apply(self, settings):
+        self.session.apply_settings(settings)
+
+    def _listener_for(self, info_hashes):
+        with self._lock:
+            for key in info_hash_keys(info_hashes):
+                if key in self._listeners:
+                    return self._listeners[key]
+        return None
+
+    def _alert_loop(self):
+        next_update = 0.0
+        while not self._stop.is_set():
+            now = time.monotonic()
+            if now >= next_update:
+                self.session.post_torrent_updates()
+                next_update = now + STATUS_INTERVAL
+            self.session.wait_for_alert(int(max(0.0, next_update - now) * 1000) + 1)
+            for alert in self.session.pop_alerts():
+                try:
+                    self._dispatch(alert)
+                except Exception:
+                    log.exception("handling %s failed", type(alert).__name__)
+
+    def _dispatch(self, alert):
+        if isinstance(alert, lt.state_update_alert):
+            for status in alert.status:
+                self._save_if_due(status)
+                listener = self._listener_for(status.info_hashes)
+                if listener:
+                    listener(translate(status))
+            return
+        handle = getattr(alert, "handle", None)
+        if handle is None or not handle.is_valid():
+            if isinstance(alert, lt.listen_failed_alert):
+                log.error("libtorrent cannot listen: %s", alert.message())
+            return
+        listener = self._listener_for(handle.info_hashes())
+        event = translate(alert) if listener else None
+        if event:
+            listener(event)
+
+    def _save_if_due(self, status):
+        """Ask for resume data of a torrent that changed, at most every RESUME_INTERVAL."""
+        if not status.need_save_resume:
+            return
+        key = str(status.info_hashes.get_best())
+        now = time.monotonic()
+        if now - self._last_resume_save.get(key, 0.0) >= self.resume_interval:
+            self._last_resume_save[key] = now
+            status.handle.save_resume_data(RESUME_FLAGS)
+
+    def close(self, on_resume_data, timeout=10):
+        """Stop the alert thread, then save resume data for every torrent within timeout.
+
+        on_resume_data(keys, data) receives each torrent's encoded resume data.
+        """
+        if self.session is None:
+            return
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout)
+        session, self.session = self.session, None
+        session.pause()
+        waiting = 0
+        for handle in session.get_torrents():
+            handle.save_resume_data(RESUME_FLAGS)
+            waiting += 1
+        deadline = time.monotonic() + timeout
+        while waiting and time.monotonic() < deadline:
+            session.wait_for_alert(100)
+            for alert in session.pop_alerts():
+                if isinstance(alert, lt.save_resume_data_alert):
+                    waiting -= 1
+                    keys = info_hash_keys(alert.params.info_hashes)
+                    try:
+                        on_resume_data(keys, lt.write_resume_data_buf(alert.params))
+                    except OSError:
+                        log.exception("cannot keep resume data for %s", keys)
+                elif isinstance(alert, lt.save_resume_data_failed_alert):
+                    waiting -= 1
+        if waiting:
+            log.warning("shut down before %d torrents saved their resume data", waiting)
+
+
+# The job thread ----------------------------------------------------------------------
+
+STOP = "stop"
+
+
+def downloader(job):
+    """Download one job's torrent into its save path until it is removed or the app stops.
+
+    Runs in the job's own thread: adds the torrent to the shared session, then sleeps on
+    the job's inbox, where the alert thread delivers this torrent's alerts and status
+    updates, until it is told to stop.
+    """
+    torrent = None
+    try:
+        torrent = job.manager.torrents.add(job.add_params())
+        job.attach(torrent)
+        for message in iter(job.inbox.get, STOP):  # (event, value) pairs from translate()
+            job.handle_event(*message)
+    except Exception as exc:
+        log.exception("job %s failed", job.info_hash)
+        job.fail(describe_error(exc))
+    finally:
+        job.detach(torrent)
+
+
+def describe_error(exc):
+    """A sentence for a person: the OS's reason for OS errors, else the exception text."""
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror}{where}"
+    return str(exc) or type(exc).__name__
+
+
+def translate(alert):
+    """Turn a libtorrent alert or status into a plain (event, value) pair for a job.
+
+    Alerts are only valid until the next pop_alerts(), so this runs in the alert thread
+    and keeps nothing of the alert. Returns None for alerts jobs do not care about.
+    """
+    if isinstance(alert, lt.torrent_status):
+        return "status", live_status(alert)
+    if isinstance(alert, lt.metadata_received_alert):
+        alert.handle.save_resume_data(RESUME_FLAGS)
+        info = alert.handle.torrent_file()
+        return "metadata", (info.name(), info_hash_keys(info.info_hashes()))
+    if isinstance(alert, lt.torrent_finished_alert):
+        alert.handle.save_resume_data(RESUME_FLAGS)
+        return "finished", None
+    if isinstance(alert, lt.file_error_alert):
+        return "error", f"{alert.error.message()}: {alert.filename()}"
+    if isinstance(alert, lt.torrent_error_alert):
+        where = f": {alert.filename()}" if alert.filename() else ""
+        return "error", f"{alert.error.message()}{where}"
+    if isinstance(alert, lt.save_resume_data_alert):
+        return "resume_data", lt.write_resume_data_buf(alert.params)
+    if isinstance(alert, lt.save_resume_data_failed_alert):
+        log.warning("resume data not saved: %s", alert.message())
+    return None
+
+
+def live_status(status):
+    """The fields of a torrent_status that the page and the API show."""
+    return {
+        "total_wanted": status.total_wanted,
+        "total_wanted_done": status.total_wanted_done,
+        "download_rate": status.download_payload_rate,
+        "upload_rate": status.upload_payload_rate,
+        "all_time_upload": status.all_time_upload,
+        "all_time_download": status.all_time_download,
+        "peers": status.num_peers,
+        "seeds": status.num_seeds,
+        "finished": status.has_metadata and status.is_finished,
+    }
+
+
+def params_from_magnet(magnet):
+    return lt.parse_magnet_uri(magnet)
+
+
+def params_from_torrent(data):
+    return lt.load_torrent_buffer(data)
+
+
+def params_from_resume(data):
+    return lt.read_resume_data(data)
+
+
+def has_metadata(params):
+    return params.ti is not None
+
+
+def set_flag(params, name, on):
+    flag = getattr(lt.torrent_flags, name)
+    params.flags = (params.flags | flag) if on else (params.flags & ~flag)
+
+
+def reconnect(handle):
+    """Ask trackers for peers again at once, e.g. after a resume."""
+    handle.force_reannounce(0, -1, lt.reannounce_flags_t.ignore_min_interval)

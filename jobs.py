@@ -1,0 +1,565 @@
+"""The job registry: one thread per download, its state, queueing, and the submit path."""
+import logging
+import os
+import queue
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from enum import Enum
+
+import downloader as torrents_mod
+import hashes
+from downloader import STOP, TorrentSession, downloader, session_settings
+from store import JobStore, write_atomically
+
+log = logging.getLogger(__name__)
+
+
+class JobState(str, Enum):
+    QUEUED = "queued"
+    FETCHING_METADATA = "fetching_metadata"
+    DOWNLOADING = "downloading"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class JobError(Exception):
+    """An action on a job that cannot be done; status is the HTTP status that fits."""
+
+    def __init__(self, message, status=400):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+def utcnow():
+    return datetime.now(timezone.utc).replace(microsecond=0)
+
+
+@dataclass
+class Job:
+    """One download: what was asked for, where it goes, and what libtorrent last said."""
+
+    info_hash: str
+    save_path: str
+    manager: "JobManager"
+    v1_hash: str | None = None
+    v2_hash: str | None = None
+    name: str | None = None
+    magnet: str | None = None
+    torrent: bytes | None = None  # .torrent file or metadata, once known
+    category: str = ""
+    sequential: bool = False
+    added_at: datetime = field(default_factory=utcnow)
+    state: JobState = JobState.FETCHING_METADATA
+    error: str | None = None
+    completed_at: datetime | None = None
+    live: dict = field(default_factory=dict)  # the latest batched torrent status
+    inbox: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
+    thread: threading.Thread | None = None
+    torrent_handle: object = None  # downloader.SessionDownloader once added
+    delete_files: bool = False
+    removing: bool = False
+    seeding_stopped: bool = False
+    has_metadata: bool = False
+
+    # Called from the job's own thread (see downloader.downloader) -------------------
+    def add_params(self):
+        return self.manager.add_params(self)
+
+    def attach(self, torrent):
+        self.manager.attach(self, torrent)
+
+    def handle_event(self, event, value):
+        """Apply one event from libtorrent (see downloader.translate) to this job."""
+        manager = self.manager
+        if event == "status":
+            self.live = value
+            if value["finished"] and self.state in (JobState.DOWNLOADING, JobState.QUEUED):
+                manager.set_state(self, JobState.COMPLETED)
+            if self.state == JobState.COMPLETED:
+                manager.check_seed_ratio(self)
+        elif event == "metadata":
+            name, keys = value
+            manager.metadata_arrived(self, name, keys)
+        elif event == "finished":
+            if self.state in RUNNING:
+                manager.set_state(self, JobState.COMPLETED)
+                manager.check_seed_ratio(self)
+        elif event == "error":
+            manager.set_state(self, JobState.FAILED, error=value)
+        elif event == "resume_data":
+            manager.save_resume(self, value)
+
+    def fail(self, error):
+        self.manager.set_state(self, JobState.FAILED, error=error)
+
+    def detach(self, torrent):
+        self.manager.detach(self, torrent)
+
+    # Read by the page and the API ---------------------------------------------------
+    def record(self):
+        """The job's durable fields, as stored."""
+        return {
+            "info_hash": self.info_hash,
+            "v1_hash": self.v1_hash,
+            "v2_hash": self.v2_hash,
+            "name": self.name,
+            "magnet": self.magnet,
+            "torrent": self.torrent,
+            "added_at": self.added_at.isoformat(),
+            "state": self.state.value,
+            "error": self.error,
+            "save_path": self.save_path,
+            "category": self.category,
+            "sequential": int(self.sequential),
+            "completed_at": self.completed_at.isoformat() if self.completed_at else None,
+        }
+
+    def to_dict(self, now=None):
+        """The job as the API and the page show it."""
+        now = now or utcnow()
+        live = self.live
+        total = live.get("total_wanted", 0)
+        done = live.get("total_wanted_done", 0)
+        rate = live.get("download_rate", 0)
+        progress = 1.0 if self.state == JobState.COMPLETED else (done / total if total else 0.0)
+        eta = None
+        if self.state == JobState.DOWNLOADING and rate > 0 and total > done:
+            eta = int((total - done) / rate)
+        return {
+            "info_hash": self.info_hash,
+            "v1_hash": self.v1_hash,
+            "v2_hash": self.v2_hash,
+            "name": self.name,
+            "added_at": self.added_at.isoformat(),
+            "completed_at": self.completed_at.isoformat() if self.completed_at else None,
+            "state": self.state.value,
+            "progress": round(progress, 4),
+            "total_bytes": total,
+            "downloaded_bytes": total if self.state == JobState.COMPLETED and total else done,
+            "uploaded_bytes": live.get("all_time_upload", 0),
+            "download_rate": rate,
+            "upload_rate": live.get("upload_rate", 0),
+            "peers": live.get("peers", 0),
+            "seeds": live.get("seeds", 0),
+            "eta_seconds": eta,
+            "waiting_seconds": int((now - self.added_at).total_seconds()),
+            "seeding": self.state == JobState.COMPLETED and not self.seeding_stopped,
+            "error": self.error,
+            "save_path": self.save_path,
+            "category": self.category,
+            "sequential": self.sequential,
+        }
+
+
+@dataclass
+class SubmitResult:
+    """What one submit did, line by line."""
+
+    started: list = field(default_factory=list)     # Job
+    duplicates: list = field(default_factory=list)  # hashes.Target repeated in the paste
+    existing: list = field(default_factory=list)    # hashes.Target already a job
+    rejected: list = field(default_factory=list)    # hashes.Rejected
+    refused: str | None = None                      # the whole submit was refused
+
+    def messages(self):
+        """(message, category) pairs for flash(), in the order a person reads them."""
+        if self.refused:
+            return [(self.refused, "error")]
+        out = [(f"Skipped {r.text!r}: {r.reason}", "error") for r in self.rejected]
+        out += [(f"{label(t)} was pasted more than once; started it once.", "warning")
+                for t in self.duplicates]
+        out += [(f"{label(t)} is already in the list; nothing new started.", "warning")
+                for t in self.existing]
+        if not (self.started or self.rejected or self.duplicates or self.existing):
+            return [("Paste at least one info hash or magnet link.", "error")]
+        count = len(self.started)
+        out.append((f"Started {count} download{'s' if count != 1 else ''}.",
+                    "success" if count else "warning"))
+        return out
+
+    def to_dict(self):
+        return {
+            "started": [job.to_dict() for job in self.started],
+            "duplicates": [{"info_hash": t.info_hash, "text": t.source} for t in self.duplicates],
+            "existing": [{"info_hash": t.info_hash, "text": t.source} for t in self.existing],
+            "rejected": [{"text": r.text, "reason": r.reason} for r in self.rejected],
+            "messages": [{"text": m, "category": c} for m, c in self.messages()],
+        }
+
+
+def label(target):
+    return target.name or target.info_hash
+
+
+class JobManager:
+    """The registry of jobs, their threads and the download slots, under one lock."""
+
+    def __init__(self, config, torrents, store):
+        self.config = config
+        self.torrents = torrents
+        self.store = store
+        self.resume_dir = os.path.join(config["DATA_DIR"], "resume")
+        os.makedirs(self.resume_dir, exist_ok=True)
+        self.max_active = int(config["MAX_ACTIVE"])
+        self.seed_ratio = config["SEED_RATIO"]
+        self._lock = threading.RLock()
+        self._jobs = {}      # info_hash -> Job, in the order they were added
+        self._active = set()  # info hashes holding a download slot
+        self._aliases = {}    # every v1/v2 hash of a job -> its info_hash
+        self._closed = False
+
+    @classmethod
+    def from_config(cls, config):
+        """Open the store, start the session, and bring back the stored jobs."""
+        store = JobStore.in_dir(config["DATA_DIR"])
+        torrents = TorrentSession(session_settings(config))
+        torrents.start()
+        manager = cls(config, torrents, store)
+        manager.restore()
+        return manager
+
+    # Submitting ---------------------------------------------------------------------
+    def submit_text(self, text, **options):
+        """Start one background download per info hash or magnet found in text."""
+        return self.submit(hashes.parse_text(text), **options)
+
+    def submit_items(self, items, **options):
+        return self.submit(hashes.parse_items(items), **options)
+
+    def submit(self, parsed, category="", paused=False, sequential=False):
+        result = SubmitResult(duplicates=list(parsed.duplicates), rejected=list(parsed.rejected))
+        new_jobs = []
+        with self._lock:
+            if self._closed:
+                result.refused = "hashdrop is shutting down; nothing was started."
+                return result
+            for target in parsed.targets:
+                if self._find(target):
+                    result.existing.append(target)
+                    continue
+                job = self._new_job(target, category, sequential)
+                job.state = JobState.PAUSED if paused else job.state
+                self._register(job)
+                new_jobs.append(job)
+            if new_jobs:
+                self.store.save_many([job.record() for job in new_jobs])
+            for job in new_jobs:
+                self._start(job)
+        result.started = new_jobs
+        return result
+
+    def _find(self, target):
+        for key in (target.v1_hash, target.v2_hash, target.info_hash):
+            if key and key in self._aliases:
+                return self._jobs.get(self._aliases[key])
+        return None
+
+    def _register(self, job):
+        self._jobs[job.info_hash] = job
+        for key in (job.v1_hash, job.v2_hash, job.info_hash):
+            if key:
+                self._aliases[key] = job.info_hash
+
+    def _new_job(self, target, category, sequential):
+        return Job(
+            info_hash=target.info_hash,
+            v1_hash=target.v1_hash,
+            v2_hash=target.v2_hash,
+            name=target.name,
+            magnet=hashes.magnet_for(target, self.config["TRACKERS"]),
+            save_path=self.save_path_for(category),
+            category=category,
+            sequential=sequential,
+            manager=self,
+        )
+
+    def save_path_for(self, category):
+        return os.path.abspath(os.path.join(self.config["SAVE_PATH"], category))
+
+    def _start(self, job):
+        job.thread = threading.Thread(
+            target=downloader, args=(job,), name=f"job-{job.info_hash[:8]}", daemon=True
+        )
+        job.thread.start()
+
+    # The job thread's side ----------------------------------------------------------
+    def add_params(self, job):
+        """Build libtorrent's add parameters: resume data if kept, else .torrent or magnet."""
+        os.makedirs(job.save_path, exist_ok=True)
+        params = self._read_resume(job)
+        if params is None and job.torrent:
+            params = torrents_mod.params_from_torrent(job.torrent)
+        if params is None:
+            params = torrents_mod.params_from_magnet(job.magnet)
+        params.save_path = job.save_path
+        torrents_mod.set_flag(params, "sequential_download", job.sequential)
+        with self._lock:
+            job.has_metadata = torrents_mod.has_metadata(params)
+            if job.state == JobState.COMPLETED:
+                wants_pause = job.seeding_stopped
+            elif job.state == JobState.PAUSED:
+                wants_pause = True
+            elif job.has_metadata:
+                wants_pause = not self._take_slot(job)
+            else:
+                wants_pause = False
+        torrents_mod.set_flag(params, "paused", wants_pause)
+        return params
+
+    def attach(self, job, torrent):
+        keys = torrents_mod.info_hash_keys(torrent.handle.info_hashes())
+        with self._lock:
+            job.torrent_handle = torrent
+            if job.state not in (JobState.PAUSED, JobState.COMPLETED):
+                if not job.has_metadata:
+                    self.set_state(job, JobState.FETCHING_METADATA)
+                elif job.info_hash in self._active:
+                    self.set_state(job, JobState.DOWNLOADING)
+                else:
+                    self.set_state(job, JobState.QUEUED)
+        self.torrents.listen(keys, job.inbox.put)
+        # The first status arrives with the next batch; ask now so metadata-less jobs
+        # show their peers at once.
+        torrent.handle.post_status()
+
+    def detach(self, job, torrent):
+        """The job's thread is ending: its torrent leaves the session, unless the app stops."""
+        with self._lock:
+            job.torrent_handle = None
+            self._release_slot(job)
+            closing = self._closed
+        if torrent is None or torrent.handle is None:
+            return
+        self.torrents.forget(torrents_mod.info_hash_keys(torrent.handle.info_hashes()))
+        if not closing and self.torrents.session is not None:
+            torrent.stop(delete_files=job.removing and job.delete_files)
+
+    def set_state(self, job, state, error=None):
+        """Move a job to a new state, record it, and hand its slot on when it frees one."""
+        with self._lock:
+            if job.removing or (job.state == state and job.error == error):
+                return
+            job.state = state
+            job.error = error
+            if state == JobState.COMPLETED and job.completed_at is None:
+                job.completed_at = utcnow()
+            if state != JobState.DOWNLOADING:
+                self._release_slot(job)
+            self.store.update(job.info_hash, state=state.value, error=error,
+                              completed_at=job.record()["completed_at"])
+
+    def metadata_arrived(self, job, name, keys):
+        """Record the name, then start downloading if a slot is free.
+
+        The metadata itself is kept with the resume data, asked for as it arrived.
+        """
+        self.torrents.listen(keys, job.inbox.put)
+        with self._lock:
+            job.name = name
+            job.has_metadata = True
+            for key in keys:
+                self._aliases[key] = job.info_hash
+            self.store.update(job.info_hash, name=name)
+            if job.state == JobState.FETCHING_METADATA:
+                self._want_download(job)
+
+    def check_seed_ratio(self, job):
+        """Stop seeding once the configured share ratio is reached (0: at once)."""
+        with self._lock:
+            if self.seed_ratio is None or job.seeding_stopped or not job.torrent_handle:
+                return
+            wanted = job.live.get("total_wanted") or 1
+            if job.live.get("all_time_upload", 0) / wanted >= self.seed_ratio:
+                job.seeding_stopped = True
+                job.torrent_handle.pause()
+
+    def _want_download(self, job):
+        if self._take_slot(job):
+            self.set_state(job, JobState.DOWNLOADING)
+            if job.torrent_handle:
+                job.torrent_handle.resume()
+        else:
+            self.set_state(job, JobState.QUEUED)
+            if job.torrent_handle:
+                job.torrent_handle.pause()
+
+    def _take_slot(self, job):
+        if job.info_hash in self._active:
+            return True
+        if len(self._active) >= self.max_active:
+            return False
+        self._active.add(job.info_hash)
+        return True
+
+    def _release_slot(self, job):
+        if job.info_hash not in self._active:
+            return
+        self._active.discard(job.info_hash)
+        for waiting in self._jobs.values():
+            if waiting.state == JobState.QUEUED and waiting.torrent_handle:
+                self._want_download(waiting)
+                break
+
+    def save_resume(self, job, data):
+        """Keep libtorrent's resume data (with the metadata) for the next start."""
+        if not job.removing:
+            write_atomically(self._resume_path(job), data)
+
+    def _resume_path(self, job):
+        return os.path.join(self.resume_dir, f"{job.info_hash}.resume")
+
+    def _read_resume(self, job):
+        path = self._resume_path(job)
+        try:
+            with open(path, "rb") as f:
+                return torrents_mod.params_from_resume(f.read())
+        except FileNotFoundError:
+            return None
+        except Exception as exc:
+            log.warning("resume data %s is damaged (%s); the files will be rechecked", path, exc)
+            os.replace(path, f"{path}.damaged")
+            return None
+
+    # Steering -----------------------------------------------------------------------
+    def get(self, info_hash):
+        with self._lock:
+            job = self._jobs.get((info_hash or "").lower())
+        if job is None:
+            raise JobError(f"No job has the info hash {info_hash!r}.", 404)
+        return job
+
+    def pause(self, info_hash):
+        """Pause a job; a completed job stops seeding."""
+        job = self.get(info_hash)
+        with self._lock:
+            if job.state in (JobState.FAILED, JobState.CANCELLED):
+                raise JobError(f"{job.state.value} jobs cannot be paused.", 409)
+            if job.state == JobState.COMPLETED:
+                job.seeding_stopped = True
+            elif job.state != JobState.PAUSED:
+                self.set_state(job, JobState.PAUSED)
+            if job.torrent_handle:
+                job.torrent_handle.pause()
+        return job
+
+    def resume(self, info_hash):
+        """Resume a paused job (or retry a failed one); it may have to queue for a slot."""
+        job = self.get(info_hash)
+        with self._lock:
+            if job.state == JobState.COMPLETED:
+                job.seeding_stopped = False
+                if job.torrent_handle:
+                    job.torrent_handle.resume()
+                return job
+            if job.state not in (JobState.PAUSED, JobState.FAILED):
+                return job
+            retry = job.state == JobState.FAILED
+            job.error = None
+            if job.thread is None or not job.thread.is_alive():
+                job.state = JobState.FETCHING_METADATA
+                self.store.update(job.info_hash, state=job.state.value, error=None)
+                self._start(job)
+                return job
+            handle = job.torrent_handle.handle if job.torrent_handle else None
+            if handle is not None and retry:
+                handle.clear_error()
+            if handle is not None and not job.has_metadata:
+                self.set_state(job, JobState.FETCHING_METADATA)
+                job.torrent_handle.resume()
+            else:
+                job.state = JobState.QUEUED  # so _want_download records the move
+                self._want_download(job)
+            if handle is not None:
+                torrents_mod.reconnect(handle)
+        return job
+
+    def remove(self, info_hash, delete_files=False):
+        """Forget a job; its thread removes the torrent (and its files when asked)."""
+        job = self.get(info_hash)
+        with self._lock:
+            job.state = JobState.CANCELLED
+            job.removing = True
+            job.delete_files = delete_files
+            del self._jobs[job.info_hash]
+            for key in [k for k, v in self._aliases.items() if v == job.info_hash]:
+                del self._aliases[key]
+            self._release_slot(job)
+            self.store.delete(job.info_hash)
+            thread = job.thread
+            job.inbox.put(STOP)
+        try:
+            os.remove(self._resume_path(job))
+        except FileNotFoundError:
+            pass
+        return job
+
+    def jobs(self):
+        """Every job as a dict, oldest first."""
+        now = utcnow()
+        with self._lock:
+            return [job.to_dict(now) for job in self._jobs.values()]
+
+    def counts(self):
+        with self._lock:
+            states = [job.state for job in self._jobs.values()]
+        return {state.value: states.count(state) for state in JobState}
+
+    def has_running(self):
+        with self._lock:
+            return any(job.state in RUNNING for job in self._jobs.values())
+
+    # Start-up and shutdown ----------------------------------------------------------
+    def restore(self):
+        """Bring back every stored job; unfinished ones run again in their own thread."""
+        for record in self.store.load():
+            job = Job(
+                info_hash=record["info_hash"],
+                v1_hash=record["v1_hash"],
+                v2_hash=record["v2_hash"],
+                name=record["name"],
+                magnet=record["magnet"],
+                torrent=record["torrent"],
+                added_at=datetime.fromisoformat(record["added_at"]),
+                state=JobState(record["state"]),
+                error=record["error"],
+                save_path=record["save_path"],
+                category=record["category"],
+                sequential=bool(record["sequential"]),
+                completed_at=(datetime.fromisoformat(record["completed_at"])
+                              if record["completed_at"] else None),
+                manager=self,
+            )
+            if job.state in (JobState.DOWNLOADING, JobState.QUEUED):
+                job.state = JobState.FETCHING_METADATA
+            with self._lock:
+                self._register(job)
+                if job.state != JobState.FAILED:
+                    self._start(job)
+
+    def shutdown(self, timeout=10):
+        """Stop taking work, save resume data for every torrent, and end the threads."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            jobs = list(self._jobs.values())
+        self.torrents.close(self._save_resume_by_key, timeout)
+        for job in jobs:
+            job.inbox.put(STOP)
+        for job in jobs:
+            if job.thread is not None:
+                job.thread.join(timeout)
+        self.store.close()
+
+    def _save_resume_by_key(self, keys, data):
+        with self._lock:
+            names = [self._aliases[key] for key in keys if key in self._aliases]
+        if names:
+            write_atomically(os.path.join(self.resume_dir, f"{names[0]}.resume"), data)
+
+
+RUNNING = {JobState.QUEUED, JobState.FETCHING_METADATA, JobState.DOWNLOADING}

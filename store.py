@@ -1,0 +1,113 @@
+"""SQLite job store: the schema, and one connection shared under a lock."""
+import os
+import sqlite3
+import threading
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    info_hash TEXT PRIMARY KEY,
+    v1_hash TEXT,
+    v2_hash TEXT,
+    name TEXT,
+    magnet TEXT,
+    torrent BLOB,
+    added_at TEXT NOT NULL,
+    state TEXT NOT NULL,
+    error TEXT,
+    save_path TEXT NOT NULL,
+    category TEXT NOT NULL DEFAULT '',
+    sequential INTEGER NOT NULL DEFAULT 0,
+    completed_at TEXT
+);
+"""
+
+COLUMNS = (
+    "info_hash", "v1_hash", "v2_hash", "name", "magnet", "torrent", "added_at", "state",
+    "error", "save_path", "category", "sequential", "completed_at",
+)
+
+
+class StoreError(Exception):
+    """The job database cannot be opened or read."""
+
+
+class JobStore:
+    """Every job hashdrop knows, in a SQLite file in the data dir (WAL mode)."""
+
+    def __init__(self, path):
+        self.path = path
+        self._lock = threading.Lock()
+        try:
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(SCHEMA)
+            self._db.execute("SELECT count(*) FROM jobs").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(
+                f"The job database {path} cannot be read ({exc}). "
+                "Move it aside to start with an empty job list, or restore it from a backup."
+            ) from exc
+
+    @classmethod
+    def in_dir(cls, data_dir):
+        os.makedirs(data_dir, exist_ok=True)
+        return cls(os.path.join(data_dir, "hashdrop.sqlite3"))
+
+    def load(self):
+        """Return every stored job as a dict, oldest first."""
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM jobs ORDER BY added_at, rowid").fetchall()
+        return [dict(row) for row in rows]
+
+    def save(self, record):
+        """Insert or replace one job (a dict with the COLUMNS keys)."""
+        values = [record.get(column) for column in COLUMNS]
+        placeholders = ", ".join("?" for _ in COLUMNS)
+        with self._lock:
+            self._db.execute(
+                f"INSERT OR REPLACE INTO jobs ({', '.join(COLUMNS)}) VALUES ({placeholders})",
+                values,
+            )
+
+    def save_many(self, records):
+        """Insert several jobs in one transaction."""
+        placeholders = ", ".join("?" for _ in COLUMNS)
+        sql = f"INSERT OR REPLACE INTO jobs ({', '.join(COLUMNS)}) VALUES ({placeholders})"
+        with self._lock:
+            with self._db:
+                self._db.execute("BEGIN")
+                self._db.executemany(sql, [[r.get(c) for c in COLUMNS] for r in records])
+
+    def update(self, info_hash, **fields):
+        """Change some columns of one job."""
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        with self._lock:
+            self._db.execute(
+                f"UPDATE jobs SET {assignments} WHERE info_hash = ?",
+                [*fields.values(), info_hash],
+            )
+
+    def delete(self, info_hash):
+        with self._lock:
+            self._db.execute("DELETE FROM jobs WHERE info_hash = ?", (info_hash,))
+
+    def close(self):
+        with self._lock:
+            self._db.close()
+
+
+def write_atomically(path, data):
+    """Write bytes to path so that a crash leaves either the old or the new file."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
