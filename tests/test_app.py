@@ -1,0 +1,198 @@
+"""The form, the JSON API and the config, with hashes no peer will ever answer."""
+import json
+import os
+import stat
+import time
+
+import pytest
+
+from app import create_app
+from conftest import HERMETIC
+
+HASH_A = "a" * 40
+HASH_B = "0123456789abcdef0123456789abcdef01234567"
+BASE32 = "MFRGGZDFMZTWQ2LKNNWG23TPOBYXE43U"  # 32 base32 characters: a v1 hash
+
+
+def flashes(client):
+    page = client.get("/").get_data(as_text=True)
+    return page
+
+
+def test_index_shows_the_form(client):
+    page = client.get("/").get_data(as_text=True)
+    assert '<textarea id="downloads" name="downloads"' in page
+    assert "No downloads yet" in page
+
+
+def test_submit_starts_jobs_and_redirects(client, manager):
+    response = client.post("/start-downloads", data={"downloads": f"  {HASH_A.upper()}  \n\n{HASH_B}\n"})
+    assert response.status_code == 303
+    assert response.headers["Location"].endswith("/")
+    jobs = {job["info_hash"]: job for job in manager.jobs()}
+    assert set(jobs) == {HASH_A, HASH_B}
+    page = flashes(client)
+    assert "Started 2 downloads." in page
+    assert HASH_A in page
+
+
+def test_submit_base32_and_magnet(client, manager):
+    magnet = f"magnet:?xt=urn:btih:{HASH_B}&dn=Some+Name"
+    client.post("/start-downloads", data={"downloads": f"{BASE32}\n{magnet}"})
+    jobs = {job["info_hash"]: job for job in manager.jobs()}
+    assert "6162636465666768696a6b6c6d6e6f7071727374" in jobs  # base32 decoded to hex
+    assert jobs[HASH_B]["name"] == "Some Name"
+
+
+def test_submit_empty_asks_for_a_hash(client, manager):
+    response = client.post("/start-downloads", data={"downloads": "  \n \n"})
+    assert response.status_code == 303
+    assert "Paste at least one info hash or magnet link." in flashes(client)
+    assert manager.jobs() == []
+
+
+def test_bad_lines_are_named_and_good_lines_still_start(client, manager):
+    client.post("/start-downloads", data={"downloads": f"not a hash\n{HASH_A}\n{HASH_A[:39]}"})
+    page = flashes(client)
+    assert "not a hash" in page and "39" in page
+    assert "Started 1 download." in page
+    assert [job["info_hash"] for job in manager.jobs()] == [HASH_A]
+
+
+def test_duplicates_and_existing_jobs_start_nothing_new(client, manager):
+    client.post("/start-downloads", data={"downloads": f"{HASH_A}\n{HASH_A.upper()}"})
+    assert "pasted more than once" in flashes(client)
+    client.post("/start-downloads", data={"downloads": HASH_A})
+    page = flashes(client)
+    assert "already in the list" in page and "Started 0 downloads." in page
+    assert len(manager.jobs()) == 1
+
+
+def test_submit_answers_fast_with_many_hashes(client):
+    lines = "\n".join(f"{i:040x}" for i in range(1, 201))
+    started = time.perf_counter()
+    response = client.post("/start-downloads", data={"downloads": lines})
+    assert response.status_code == 303
+    assert time.perf_counter() - started < 5  # generous: it must not wait for any peer
+
+
+def test_api_job_fields(client):
+    client.post("/start-downloads", data={"downloads": HASH_A})
+    [job] = client.get("/api/jobs").get_json()
+    for key in ("info_hash", "name", "added_at", "state", "progress", "total_bytes",
+                "downloaded_bytes", "download_rate", "upload_rate", "peers", "error", "save_path"):
+        assert key in job
+    assert job["info_hash"] == HASH_A
+    assert job["state"] == "fetching_metadata"
+    assert job["name"] is None and job["error"] is None
+    assert 0.0 <= job["progress"] <= 1.0
+    assert job["added_at"].endswith("+00:00")
+    assert client.get(f"/api/jobs/{HASH_A.upper()}").get_json()["info_hash"] == HASH_A
+
+
+def test_api_submit_reports_each_line(client):
+    response = client.post("/api/jobs", json={"hashes": [HASH_A, HASH_A, "nope"]})
+    assert response.status_code == 201
+    body = response.get_json()
+    assert [job["info_hash"] for job in body["started"]] == [HASH_A]
+    assert body["duplicates"][0]["info_hash"] == HASH_A
+    assert body["rejected"][0]["text"] == "nope"
+    again = client.post("/api/jobs", json={"text": f"see {HASH_A} here"})
+    assert again.status_code == 200
+    assert again.get_json()["existing"][0]["info_hash"] == HASH_A
+
+
+@pytest.mark.parametrize("kwargs, status", [
+    ({"data": "hashes=x", "content_type": "application/x-www-form-urlencoded"}, 415),
+    ({"data": "{not json", "content_type": "application/json"}, 400),
+    ({"data": "[" * 100000 + "]" * 100000, "content_type": "application/json"}, 400),
+    ({"json": ["a list"]}, 400),
+    ({"json": {"hashes": "not a list"}}, 400),
+    ({"json": {"hashes": [1, 2]}}, 400),
+    ({"json": {"text": 5}}, 400),
+    ({"json": {"other": 1}}, 400),
+    ({"json": {"text": "nothing here"}}, 400),
+])
+def test_api_bad_bodies_get_json_errors(client, kwargs, status):
+    response = client.post("/api/jobs", **kwargs)
+    assert response.status_code == status
+    assert response.is_json and response.get_json()["error"]
+
+
+def test_api_unknown_hash_and_route(client):
+    assert client.get(f"/api/jobs/{HASH_B}").status_code == 404
+    assert client.get(f"/api/jobs/{HASH_B}").get_json()["error"]
+    assert client.post(f"/api/jobs/{HASH_B}/pause").status_code == 404
+    assert client.delete(f"/api/jobs/{HASH_B}").status_code == 404
+    assert client.get("/api/nothing").get_json()["error"]
+
+
+def test_api_pause_resume_remove(client, manager):
+    client.post("/api/jobs", json={"hashes": [HASH_A]})
+    assert client.post(f"/api/jobs/{HASH_A}/pause").get_json()["state"] == "paused"
+    assert client.get(f"/api/jobs/{HASH_A}").get_json()["state"] == "paused"
+    assert client.post(f"/api/jobs/{HASH_A}/resume").get_json()["state"] == "fetching_metadata"
+    job = manager.get(HASH_A)
+    assert client.delete(f"/api/jobs/{HASH_A}").status_code == 204
+    job.thread.join(5)
+    assert not job.thread.is_alive()
+    assert client.get("/api/jobs").get_json() == []
+    assert manager.torrents.session.get_torrents() == []
+
+
+def test_page_actions_without_javascript(client):
+    client.post("/start-downloads", data={"downloads": HASH_A})
+    response = client.post(f"/jobs/{HASH_A}/pause")
+    assert response.status_code == 303
+    page = flashes(client)
+    assert "Paused" in page and "state-paused" in page
+    client.post(f"/jobs/{HASH_A}/remove")
+    assert "No downloads yet" in flashes(client)
+
+
+def test_jobs_survive_a_restart(make_app, tmp_path):
+    first = make_app()
+    first.test_client().post("/start-downloads", data={"downloads": f"{HASH_A}\n{HASH_B}"})
+    first.test_client().post(f"/api/jobs/{HASH_B}/pause")
+    first.extensions["hashdrop"].shutdown()
+    second = make_app()
+    jobs = {job["info_hash"]: job["state"] for job in second.extensions["hashdrop"].jobs()}
+    assert jobs == {HASH_A: "fetching_metadata", HASH_B: "paused"}
+
+
+def test_config_from_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("HASHDROP_SAVE_PATH", str(tmp_path / "media"))
+    monkeypatch.setenv("HASHDROP_DATA_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("HASHDROP_LISTEN_INTERFACES", "127.0.0.1:0")
+    for name in ("DHT", "LSD", "UPNP", "NATPMP"):
+        monkeypatch.setenv(f"HASHDROP_{name}", "false")
+    monkeypatch.setenv("HASHDROP_TRACKERS", "http://127.0.0.1:1/announce, udp://127.0.0.1:2")
+    monkeypatch.setenv("HASHDROP_MAX_ACTIVE", "2")
+    app = create_app()
+    try:
+        settings = app.extensions["hashdrop"].torrents.session.get_settings()
+        assert settings["enable_dht"] is False and settings["enable_lsd"] is False
+        assert settings["enable_upnp"] is False and settings["enable_natpmp"] is False
+        assert settings["listen_interfaces"] == "127.0.0.1:0"
+        assert app.config["TRACKERS"] == ["http://127.0.0.1:1/announce", "udp://127.0.0.1:2"]
+        assert app.config["MAX_ACTIVE"] == 2
+        assert app.config["SAVE_PATH"] == str(tmp_path / "media")
+        key_file = tmp_path / "state" / "secret_key"
+        assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
+        assert app.secret_key == key_file.read_text().strip() and len(app.secret_key) >= 32
+    finally:
+        app.extensions["hashdrop"].shutdown()
+
+
+def test_defaults_are_what_a_user_expects():
+    from app import DEFAULTS
+    assert DEFAULTS["LISTEN_INTERFACES"] == "0.0.0.0:6881"
+    assert all(DEFAULTS[name] is True for name in ("DHT", "LSD", "UPNP", "NATPMP"))
+    assert DEFAULTS["SAVE_PATH"] == "downloads"
+
+
+def test_bare_hash_gets_configured_trackers(make_app):
+    app = make_app(TRACKERS=["http://127.0.0.1:9/announce"])
+    app.test_client().post("/start-downloads", data={"downloads": HASH_A})
+    job = app.extensions["hashdrop"].get(HASH_A)
+    assert "tr=http%3A%2F%2F127.0.0.1%3A9%2Fannounce" in job.magnet
