@@ -45,9 +45,20 @@ def session_settings(config):
         "tick_interval": 100,
         # A paused-then-resumed job must be able to redial a lone seeder soon.
         "min_reconnect_time": 2,
-        # Without these, peers on the same machine or LAN ignore the global rate limits.
-        "rate_limit_ip_overhead": False,
     }
+
+
+def everyone_is_global():
+    """A peer class filter that puts LAN and loopback peers under the global rate limits.
+
+    libtorrent's default exempts them (the 'local' peer class has no limit); a user who sets
+    a limit on a media server expects it to hold for the LAN too, as in qBittorrent.
+    """
+    classes = lt.ip_filter()
+    global_class = 1 << lt.session.global_peer_class_id
+    classes.add_rule("0.0.0.0", "255.255.255.255", global_class)
+    classes.add_rule("::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", global_class)
+    return classes
 
 
 def info_hash_keys(info_hashes):
@@ -120,6 +131,7 @@ class TorrentSession:
     def start(self):
         """Create the session (DHT etc. start now, with these settings) and the alert thread."""
         self.session = lt.session(self.settings)
+        self.session.set_peer_class_filter(everyone_is_global())
         self._thread = threading.Thread(target=self._alert_loop, name="alerts", daemon=True)
         self._thread.start()
 
@@ -204,29 +216,30 @@ class TorrentSession:
         if self.session is None:
             return
         self._stop.set()
+        self.session.post_session_stats()  # wakes the alert thread from wait_for_alert
         if self._thread:
             self._thread.join(timeout)
         session, self.session = self.session, None
         session.pause()
-        waiting = 0
+        waiting = set()
         for handle in session.get_torrents():
             handle.save_resume_data(RESUME_FLAGS)
-            waiting += 1
+            waiting.add(str(handle.info_hashes().get_best()))
         deadline = time.monotonic() + timeout
         while waiting and time.monotonic() < deadline:
             session.wait_for_alert(100)
             for alert in session.pop_alerts():
                 if isinstance(alert, lt.save_resume_data_alert):
-                    waiting -= 1
                     keys = info_hash_keys(alert.params.info_hashes)
                     try:
                         on_resume_data(keys, lt.write_resume_data_buf(alert.params))
                     except OSError:
                         log.exception("cannot keep resume data for %s", keys)
-                elif isinstance(alert, lt.save_resume_data_failed_alert):
-                    waiting -= 1
+                elif not isinstance(alert, lt.save_resume_data_failed_alert):
+                    continue
+                waiting.discard(str(alert.handle.info_hashes().get_best()))
         if waiting:
-            log.warning("shut down before %d torrents saved their resume data", waiting)
+            log.warning("shut down before %d torrents saved their resume data", len(waiting))
 
 
 # The job thread ----------------------------------------------------------------------

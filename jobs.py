@@ -314,7 +314,9 @@ class JobManager:
         keys = torrents_mod.info_hash_keys(torrent.handle.info_hashes())
         with self._lock:
             job.torrent_handle = torrent
-            if job.state not in (JobState.PAUSED, JobState.COMPLETED):
+            if job.state == JobState.PAUSED and not torrent.is_paused():
+                torrent.pause()  # paused while its thread was adding the torrent
+            elif job.state not in (JobState.PAUSED, JobState.COMPLETED):
                 if not job.has_metadata:
                     self.set_state(job, JobState.FETCHING_METADATA)
                 elif job.info_hash in self._active:
@@ -464,17 +466,17 @@ class JobManager:
                 self.store.update(job.info_hash, state=job.state.value, error=None)
                 self._start(job)
                 return job
-            handle = job.torrent_handle.handle if job.torrent_handle else None
-            if handle is not None and retry:
-                handle.clear_error()
-            if handle is not None and not job.has_metadata:
+            torrent = job.torrent_handle
+            if torrent is not None and retry:
+                torrent.handle.clear_error()
+            if not job.has_metadata:
                 self.set_state(job, JobState.FETCHING_METADATA)
-                job.torrent_handle.resume()
+                if torrent is not None:
+                    torrent.resume()
             else:
-                job.state = JobState.QUEUED  # so _want_download records the move
                 self._want_download(job)
-            if handle is not None:
-                torrents_mod.reconnect(handle)
+            if torrent is not None:
+                torrents_mod.reconnect(torrent.handle)
         return job
 
     def remove(self, info_hash, delete_files=False):

@@ -3,6 +3,7 @@ import json
 import os
 import stat
 import time
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -195,4 +196,4 @@ def test_bare_hash_gets_configured_trackers(make_app):
     app = make_app(TRACKERS=["http://127.0.0.1:9/announce"])
     app.test_client().post("/start-downloads", data={"downloads": HASH_A})
     job = app.extensions["hashdrop"].get(HASH_A)
-    assert "tr=http%3A%2F%2F127.0.0.1%3A9%2Fannounce" in job.magnet
+    assert parse_qs(urlsplit(job.magnet).query)["tr"] == ["http://127.0.0.1:9/announce"]
