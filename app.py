@@ -30,6 +30,7 @@ DEFAULTS = {
     "SEED_RATIO": None,
 }
 BOOLEANS = ("DHT", "LSD", "UPNP", "NATPMP")
+MAX_TORRENT_BYTES = 10 * 1024 * 1024
 
 
 def create_app(test_config=None):
@@ -174,13 +175,41 @@ def jobs_fragment():
 @bp.post("/start-downloads")
 def start_downloads():
     """Start one background download per pasted info hash, then go back to the list."""
-    result = manager().submit_text(request.form.get("downloads", ""))
+    uploads = [(f.filename or "upload", f.read(MAX_TORRENT_BYTES + 1))
+               for f in request.files.getlist("torrents") if f.filename]
+    too_big = [name for name, data in uploads if len(data) > MAX_TORRENT_BYTES]
+    result = manager().submit_text(
+        request.form.get("downloads", ""),
+        uploads=[(name, data) for name, data in uploads if name not in too_big],
+        category=request.form.get("category", ""),
+        paused=request.form.get("paused") == "on",
+        sequential=request.form.get("sequential") == "on",
+    )
+    for name in too_big:
+        flash(f"Skipped {name!r}: a .torrent file may be at most {filesize(MAX_TORRENT_BYTES)}.", "error")
     for message, category in result.messages():
         flash(message, category)
     if request.headers.get("HX-Request"):
         return render_template("_submitted.html", messages=get_flashed_messages(with_categories=True),
                                jobs=manager().jobs(), running=manager().has_running())
     return redirect(url_for("jobs.index"), code=303)
+
+
+@bp.route("/jobs/<info_hash>/files", methods=["GET", "POST"])
+def job_files(info_hash):
+    """List a job's files and choose which to download."""
+    job = manager().get(info_hash)
+    if request.method == "POST":
+        wanted = [int(i) for i in request.form.getlist("wanted") if i.isdigit()]
+        manager().set_files(info_hash, wanted)
+        flash(f"Saved the file choice for {job.name or job.info_hash}.", "success")
+        return redirect(url_for("jobs.job_files", info_hash=job.info_hash), code=303)
+    try:
+        files = manager().files(info_hash)
+    except JobError as exc:
+        flash(exc.message, "warning")
+        files = []
+    return render_template("files.html", job=job.to_dict(), files=files)
 
 
 @bp.post("/jobs/<info_hash>/<action>")
@@ -222,20 +251,48 @@ def api_job(info_hash):
 def api_submit():
     """Start downloads from {"hashes": [...]} or {"text": "..."}; answer line by line."""
     body = json_body()
+    options = job_options(body)
     if "hashes" in body:
         items = body["hashes"]
         if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
             raise JobError('"hashes" must be a list of strings.')
-        result = manager().submit_items(items)
+        result = manager().submit_items(items, **options)
     elif "text" in body:
         if not isinstance(body["text"], str):
             raise JobError('"text" must be a string.')
-        result = manager().submit_text(body["text"])
+        result = manager().submit_text(body["text"], **options)
     else:
         raise JobError('Send {"hashes": [...]} or {"text": "..."}.')
-    if not result.started and not result.existing and not result.duplicates:
+    if result.refused or not (result.started or result.existing or result.duplicates):
         return jsonify(error=result.messages()[0][0], **result.to_dict()), 400
     return jsonify(result.to_dict()), 201 if result.started else 200
+
+
+def job_options(body):
+    """The per-job options of an API submit: category, paused, sequential."""
+    category = body.get("category", "")
+    if not isinstance(category, str):
+        raise JobError('"category" must be a string.')
+    flags = {}
+    for name in ("paused", "sequential"):
+        value = body.get(name, False)
+        if not isinstance(value, bool):
+            raise JobError(f'"{name}" must be true or false.')
+        flags[name] = value
+    return {"category": category, **flags}
+
+
+@bp.get("/api/jobs/<info_hash>/files")
+def api_files(info_hash):
+    return jsonify(manager().files(info_hash))
+
+
+@bp.post("/api/jobs/<info_hash>/files")
+def api_set_files(info_hash):
+    wanted = json_body().get("wanted")
+    if not isinstance(wanted, list):
+        raise JobError('Send {"wanted": [file indices]}.')
+    return jsonify(manager().set_files(info_hash, wanted))
 
 
 @bp.post("/api/jobs/<info_hash>/<action>")

@@ -317,6 +317,46 @@ def live_status(status):
     }
 
 
+def describe_torrent(data):
+    """Read a .torrent file's bytes: (v1 hex or None, v2 hex or None, name). Raises ValueError."""
+    if not data:
+        raise ValueError("the file is empty")
+    try:
+        info = lt.torrent_info(data)
+    except RuntimeError as exc:
+        raise ValueError(str(exc).split(" [")[0]) from None
+    hashes = info.info_hashes()
+    v1 = str(hashes.v1) if hashes.has_v1() else None
+    v2 = str(hashes.v2) if hashes.has_v2() else None
+    return v1, v2, info.name()
+
+
+def file_list(handle):
+    """The files of a torrent with metadata: index, path, size, progress, wanted."""
+    files = handle.torrent_file().files()
+    done = handle.file_progress(lt.torrent_handle.piece_granularity)
+    priorities = handle.get_file_priorities()
+    listing = []
+    for index in range(files.num_files()):
+        if files.file_flags(index) & lt.file_storage.flag_pad_file:
+            continue
+        size = files.file_size(index)
+        listing.append({
+            "index": index,
+            "path": files.file_path(index),
+            "size": size,
+            "progress": round(done[index] / size, 4) if size else 1.0,
+            "wanted": priorities[index] > 0,
+        })
+    return listing
+
+
+def set_wanted_files(handle, wanted):
+    """Download only the files whose indices are in wanted."""
+    count = handle.torrent_file().files().num_files()
+    handle.prioritize_files([4 if index in wanted else 0 for index in range(count)])
+
+
 def params_from_magnet(magnet):
     return lt.parse_magnet_uri(magnet)
 

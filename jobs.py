@@ -225,23 +225,39 @@ class JobManager:
     # Submitting ---------------------------------------------------------------------
     def submit_text(self, text, **options):
         """Start one background download per info hash or magnet found in text."""
-        return self.submit(hashes.parse_text(text), **options)
+        return self.submit(hashes.parse_text(text or ""), **options)
 
     def submit_items(self, items, **options):
         return self.submit(hashes.parse_items(items), **options)
 
-    def submit(self, parsed, category="", paused=False, sequential=False):
+    def submit(self, parsed, uploads=(), category="", paused=False, sequential=False):
+        """Start a job per new target and per uploaded .torrent file ((filename, bytes) pairs)."""
         result = SubmitResult(duplicates=list(parsed.duplicates), rejected=list(parsed.rejected))
+        try:
+            category = self.check_category(category)
+        except JobError as exc:
+            result.refused = exc.message
+            return result
+        targets = [(target, None) for target in parsed.targets]
+        for filename, data in uploads:
+            try:
+                v1, v2, name = torrents_mod.describe_torrent(data)
+            except ValueError as exc:
+                result.rejected.append(hashes.Rejected(filename, f"is not a usable .torrent file: {exc}"))
+                continue
+            target = hashes.Target(info_hash=v1 or v2, v1_hash=v1, v2_hash=v2, name=name, source=filename)
+            targets.append((target, data))
         new_jobs = []
         with self._lock:
             if self._closed:
                 result.refused = "hashdrop is shutting down; nothing was started."
                 return result
-            for target in parsed.targets:
-                if self._find(target):
+            for target, torrent in targets:
+                if self._find(target) or any(job.info_hash == target.info_hash for job in new_jobs):
                     result.existing.append(target)
                     continue
                 job = self._new_job(target, category, sequential)
+                job.torrent = torrent
                 job.state = JobState.PAUSED if paused else job.state
                 self._register(job)
                 new_jobs.append(job)
@@ -279,6 +295,18 @@ class JobManager:
 
     def save_path_for(self, category):
         return os.path.abspath(os.path.join(self.config["SAVE_PATH"], category))
+
+    def check_category(self, category):
+        """A category is a subfolder of the save path; refuse any that would leave it."""
+        category = (category or "").strip().strip("/")
+        if not category:
+            return ""
+        root = os.path.realpath(self.config["SAVE_PATH"])
+        target = os.path.realpath(os.path.join(root, category))
+        if ("\0" in category or os.path.isabs(category) or len(category) > 200
+                or not target.startswith(root + os.sep)):
+            raise JobError(f"The category {category!r} must be a folder name inside the save path.")
+        return os.path.relpath(target, root)
 
     def _start(self, job):
         job.thread = threading.Thread(
@@ -498,6 +526,27 @@ class JobManager:
         except FileNotFoundError:
             pass
         return job
+
+    def files(self, info_hash):
+        """The job's files, once its metadata is known."""
+        torrent = self._torrent_with_metadata(info_hash)
+        return torrents_mod.file_list(torrent.handle)
+
+    def set_files(self, info_hash, wanted):
+        """Choose which of the job's files to download, by index."""
+        torrent = self._torrent_with_metadata(info_hash)
+        if not all(isinstance(i, int) and not isinstance(i, bool) for i in wanted):
+            raise JobError('"wanted" must be a list of file indices.')
+        torrents_mod.set_wanted_files(torrent.handle, set(wanted))
+        return torrents_mod.file_list(torrent.handle)
+
+    def _torrent_with_metadata(self, info_hash):
+        job = self.get(info_hash)
+        with self._lock:
+            torrent = job.torrent_handle
+            if torrent is None or not job.has_metadata:
+                raise JobError("The file list is known once the metadata has arrived.", 409)
+        return torrent
 
     def jobs(self):
         """Every job as a dict, oldest first."""
