@@ -301,11 +301,13 @@ class JobManager:
         category = (category or "").strip().strip("/")
         if not category:
             return ""
+        refusal = JobError(f"The category {category!r} must be a folder name inside the save path.")
+        if "\0" in category or os.path.isabs(category) or len(category) > 200:
+            raise refusal
         root = os.path.realpath(self.config["SAVE_PATH"])
         target = os.path.realpath(os.path.join(root, category))
-        if ("\0" in category or os.path.isabs(category) or len(category) > 200
-                or not target.startswith(root + os.sep)):
-            raise JobError(f"The category {category!r} must be a folder name inside the save path.")
+        if not target.startswith(root + os.sep):
+            raise refusal
         return os.path.relpath(target, root)
 
     def _start(self, job):
@@ -436,8 +438,12 @@ class JobManager:
 
     def save_resume(self, job, data):
         """Keep libtorrent's resume data (with the metadata) for the next start."""
-        if not job.removing:
+        if job.removing:
+            return
+        try:
             write_atomically(self._resume_path(job), data)
+        except OSError as exc:
+            log.warning("cannot keep resume data for %s: %s", job.info_hash, exc)
 
     def _resume_path(self, job):
         return os.path.join(self.resume_dir, f"{job.info_hash}.resume")

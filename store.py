@@ -100,7 +100,7 @@ class JobStore:
 
 def write_atomically(path, data):
     """Write bytes to path so that a crash leaves either the old or the new file."""
-    tmp = f"{path}.tmp"
+    tmp = f"{path}.{os.getpid()}-{threading.get_ident()}.tmp"
     with open(tmp, "wb") as f:
         f.write(data)
         f.flush()

@@ -22,6 +22,7 @@ def make_app(tmp_path):
         settings = {
             **HERMETIC,
             "TESTING": True,
+            "WTF_CSRF_ENABLED": False,  # test_security.py turns it on
             "SAVE_PATH": str(tmp_path / "downloads"),
             "DATA_DIR": str(tmp_path / "data"),
             **config,

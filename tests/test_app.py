@@ -197,3 +197,80 @@ def test_bare_hash_gets_configured_trackers(make_app):
     app.test_client().post("/start-downloads", data={"downloads": HASH_A})
     job = app.extensions["hashdrop"].get(HASH_A)
     assert parse_qs(urlsplit(job.magnet).query)["tr"] == ["http://127.0.0.1:9/announce"]
+
+
+def test_unusable_save_path_fails_only_that_job(make_app, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    app = make_app(SAVE_PATH=str(blocker / "media"))
+    client = app.test_client()
+    client.post("/start-downloads", data={"downloads": HASH_A})
+    manager = app.extensions["hashdrop"]
+    job = manager.get(HASH_A)
+    job.thread.join(5)
+    failed = client.get(f"/api/jobs/{HASH_A}").get_json()
+    assert failed["state"] == "failed"
+    assert "Not a directory" in failed["error"]
+    assert client.get("/").status_code == 200
+    client.post("/start-downloads", data={"downloads": HASH_B, "category": "../escape"})
+    assert "must be a folder name inside the save path" in client.get("/").get_data(as_text=True)
+
+
+def test_failed_job_can_be_retried_and_removed(make_app, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    app = make_app(SAVE_PATH=str(blocker))
+    client = app.test_client()
+    client.post("/api/jobs", json={"hashes": [HASH_A]})
+    app.extensions["hashdrop"].get(HASH_A).thread.join(5)
+    blocker.unlink()
+    assert client.post(f"/api/jobs/{HASH_A}/resume").get_json()["state"] == "fetching_metadata"
+    assert client.delete(f"/api/jobs/{HASH_A}").status_code == 204
+
+
+def test_corrupt_database_stops_startup_naming_the_file(make_app, tmp_path):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "hashdrop.sqlite3").write_bytes(b"this is not a database" * 100)
+    with pytest.raises(Exception) as caught:
+        make_app()
+    assert str(data_dir / "hashdrop.sqlite3") in str(caught.value)
+
+
+@pytest.mark.parametrize("category, stored", [
+    ("Movies", "Movies"), ("/TV/Shows/", "TV/Shows"), ("a/./b", "a/b"), ("", ""),
+])
+def test_category_is_a_subfolder(make_app, tmp_path, category, stored):
+    app = make_app()
+    app.test_client().post("/api/jobs", json={"hashes": [HASH_A], "category": category})
+    job = app.extensions["hashdrop"].get(HASH_A).to_dict()
+    assert job["category"] == stored
+    assert job["save_path"] == os.path.normpath(os.path.join(tmp_path, "downloads", stored))
+
+
+@pytest.mark.parametrize("category", ["..", "../x", "a/../../x", "/etc/..", "x\0y"])
+def test_category_cannot_leave_the_save_path(client, category):
+    response = client.post("/api/jobs", json={"hashes": [HASH_A], "category": category})
+    assert response.status_code == 400
+    assert "inside the save path" in response.get_json()["error"]
+    assert client.get("/api/jobs").get_json() == []
+
+
+def test_submit_paused_and_files_before_metadata(client):
+    response = client.post("/api/jobs", json={"hashes": [HASH_A], "paused": True, "sequential": True})
+    job = response.get_json()["started"][0]
+    assert job["state"] == "paused" and job["sequential"] is True
+    files = client.get(f"/api/jobs/{HASH_A}/files")
+    assert files.status_code == 409 and "metadata" in files.get_json()["error"]
+    assert client.post("/api/jobs", json={"hashes": [HASH_B], "paused": "yes"}).status_code == 400
+
+
+def test_broken_torrent_upload_is_named(client):
+    from io import BytesIO
+    response = client.post("/start-downloads", content_type="multipart/form-data", data={
+        "downloads": "",
+        "torrents": [(BytesIO(b"garbage"), "broken.torrent"), (BytesIO(b""), "empty.torrent")],
+    })
+    assert response.status_code == 303
+    page = client.get("/").get_data(as_text=True)
+    assert "broken.torrent" in page and "empty.torrent" in page and "not a usable .torrent" in page
