@@ -115,6 +115,10 @@ class SessionDownloader(torrentp.Downloader):
             super().stop()
 
 
+class SessionClosed(Exception):
+    """The session has been closed; no torrent can be added."""
+
+
 class TorrentSession:
     """Owns the process's one libtorrent session and its `alerts` thread."""
 
@@ -148,8 +152,11 @@ class TorrentSession:
 
     def add(self, add_params):
         """Add a torrent bound to a torrentp downloader; return the downloader."""
+        session = self.session
+        if session is None:
+            raise SessionClosed()
         add_params.flags = (add_params.flags | ADD_FLAGS) & ~lt.torrent_flags.auto_managed
-        torrent = SessionDownloader(self.session, add_params)
+        torrent = SessionDownloader(session, add_params)
         torrent.add()
         return torrent
 
@@ -260,6 +267,8 @@ def downloader(job):
         job.attach(torrent)
         for message in iter(job.inbox.get, STOP):  # (event, value) pairs from translate()
             job.handle_event(*message)
+    except SessionClosed:
+        pass  # the app is shutting down; the job runs again at the next start
     except Exception as exc:
         log.exception("job %s failed", job.info_hash)
         job.fail(describe_error(exc))

@@ -253,7 +253,7 @@ class JobManager:
                 result.refused = "hashdrop is shutting down; nothing was started."
                 return result
             for target, torrent in targets:
-                if self._find(target) or any(job.info_hash == target.info_hash for job in new_jobs):
+                if self._find(target):
                     result.existing.append(target)
                     continue
                 job = self._new_job(target, category, sequential)
