@@ -12,6 +12,7 @@ from flask import (
 from werkzeug.exceptions import HTTPException
 
 from jobs import JobError, JobManager
+import security
 
 log = logging.getLogger(__name__)
 bp = Blueprint("jobs", __name__)
@@ -48,6 +49,7 @@ def create_app(test_config=None):
     app.extensions["hashdrop"] = manager = JobManager.from_config(app.config)
     atexit.register(manager.shutdown)
     app.register_blueprint(bp)
+    security.init_app(app)
     app.jinja_env.filters.update(filesize=filesize, duration=duration, state_word=state_word)
     app.register_error_handler(HTTPException, http_error)
     app.register_error_handler(JobError, job_error)
@@ -323,8 +325,4 @@ def json_body():
 
 
 if __name__ == "__main__":
-    from waitress import serve
-
-    application = create_app()
-    serve(application, host=os.environ.get("HASHDROP_HOST", "127.0.0.1"),
-          port=int(os.environ.get("HASHDROP_PORT", "5000")))
+    security.serve(create_app)

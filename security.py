@@ -1,0 +1,553 @@
+"""Make hashdrop safe to expose: login, CSRF, Host checks, input limits and security headers."""
+import hmac
+import ipaddress
+import json
+import logging
+import math
+import os
+import re
+import sys
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import waitress
+from flask import (
+    Blueprint, current_app, flash, has_request_context, jsonify, redirect, render_template,
+    request, session, url_for,
+)
+from flask.sessions import SecureCookieSessionInterface
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from werkzeug.exceptions import BadRequest, Forbidden, RequestEntityTooLarge
+from werkzeug.security import check_password_hash
+
+log = logging.getLogger(__name__)
+bp = Blueprint("security", __name__)
+csrf = CSRFProtect()
+
+DEFAULTS = {
+    "HOST": "127.0.0.1",
+    "USERNAME": "admin",
+    "PASSWORD": None,
+    "ALLOWED_HOSTS": None,
+    "MAX_REQUEST_BYTES": 1024 * 1024,
+    "MAX_UPLOAD_BYTES": 32 * 1024 * 1024,
+    "MAX_LINES": 1000,
+    "MAX_LINE_CHARS": 4096,
+}
+LOGIN_FAILURES = 5              # failed logins from one address within LOGIN_WINDOW ...
+LOGIN_WINDOW = 15 * 60          # ... lock it out for LOCKOUT_SECONDS
+LOCKOUT_SECONDS = 5 * 60
+TRACKED_ADDRESSES = 10_000      # the failure table never holds more addresses than this
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "; ".join([
+        "default-src 'self'", "script-src 'self'", "style-src 'self'", "img-src 'self' data:",
+        "frame-ancestors 'none'", "base-uri 'none'", "form-action 'self'",
+    ]),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+}
+CSRF_MESSAGE = "The form expired or came from another site; reload the page and try again."
+# What werkzeug.security.generate_password_hash produces: method$salt$hex.
+PASSWORD_HASH = re.compile(r"(scrypt|pbkdf2):[^$]*\$[^$]+\$[0-9a-f]+")
+# C0/C1 control characters other than tab, CR and LF, and lone surrogates (JSON can send
+# "\ud800"; such a string cannot even be encoded to UTF-8 for SQLite or a magnet link).
+FORBIDDEN_CHARACTER = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+SAFE_NEXT = re.compile(r"/(?![/\\])[^\x00-\x20\\]*")
+
+
+def init_app(app):
+    """Wire login, CSRF, the Host check, input limits and security headers into the app."""
+    config = app.config
+    for key, value in DEFAULTS.items():
+        config.setdefault(key, value)
+    config["USERNAME"] = raw_setting(config, "USERNAME") or "admin"
+    config["PASSWORD"] = raw_setting(config, "PASSWORD") or None
+    config["ALLOWED_HOSTS"] = allowed_hosts(config)
+    for key in ("MAX_REQUEST_BYTES", "MAX_UPLOAD_BYTES", "MAX_LINES", "MAX_LINE_CHARS"):
+        config[key] = positive_int(key, config[key])
+    # Every body, and every text field of a form, is capped at MAX_REQUEST_BYTES; only the
+    # paste form, which can carry .torrent files, may be larger in all (see guard()).
+    config["MAX_CONTENT_LENGTH"] = config["MAX_FORM_MEMORY_SIZE"] = config["MAX_REQUEST_BYTES"]
+    config["SESSION_COOKIE_HTTPONLY"] = True
+    config["SESSION_COOKIE_SAMESITE"] = config["SESSION_COOKIE_SAMESITE"] or "Lax"
+    if config["SESSION_COOKIE_NAME"] == "session":
+        # Cookies ignore ports: another app on localhost:8000 would overwrite plain "session".
+        config["SESSION_COOKIE_NAME"] = "hashdrop_session"
+    # A token lives as long as the session: the page with the form may stay open for days.
+    config.setdefault("WTF_CSRF_TIME_LIMIT", None)
+    csrf.init_app(app)
+    config["WTF_CSRF_CHECK_DEFAULT"] = False  # guard() checks every form post itself, /api/ aside
+
+    app.session_interface = SessionInterface()
+    app.extensions["hashdrop.security"] = Security(
+        credentials=Credentials(config["USERNAME"], config["PASSWORD"], app.secret_key)
+        if config["PASSWORD"] else None,
+        limiter=LoginLimiter(),
+    )
+    app.register_blueprint(bp)
+    app.before_request(guard)
+    app.after_request(add_security_headers)
+    app.context_processor(lambda: {"current_user": current_user()})
+    app.register_error_handler(CSRFError, csrf_error)
+    app.register_error_handler(RequestEntityTooLarge, too_large)
+
+
+def raw_setting(config, key):
+    """A setting exactly as typed, when it came from the environment.
+
+    from_prefixed_env parses values as JSON, so HASHDROP_PASSWORD=1e5 would become 100000.0
+    and HASHDROP_PASSWORD=null no password at all; a password must stay the text typed.
+    """
+    value = config.get(key)
+    raw = os.environ.get(f"HASHDROP_{key}")
+    if raw is not None:
+        try:
+            parsed = json.loads(raw)
+        except (ValueError, RecursionError):
+            parsed = raw
+        if parsed == value:
+            return raw
+    return None if value is None else str(value)
+
+
+def positive_int(key, value):
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"HASHDROP_{key} must be a whole number, not {value!r}") from None
+    if number < 1:
+        raise ValueError(f"HASHDROP_{key} must be at least 1")
+    return number
+
+
+@dataclass
+class Security:
+    credentials: "Credentials | None"
+    limiter: "LoginLimiter"
+
+
+def state():
+    return current_app.extensions["hashdrop.security"]
+
+
+# Who may connect ------------------------------------------------------------------
+
+def is_loopback(host):
+    """True for localhost and 127.0.0.0/8 or ::1, written as waitress would take them."""
+    host = host.strip().strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def exposure_problem(host, password, trusted_proxy=None):
+    """Why serving on host must be refused, or None: beyond loopback a password is required."""
+    if password:
+        return None
+    if trusted_proxy:
+        return ("Refusing to start: HASHDROP_TRUSTED_PROXY is set, so people reach hashdrop "
+                "through a proxy, but HASHDROP_PASSWORD is not set. Set HASHDROP_PASSWORD to a "
+                "password (or a werkzeug password hash) first.")
+    if is_loopback(host):
+        return None
+    return (f"Refusing to serve on {host}: anyone who can reach that address could start "
+            "downloads and delete files. Set HASHDROP_PASSWORD to a password (or a werkzeug "
+            "password hash such as scrypt:...), or serve on loopback with HASHDROP_HOST=127.0.0.1.")
+
+
+def serve(create_app, environ=None):
+    """Serve the app with waitress on HASHDROP_HOST:HASHDROP_PORT; refuse an open exposure."""
+    environ = os.environ if environ is None else environ
+    host = environ.get("HASHDROP_HOST") or "127.0.0.1"
+    port = environ.get("HASHDROP_PORT") or "5000"
+    if not port.isdigit() or int(port) > 65535:
+        sys.exit(f"HASHDROP_PORT must be a port number (0-65535), not {port!r}.")
+    proxy = environ.get("HASHDROP_TRUSTED_PROXY") or None
+    problem = exposure_problem(host, environ.get("HASHDROP_PASSWORD"), proxy)
+    if problem:
+        sys.exit(problem)  # before create_app: no libtorrent session, no port opened
+    app = create_app()
+    options = {}
+    if proxy:
+        # Client address and https from the proxy, so the lockout and Secure cookies work.
+        options = {"trusted_proxy": proxy, "clear_untrusted_proxy_headers": True,
+                   "trusted_proxy_headers": "x-forwarded-for x-forwarded-proto"}
+    waitress.serve(app, host=host, port=int(port), **options)
+
+
+def split_host(value):
+    """'Example.com:8080' -> 'example.com', '[::1]:5000' -> '[::1]', '::1' -> '[::1]'."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        return value[: value.find("]") + 1] if "]" in value else value
+    if value.count(":") > 1:
+        try:
+            return f"[{ipaddress.IPv6Address(value).compressed}]"
+        except ValueError:
+            return value
+    return value.partition(":")[0]
+
+
+def allowed_hosts(config):
+    """The Host names answered: HASHDROP_ALLOWED_HOSTS, else loopback and HASHDROP_HOST."""
+    value = config.get("ALLOWED_HOSTS")
+    if value in (None, "", []):
+        names = ["localhost", "127.0.0.1", "[::1]", str(config["HOST"])]
+    elif isinstance(value, str):
+        names = value.split(",")
+    else:
+        names = [str(name) for name in value]
+    hosts = {split_host(name) for name in names if name.strip()}
+    return hosts - {"", "0.0.0.0", "[::]"}
+
+
+def check_host():
+    """A 403 when the Host header names a host not allowed: DNS rebinding, or a forgotten setting."""
+    allowed = current_app.config["ALLOWED_HOSTS"]
+    if "*" not in allowed and split_host(request.host) not in allowed:
+        raise Forbidden(f"This server does not answer to the host name {request.host!r}. "
+                        "Add it to HASHDROP_ALLOWED_HOSTS to reach hashdrop by that name.")
+
+
+# Logging in -----------------------------------------------------------------------
+
+class Credentials:
+    """The one username and password; what people send is compared in constant time."""
+
+    def __init__(self, username, password, secret_key):
+        self.username = username
+        self.password = password
+        self._key = secret_key.encode() if isinstance(secret_key, str) else bytes(secret_key)
+        self.hashed = PASSWORD_HASH.fullmatch(password) is not None
+        if self.hashed:
+            try:
+                check_password_hash(password, "")
+            except ValueError as exc:
+                raise ValueError(f"HASHDROP_PASSWORD looks like a password hash but cannot be "
+                                 f"used: {exc}") from None
+        # Kept in the session: changing the username or password logs every session out.
+        self.fingerprint = self._mac("session", username, password)
+        self._known_good = None
+
+    def _mac(self, *parts):
+        message = "\0".join(parts).encode("utf-8", "surrogatepass")
+        return hmac.new(self._key, message, "sha256").hexdigest()
+
+    def check(self, username, password):
+        """True when both match; both are always compared, each in constant time."""
+        user_ok = hmac.compare_digest(self._mac("user", username), self._mac("user", self.username))
+        return self._password_ok(password) & user_ok
+
+    def _password_ok(self, password):
+        given = self._mac("password", password)
+        if not self.hashed:
+            return hmac.compare_digest(given, self._mac("password", self.password))
+        # scrypt costs ~50 ms; a script sending Basic auth every second should not pay it each time.
+        known = self._known_good
+        if known is not None and hmac.compare_digest(given, known):
+            return True
+        if check_password_hash(self.password, password):
+            self._known_good = given
+            return True
+        return False
+
+    def session_ok(self, value):
+        return isinstance(value, str) and hmac.compare_digest(value, self.fingerprint)
+
+
+@dataclass
+class Failures:
+    times: list = field(default_factory=list)
+    locked_until: float = 0.0
+
+
+class LoginLimiter:
+    """Failed logins per remote address; too many within the window lock the address out."""
+
+    def __init__(self, failures=LOGIN_FAILURES, window=LOGIN_WINDOW, lockout=LOCKOUT_SECONDS,
+                 capacity=TRACKED_ADDRESSES, clock=time.monotonic):
+        self.failures = failures
+        self.window = window
+        self.lockout = lockout
+        self.capacity = capacity
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._table = OrderedDict()  # address -> Failures, least recently failed first
+
+    def __len__(self):
+        with self._lock:
+            return len(self._table)
+
+    def locked_for(self, address):
+        """Seconds until address may try again; 0 when it may try now."""
+        now = self.clock()
+        with self._lock:
+            entry = self._table.get(address)
+            return max(0.0, entry.locked_until - now) if entry else 0.0
+
+    def failed(self, address):
+        """Count a failed login; return the seconds address is now locked out for (0 if not)."""
+        now = self.clock()
+        with self._lock:
+            entry = self._table.pop(address, None) or Failures()
+            entry.times = [t for t in entry.times if now - t < self.window] + [now]
+            if len(entry.times) >= self.failures:
+                entry.times = []
+                entry.locked_until = now + self.lockout
+            self._table[address] = entry
+            self._trim(now, keep=address)
+            return max(0.0, entry.locked_until - now)
+
+    def succeeded(self, address):
+        with self._lock:
+            self._table.pop(address, None)
+
+    def _trim(self, now, keep):
+        """Forget addresses until the table fits: stale ones, then unlocked ones, then the oldest."""
+        if len(self._table) <= self.capacity:
+            return
+        for address, entry in list(self._table.items()):
+            if entry.locked_until <= now and all(now - t >= self.window for t in entry.times):
+                del self._table[address]
+        for address, entry in list(self._table.items()):
+            if len(self._table) <= self.capacity:
+                return
+            if entry.locked_until <= now and address != keep:
+                del self._table[address]
+        while len(self._table) > self.capacity:
+            self._table.popitem(last=False)  # the one just counted is the newest, so it stays
+
+
+def remote_address():
+    return request.remote_addr or "unknown"
+
+
+def lockout_message(seconds):
+    minutes = max(1, math.ceil(seconds / 60))
+    return (f"Too many failed logins from your address. Try again in {minutes} "
+            f"minute{'s' if minutes != 1 else ''}.")
+
+
+def logged_in():
+    credentials = state().credentials
+    return credentials is None or credentials.session_ok(session.get("login"))
+
+
+def current_user():
+    """The username when someone is logged in with a password, for the header's logout button."""
+    if state().credentials and logged_in():
+        return current_app.config["USERNAME"]
+    return None
+
+
+def api_error(message, status, headers=None):
+    response = jsonify(error=message)
+    response.status_code = status
+    response.headers.update(headers or {})
+    return response
+
+
+def authenticate():
+    """None when the request may go on; otherwise the 401, 429 or redirect to answer with."""
+    if logged_in() or request.endpoint in ("static", "security.login"):
+        return None
+    if request.path.startswith("/api/"):
+        return basic_auth()
+    if request.headers.get("HX-Request"):
+        return "", 401, {"HX-Redirect": url_for("security.login")}
+    target = request.full_path.rstrip("?") if request.method == "GET" else None
+    return redirect(url_for("security.login", next=target), code=303)
+
+
+def basic_auth():
+    """Let an API request through with the right HTTP Basic credentials, counting failures."""
+    challenge = {"WWW-Authenticate": 'Basic realm="hashdrop"'}
+    auth = request.authorization
+    if auth is None or auth.type != "basic":
+        return api_error("Log in first: send HTTP Basic auth with the hashdrop username and "
+                         "password, or use the session cookie from /login.", 401, challenge)
+    limiter, address = state().limiter, remote_address()
+    wait = limiter.locked_for(address)
+    if not wait:
+        if state().credentials.check(auth.username or "", auth.password or ""):
+            limiter.succeeded(address)
+            return None
+        wait = limiter.failed(address)
+        if not wait:
+            return api_error("Wrong username or password.", 401, challenge)
+    return api_error(lockout_message(wait), 429, {"Retry-After": str(math.ceil(wait))})
+
+
+def safe_next(target):
+    """Where to go after logging in: a path on this site, never another site."""
+    if target and SAFE_NEXT.fullmatch(target):
+        return target
+    return url_for("jobs.index")
+
+
+@bp.route("/login", methods=("GET", "POST"))
+def login():
+    """Ask for the username and password; on success go where the person was headed."""
+    credentials = state().credentials
+    if credentials is None:
+        return redirect(url_for("jobs.index"))
+    limiter, address = state().limiter, remote_address()
+    target = safe_next(request.values.get("next"))
+    username = request.form.get("username", "")
+    error = None
+    wait = limiter.locked_for(address)
+    if request.method == "POST" and not wait:
+        if credentials.check(username, request.form.get("password", "")):
+            limiter.succeeded(address)
+            session.clear()
+            session["login"] = credentials.fingerprint
+            return redirect(target, code=303)
+        wait = limiter.failed(address)
+        error = "Wrong username or password."
+    if wait:
+        return render_template("login.html", error=lockout_message(wait), next=target,
+                               username=username), 429, {"Retry-After": str(math.ceil(wait))}
+    return render_template("login.html", error=error, next=target, username=username)
+
+
+@bp.post("/logout")
+def logout():
+    """Forget the login and go back to the login page."""
+    session.clear()
+    if state().credentials is None:
+        return redirect(url_for("jobs.index"), code=303)
+    flash("Logged out.", "success")
+    return redirect(url_for("security.login"), code=303)
+
+
+class SessionInterface(SecureCookieSessionInterface):
+    """Flask's signed cookie session, marked Secure whenever the request came over HTTPS."""
+
+    def get_cookie_secure(self, app):
+        secure = app.config["SESSION_COOKIE_SECURE"]
+        return bool(secure) or (has_request_context() and request.is_secure)
+
+
+# Every request --------------------------------------------------------------------
+
+def guard():
+    """Before every request: the Host check, then login, then CSRF, then input limits."""
+    check_host()
+    response = authenticate()
+    if response is not None:
+        return response
+    if request.endpoint == "jobs.start_downloads" and request.mimetype == "multipart/form-data":
+        request.max_content_length = current_app.config["MAX_UPLOAD_BYTES"]  # .torrent files
+    if request.method == "POST" and request.mimetype == "application/x-www-form-urlencoded":
+        try:
+            request.get_data(cache=True).decode()  # the form parser reads the cached copy
+        except UnicodeDecodeError:
+            # Werkzeug would silently see an empty form; say what is wrong instead.
+            return refuse("The form data is not valid UTF-8; send it as a browser does.", 400)
+    if current_app.config["WTF_CSRF_ENABLED"] and not request.path.startswith("/api/"):
+        # The API is exempt: it takes only application/json bodies (app.py answers 415
+        # otherwise), which a cross-site form cannot send.
+        csrf.protect()
+    return input_problem()
+
+
+def input_problem():
+    """Refuse a submit with too many lines, too long a line or control characters."""
+    if request.method != "POST":
+        return None
+    if request.endpoint == "jobs.start_downloads":
+        problem = lines_problem(request.form.get("downloads", "").splitlines(), "Line")
+    elif request.endpoint == "jobs.api_submit":
+        problem = api_body_problem()
+    else:
+        return None
+    return refuse(problem, 400) if problem else None
+
+
+def api_body_problem():
+    if not request.is_json:
+        return None  # app.py answers 415
+    try:
+        body = json.loads(request.get_data())
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        return None  # app.py's json_body says what is wrong with it
+    if not isinstance(body, dict):
+        return None
+    if "hashes" in body:
+        items = body["hashes"]
+        if isinstance(items, list) and all(isinstance(item, str) for item in items):
+            return lines_problem(items, "Item", len(items))
+        return None  # app.py says what is wrong with it
+    if isinstance(body.get("text"), str):
+        return lines_problem(body["text"].splitlines(), "Line")
+    return None
+
+
+def lines_problem(lines, noun, count=None):
+    """What is wrong with these pasted lines for the limits, in words, or None."""
+    config = current_app.config
+    max_lines, max_chars = config["MAX_LINES"], config["MAX_LINE_CHARS"]
+    if count is None:
+        count = sum(1 for line in lines if line.strip())
+    if count > max_lines:
+        return f"That is {count:,} {noun.lower()}s; send at most {max_lines:,} at a time."
+    for number, line in enumerate(lines, 1):
+        if len(line) > max_chars:
+            return (f"{noun} {number} is {len(line):,} characters long; "
+                    f"at most {max_chars:,} are accepted.")
+        bad = FORBIDDEN_CHARACTER.search(line)
+        if bad:
+            return (f"{noun} {number} contains U+{ord(bad.group()):04X}, a control character or "
+                    "broken Unicode; send only info hashes and magnet links.")
+    return None
+
+
+def refuse(message, status):
+    """Answer a refused request: JSON for the API, a flash on the page for the paste form."""
+    if request.path.startswith("/api/"):
+        return api_error(message, status)
+    if request.endpoint == "jobs.start_downloads":
+        if request.headers.get("HX-Request"):
+            # 200 so htmx shows it in #messages, as the view does for its own messages.
+            return render_template("_messages.html", messages=[(message, "error")])
+        flash(message, "error")
+        return redirect(url_for("jobs.index"), code=303)
+    error = RequestEntityTooLarge(message) if status == 413 else BadRequest(message)
+    return render_template("error.html", error=error), status
+
+
+def too_large(exc):
+    config = current_app.config
+    text = f"{size(config['MAX_REQUEST_BYTES'])} of text (HASHDROP_MAX_REQUEST_BYTES)"
+    if request.endpoint == "jobs.start_downloads":
+        return refuse(f"That was too much at once: hashdrop takes at most {text} and "
+                      f"{size(config['MAX_UPLOAD_BYTES'])} in all with .torrent files "
+                      "(HASHDROP_MAX_UPLOAD_BYTES). Send fewer lines or files at a time.", 413)
+    return refuse(f"The request is too large: hashdrop takes at most {text}.", 413)
+
+
+def size(count):
+    """1048576 -> '1 MiB', 1000 -> '1,000 bytes'."""
+    if count >= 1024 * 1024:
+        return f"{count / (1024 * 1024):g} MiB"
+    return f"{count:,} bytes"
+
+
+def csrf_error(exc):
+    log.info("CSRF check failed for %s %s: %s", request.method, request.path, exc.description)
+    if request.headers.get("HX-Request"):
+        flash(CSRF_MESSAGE, "error")
+        return "", 400, {"HX-Refresh": "true"}  # the reloaded page has a fresh token
+    return render_template("error.html", error=BadRequest(CSRF_MESSAGE)), 400
+
+
+def add_security_headers(response):
+    response.headers.update(SECURITY_HEADERS)
+    return response

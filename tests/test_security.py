@@ -1,0 +1,738 @@
+"""Login, lockout, CSRF, the Host check, input limits, headers and the refusal to start exposed."""
+import base64
+import json
+import os
+import re
+import stat
+import subprocess
+import sys
+import threading
+from io import BytesIO
+from pathlib import Path
+
+import pytest
+import waitress
+from conftest import HERMETIC
+from hypothesis import HealthCheck, given, settings, strategies as st
+from werkzeug.datastructures import FileStorage
+from werkzeug.security import generate_password_hash
+from werkzeug.test import encode_multipart
+
+import security
+from security import Credentials, LoginLimiter, exposure_problem, raw_setting
+
+ROOT = Path(__file__).resolve().parent.parent
+PASSWORD = "s3cret"
+HASH_A = "a" * 40
+HASH_B = "0123456789abcdef0123456789abcdef01234567"
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+class Clock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def secure_app(make_app):
+    return make_app(PASSWORD=PASSWORD, WTF_CSRF_ENABLED=True)
+
+
+@pytest.fixture
+def client(secure_app):
+    """Here, unlike conftest's client, the app has a password and CSRF on."""
+    return secure_app.test_client()
+
+
+@pytest.fixture
+def clock(secure_app):
+    clock = Clock()
+    secure_app.extensions["hashdrop.security"].limiter.clock = clock
+    return clock
+
+
+def csrf_token(client, path="/"):
+    return TOKEN.search(client.get(path).get_data(as_text=True)).group(1)
+
+
+def log_in(client, password=PASSWORD, username="admin", **kwargs):
+    token = csrf_token(client, "/login")
+    return client.post("/login", data={"csrf_token": token, "username": username,
+                                       "password": password, **kwargs})
+
+
+def basic(username, password):
+    pair = base64.b64encode(f"{username}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {pair}"}
+
+
+def page(client):
+    return client.get("/").get_data(as_text=True)
+
+
+# Refusing to start exposed ---------------------------------------------------------
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "localhost", "::1", "[::1]"])
+def test_loopback_needs_no_password(host):
+    assert exposure_problem(host, None) is None
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.5", "10.0.0.1", "example.com", "*"])
+def test_other_addresses_need_a_password(host):
+    problem = exposure_problem(host, None)
+    assert "HASHDROP_PASSWORD" in problem and host in problem
+    assert exposure_problem(host, "") == problem
+    assert exposure_problem(host, PASSWORD) is None
+
+
+def test_a_trusted_proxy_needs_a_password_even_on_loopback():
+    assert "HASHDROP_PASSWORD" in exposure_problem("127.0.0.1", None, trusted_proxy="127.0.0.1")
+    assert exposure_problem("127.0.0.1", PASSWORD, trusted_proxy="127.0.0.1") is None
+
+
+def test_serve_refuses_before_creating_the_app():
+    def create_app():
+        raise AssertionError("no app (and no libtorrent session) may be made")
+
+    with pytest.raises(SystemExit) as refused:
+        security.serve(create_app, environ={"HASHDROP_HOST": "0.0.0.0"})
+    assert "HASHDROP_PASSWORD" in str(refused.value.code)
+    with pytest.raises(SystemExit) as refused:
+        security.serve(create_app, environ={"HASHDROP_PORT": "http"})
+    assert "HASHDROP_PORT" in str(refused.value.code)
+
+
+@pytest.mark.parametrize("environ, host, port", [
+    ({}, "127.0.0.1", 5000),
+    ({"HASHDROP_HOST": "0.0.0.0", "HASHDROP_PORT": "8080", "HASHDROP_PASSWORD": "x"}, "0.0.0.0", 8080),
+])
+def test_serve_hands_host_and_port_to_waitress(make_app, monkeypatch, environ, host, port):
+    served = {}
+    monkeypatch.setattr(waitress, "serve", lambda app, **options: served.update(app=app, **options))
+    security.serve(make_app, environ=environ)
+    assert served["host"] == host and served["port"] == port
+    assert "trusted_proxy" not in served
+
+
+def test_serve_trusts_only_the_named_proxy(make_app, monkeypatch):
+    served = {}
+    monkeypatch.setattr(waitress, "serve", lambda app, **options: served.update(options))
+    security.serve(make_app, environ={"HASHDROP_PASSWORD": "x", "HASHDROP_TRUSTED_PROXY": "127.0.0.1"})
+    assert served["trusted_proxy"] == "127.0.0.1"
+    assert served["trusted_proxy_headers"] == "x-forwarded-for x-forwarded-proto"
+
+
+# Runs app.py as `python app.py` would, but anything that would open a libtorrent session or a
+# port exits instead: should the refusal ever be missing, nothing starts on 0.0.0.0.
+SAFE_MAIN = """
+import runpy, sys, waitress, jobs
+def never(*args, **kwargs):
+    sys.exit("STARTED: the refusal is missing")
+jobs.JobManager.from_config = classmethod(never)
+waitress.serve = never
+runpy.run_path("app.py", run_name="__main__")
+"""
+
+
+def test_python_app_py_exits_with_a_message_when_exposed(tmp_path):
+    env = {key: value for key, value in os.environ.items() if not key.startswith("HASHDROP_")}
+    env.update({f"HASHDROP_{key}": json.dumps(value) if not isinstance(value, str) else value
+                for key, value in HERMETIC.items()})
+    env.update(HASHDROP_HOST="0.0.0.0", HASHDROP_PORT="0", HASHDROP_DATA_DIR=str(tmp_path))
+    done = subprocess.run([sys.executable, "-c", SAFE_MAIN], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert "STARTED" not in done.stderr
+    assert done.returncode == 1
+    assert "Refusing to serve on 0.0.0.0" in done.stderr and "HASHDROP_PASSWORD" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+# Logging in -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", ["/", "/jobs", f"/jobs/{HASH_A}/files", "/nowhere"])
+def test_pages_redirect_to_login(client, path):
+    response = client.get(path)
+    assert response.status_code == 303
+    assert response.headers["Location"].startswith("/login?next=")
+
+
+def test_form_posts_need_a_login(client, secure_app):
+    response = client.post("/start-downloads", data={"downloads": HASH_A})
+    assert response.status_code == 303 and response.headers["Location"].startswith("/login")
+    assert secure_app.extensions["hashdrop"].jobs() == []
+
+
+def test_htmx_requests_are_sent_to_login(client):
+    response = client.get("/jobs", headers={"HX-Request": "true"})
+    assert response.status_code == 401
+    assert response.headers["HX-Redirect"] == "/login"
+
+
+@pytest.mark.parametrize("method, path", [
+    ("GET", "/api/jobs"), ("POST", "/api/jobs"), ("GET", f"/api/jobs/{HASH_A}"),
+    ("DELETE", f"/api/jobs/{HASH_A}"), ("POST", f"/api/jobs/{HASH_A}/pause"), ("GET", "/api/nothing"),
+])
+def test_api_answers_401_json(client, method, path):
+    response = client.open(path, method=method, json={"hashes": [HASH_A]})
+    assert response.status_code == 401
+    assert response.get_json()["error"]
+    assert response.headers["WWW-Authenticate"] == 'Basic realm="hashdrop"'
+
+
+def test_login_page_and_static_files_need_no_login(client):
+    assert client.get("/login").status_code == 200
+    with client.get("/static/style.css") as response:  # closes the file it streams
+        assert response.status_code == 200
+
+
+def test_login_and_logout(client):
+    response = log_in(client, password="wrong")
+    assert response.status_code == 200
+    assert "Wrong username or password." in response.get_data(as_text=True)
+    assert client.get("/").status_code == 303
+
+    response = log_in(client, next="/jobs")
+    assert response.status_code == 303 and response.headers["Location"] == "/jobs"
+    index = page(client)
+    assert "Log out admin" in index and '<textarea id="downloads"' in index
+    assert client.get("/api/jobs").status_code == 200  # the session cookie works for the API too
+
+    token = TOKEN.search(index).group(1)
+    response = client.post("/logout", data={"csrf_token": token})
+    assert response.status_code == 303 and response.headers["Location"] == "/login"
+    assert client.get("/").status_code == 303
+    assert "Logged out." in client.get("/login").get_data(as_text=True)
+
+
+@pytest.mark.parametrize("target, expected", [
+    ("/jobs", "/jobs"),
+    ("/?x=1", "/?x=1"),
+    ("//evil.example/", "/"),
+    ("https://evil.example/", "/"),
+    ("/\\evil.example", "/"),
+    ("/\t/evil.example", "/"),
+    ("javascript:alert(1)", "/"),
+])
+def test_login_goes_only_to_local_paths(client, target, expected):
+    assert log_in(client, next=target).headers["Location"] == expected
+
+
+def test_session_cookie_flags(client, secure_app):
+    cookie = log_in(client).headers["Set-Cookie"]
+    assert cookie.startswith("hashdrop_session=")
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
+
+    https = secure_app.test_client()
+    token = TOKEN.search(https.get("/login", base_url="https://localhost").get_data(as_text=True)).group(1)
+    response = https.post("/login", base_url="https://localhost",
+                          headers={"Referer": "https://localhost/login"},
+                          data={"csrf_token": token, "username": "admin", "password": PASSWORD})
+    assert response.status_code == 303
+    assert "Secure" in response.headers["Set-Cookie"] and "HttpOnly" in response.headers["Set-Cookie"]
+
+
+@pytest.mark.parametrize("method", ["scrypt", "pbkdf2:sha256"])
+def test_password_may_be_a_werkzeug_hash(make_app, method):
+    hashed = generate_password_hash(PASSWORD, method=method)
+    client = make_app(PASSWORD=hashed).test_client()
+    assert client.get("/api/jobs", headers=basic("admin", hashed)).status_code == 401
+    assert client.get("/api/jobs", headers=basic("admin", PASSWORD)).status_code == 200
+    assert client.get("/api/jobs", headers=basic("admin", PASSWORD)).status_code == 200  # cached
+    assert log_in(client).headers["Location"] == "/"
+
+
+def test_a_broken_password_hash_is_named_at_start():
+    with pytest.raises(ValueError, match="HASHDROP_PASSWORD"):
+        Credentials("admin", "pbkdf2:nope:1$salt$abcdef", b"key")
+
+
+def test_username_is_a_setting(make_app):
+    client = make_app(PASSWORD=PASSWORD, USERNAME="alice").test_client()
+    assert client.get("/api/jobs", headers=basic("admin", PASSWORD)).status_code == 401
+    assert client.get("/api/jobs", headers=basic("alice", PASSWORD)).status_code == 200
+
+
+def test_changing_the_password_ends_sessions():
+    old = Credentials("admin", "one", b"key")
+    new = Credentials("admin", "two", b"key")
+    assert old.session_ok(old.fingerprint) and not new.session_ok(old.fingerprint)
+    assert not new.session_ok(None) and not new.session_ok(["list"])
+
+
+@pytest.mark.parametrize("typed, parsed", [("1e5", 100000.0), ("null", None), ("true", True),
+                                           ('"quoted"', "quoted"), ("plain", "plain")])
+def test_password_from_the_environment_is_taken_as_typed(monkeypatch, typed, parsed):
+    # from_prefixed_env parses values as JSON; the password must stay the text typed.
+    monkeypatch.setenv("HASHDROP_PASSWORD", typed)
+    assert raw_setting({"PASSWORD": parsed}, "PASSWORD") == typed
+    assert raw_setting({"PASSWORD": "from a test config"}, "PASSWORD") == "from a test config"
+
+
+def test_basic_auth(client, secure_app):
+    assert client.get("/api/jobs", headers=basic("admin", PASSWORD)).get_json() == []
+    response = client.post("/api/jobs", json={"hashes": [HASH_A]}, headers=basic("admin", PASSWORD))
+    assert response.status_code == 201
+    wrong = client.get("/api/jobs", headers=basic("admin", "nope"))
+    assert wrong.status_code == 401 and wrong.get_json()["error"] == "Wrong username or password."
+    assert wrong.headers["WWW-Authenticate"] == 'Basic realm="hashdrop"'
+    assert client.get("/", headers=basic("admin", PASSWORD)).status_code == 303  # pages: log in
+
+
+def test_without_a_password_nothing_asks_to_log_in(make_app):
+    client = make_app(WTF_CSRF_ENABLED=True).test_client()
+    assert client.get("/").status_code == 200 and client.get("/api/jobs").status_code == 200
+    assert "Log out" not in page(client)
+    assert client.get("/login").headers["Location"] == "/"
+
+
+# Lockout ----------------------------------------------------------------------------
+
+def test_five_failed_logins_lock_the_address_out(client, secure_app, clock):
+    for _ in range(4):
+        assert log_in(client, password="wrong").status_code == 200
+    locked = log_in(client, password="wrong")
+    assert locked.status_code == 429
+    assert "Try again in 5 minutes." in locked.get_data(as_text=True)
+    assert locked.headers["Retry-After"] == "300"
+
+    assert log_in(client).status_code == 429  # even the right password
+    assert client.get("/api/jobs", headers=basic("admin", PASSWORD)).status_code == 429
+    clock.now += 250
+    assert "Try again in 1 minute." in client.get("/login").get_data(as_text=True)
+
+    elsewhere = secure_app.test_client()
+    elsewhere.environ_base["REMOTE_ADDR"] = "10.0.0.9"
+    assert log_in(elsewhere).status_code == 303
+
+    clock.now += 51
+    assert log_in(client).status_code == 303
+
+
+def test_basic_auth_failures_count_and_answer_429_json(client, clock):
+    for _ in range(2):
+        log_in(client, password="wrong")
+    for _ in range(2):
+        assert client.get("/api/jobs", headers=basic("admin", "wrong")).status_code == 401
+    locked = client.get("/api/jobs", headers=basic("admin", "wrong"))
+    assert locked.status_code == 429
+    assert "Try again in 5 minutes." in locked.get_json()["error"]
+    assert locked.headers["Retry-After"] == "300"
+
+
+def test_failures_outside_the_window_and_before_a_success_are_forgotten(client, clock):
+    for _ in range(4):
+        log_in(client, password="wrong")
+    clock.now += security.LOGIN_WINDOW
+    for _ in range(4):
+        assert log_in(client, password="wrong").status_code == 200
+    assert log_in(client).status_code == 303
+    client.post("/logout", data={"csrf_token": csrf_token(client)})
+    for _ in range(4):
+        assert log_in(client, password="wrong").status_code == 200
+
+
+def test_failure_table_stays_bounded_and_keeps_locked_addresses():
+    clock = Clock()
+    limiter = LoginLimiter(capacity=10, clock=clock)
+    for _ in range(5):
+        limiter.failed("203.0.113.1")
+    assert limiter.locked_for("203.0.113.1") == security.LOCKOUT_SECONDS
+    for number in range(1000):
+        clock.now += 0.01
+        limiter.failed(f"198.51.100.{number}")
+        assert len(limiter) <= 10
+    assert limiter.locked_for("203.0.113.1") > 0
+
+
+def run_threads(target, count):
+    threads = [threading.Thread(target=target, args=(number,), name=f"login-{number}")
+               for number in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+
+
+def test_failure_table_is_thread_safe():
+    limiter = LoginLimiter(capacity=500)
+    errors = []
+
+    def many_addresses(worker):
+        try:
+            for number in range(500):
+                limiter.failed(f"10.{worker}.{number % 100}.1")
+                limiter.locked_for(f"10.{worker}.{number % 100}.1")
+        except Exception as exc:  # collected so the test fails in the main thread
+            errors.append(exc)
+
+    run_threads(many_addresses, 8)
+    assert errors == [] and len(limiter) == 500
+
+    run_threads(lambda number: limiter.failed("192.0.2.1"), security.LOGIN_FAILURES)
+    assert limiter.locked_for("192.0.2.1") > 0
+
+
+# CSRF -------------------------------------------------------------------------------
+
+@pytest.fixture
+def open_app(make_app):
+    """No password, CSRF on: the protection does not depend on logging in."""
+    return make_app(WTF_CSRF_ENABLED=True)
+
+
+@pytest.mark.parametrize("token", [None, "", "forged"])
+def test_form_posts_without_a_good_token_get_400_in_plain_words(open_app, token):
+    client = open_app.test_client()
+    data = {"downloads": HASH_A, **({"csrf_token": token} if token is not None else {})}
+    response = client.post("/start-downloads", data=data)
+    body = response.get_data(as_text=True)
+    assert response.status_code == 400
+    assert "The form expired or came from another site; reload the page and try again." in body
+    assert "Traceback" not in body and "CSRF" not in body
+    assert open_app.extensions["hashdrop"].jobs() == []
+
+
+def test_every_form_post_checks_the_token(open_app):
+    client = open_app.test_client()
+    token = csrf_token(client)
+    assert client.post("/start-downloads", data={"csrf_token": token, "downloads": HASH_A}).status_code == 303
+    assert client.post(f"/jobs/{HASH_A}/pause").status_code == 400
+    assert client.post(f"/jobs/{HASH_A}/files", data={"wanted": "0"}).status_code == 400
+    assert client.post(f"/jobs/{HASH_A}/pause", data={"csrf_token": token}).status_code == 303
+    assert open_app.extensions["hashdrop"].get(HASH_A).state == "paused"
+
+
+def test_login_and_logout_check_the_token(client):
+    response = client.post("/login", data={"username": "admin", "password": PASSWORD})
+    assert response.status_code == 400
+    log_in(client)
+    assert client.post("/logout").status_code == 400
+    assert client.get("/").status_code == 200
+
+
+def test_htmx_gets_a_reload_and_the_message(open_app):
+    client = open_app.test_client()
+    response = client.post("/start-downloads", data={"downloads": HASH_A}, headers={"HX-Request": "true"})
+    assert response.status_code == 400 and response.headers["HX-Refresh"] == "true"
+    assert "The form expired or came from another site" in page(client)
+
+
+def test_the_json_api_needs_no_token_and_takes_only_json(open_app):
+    client = open_app.test_client()
+    assert client.post("/api/jobs", json={"hashes": [HASH_A]}).status_code == 201
+    # What a cross-site form could send is refused:
+    form = client.post("/api/jobs", data={"hashes": HASH_B})
+    assert form.status_code == 415 and form.get_json()["error"]
+
+
+def test_csrf_can_be_turned_off_for_other_tests(make_app):
+    client = make_app(WTF_CSRF_ENABLED=False).test_client()
+    assert client.post("/start-downloads", data={"downloads": HASH_A}).status_code == 303
+
+
+def test_every_post_form_in_the_templates_carries_the_token():
+    forms = 0
+    for template in sorted((ROOT / "templates").glob("*.html")):
+        for form in re.findall(r"<form\b[^>]*>.*?</form>", template.read_text(), re.S):
+            if re.search(r'method="post"', form, re.I):
+                forms += 1
+                assert 'name="csrf_token"' in form, f"{template.name}: {form[:120]}"
+    assert forms >= 6
+
+
+def test_rendered_forms_carry_the_token(open_app):
+    client = open_app.test_client()
+    client.post("/api/jobs", json={"hashes": [HASH_A]})
+    html = page(client)
+    forms = re.findall(r"<form\b[^>]*method=\"post\"[^>]*>.*?</form>", html, re.S)
+    assert len(forms) >= 3 and all(TOKEN.search(form) for form in forms)
+
+
+# The Host check ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("host", ["localhost", "localhost:5000", "LOCALHOST", "127.0.0.1:8080", "[::1]:5000"])
+def test_loopback_host_names_are_answered(make_app, host):
+    client = make_app().test_client()
+    assert client.get("/api/jobs", headers={"Host": host}).status_code == 200
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:5000", "localhost.evil.example",
+                                  "127.0.0.1.nip.io", "0.0.0.0:5000", "bad host", "ünïcode.example"])
+def test_other_host_names_get_403(make_app, host):
+    client = make_app(PASSWORD=PASSWORD).test_client()
+    api = client.get("/api/jobs", headers={"Host": host})
+    assert api.status_code == 403 and "HASHDROP_ALLOWED_HOSTS" in api.get_json()["error"]
+    html = client.get("/", headers={"Host": host})
+    assert html.status_code == 403 and "HASHDROP_ALLOWED_HOSTS" in html.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("setting", ["media.lan, hashdrop.example:8080", ["media.lan", "hashdrop.example"]])
+def test_allowed_hosts_setting(make_app, setting):
+    client = make_app(ALLOWED_HOSTS=setting).test_client()
+    assert client.get("/api/jobs", headers={"Host": "media.lan:5000"}).status_code == 200
+    assert client.get("/api/jobs", headers={"Host": "hashdrop.example"}).status_code == 200
+    assert client.get("/api/jobs", headers={"Host": "localhost"}).status_code == 403
+
+
+def test_the_configured_host_is_allowed(make_app):
+    client = make_app(HOST="192.168.1.10", PASSWORD=PASSWORD).test_client()
+    assert client.get("/api/jobs", headers={"Host": "192.168.1.10:5000", **basic("admin", PASSWORD)}).status_code == 200
+
+
+def test_allowed_hosts_star_turns_the_check_off(make_app):
+    client = make_app(ALLOWED_HOSTS="*").test_client()
+    assert client.get("/api/jobs", headers={"Host": "anything.example"}).status_code == 200
+
+
+# Response headers -------------------------------------------------------------------
+
+@pytest.mark.parametrize("path, status", [
+    ("/", 200), ("/api/jobs", 200), ("/static/style.css", 200), ("/nowhere", 404),
+    (f"/api/jobs/{HASH_B}", 404),
+])
+def test_security_headers_on_every_response(make_app, path, status):
+    with make_app().test_client().get(path) as response:
+        pass
+    assert response.status_code == status
+    assert response.headers["Content-Security-Policy"] == CSP
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["Referrer-Policy"] == "same-origin"
+
+
+def test_security_headers_on_refusals(client):
+    for response in (client.get("/"), client.get("/api/jobs"), client.get("/", headers={"Host": "x.example"})):
+        assert response.headers["Content-Security-Policy"] == CSP
+
+
+def test_templates_have_no_inline_script_or_style():
+    for template in (ROOT / "templates").glob("*.html"):
+        text = template.read_text()
+        assert not re.search(r"<script(?![^>]*\bsrc=)", text), template.name
+        assert not re.search(r"<style|\sstyle=|\son[a-z]+=|hx-on", text, re.I), template.name
+    base = (ROOT / "templates" / "base.html").read_text()
+    config = json.loads(re.search(r"name=\"htmx-config\" content='([^']*)'", base).group(1))
+    assert config == {**config, "allowEval": False, "includeIndicatorStyles": False}
+
+
+# Bounded input ----------------------------------------------------------------------
+
+@pytest.fixture
+def api(make_app):
+    return make_app().test_client()
+
+
+def test_a_body_over_the_limit_gets_413_json(api):
+    body = json.dumps({"text": "x" * (1024 * 1024)})
+    response = api.post("/api/jobs", data=body, content_type="application/json")
+    assert response.status_code == 413
+    assert "HASHDROP_MAX_REQUEST_BYTES" in response.get_json()["error"]
+
+
+def test_a_form_over_the_limit_is_flashed(make_app):
+    client = make_app(WTF_CSRF_ENABLED=False).test_client()
+    response = client.post("/start-downloads", data={"downloads": "x" * (1024 * 1024 + 1)})
+    assert response.status_code == 303
+    assert "That was too much at once" in page(client)
+
+
+def test_torrent_uploads_may_be_larger_up_to_their_own_limit(make_app):
+    client = make_app(WTF_CSRF_ENABLED=False, MAX_UPLOAD_BYTES=3 * 1024 * 1024).test_client()
+
+    def upload(size):
+        # Encoded in memory: the test client would spool a large body to a file it never closes.
+        boundary, body = encode_multipart({"torrents": FileStorage(BytesIO(b"x" * size), "big.torrent")})
+        return client.post("/start-downloads", data=body,
+                           content_type=f"multipart/form-data; boundary={boundary}")
+
+    assert upload(2 * 1024 * 1024).status_code == 303
+    assert "too much at once" not in page(client)
+    assert upload(4 * 1024 * 1024).status_code == 303
+    assert "HASHDROP_MAX_UPLOAD_BYTES" in page(client)
+
+
+@pytest.mark.parametrize("body, message", [
+    ({"text": "\n".join(["x"] * 1001)}, "That is 1,001 lines; send at most 1,000"),
+    ({"hashes": ["x"] * 1001}, "That is 1,001 items; send at most 1,000"),
+    ({"text": "y" * 4097}, "Line 1 is 4,097 characters long; at most 4,096"),
+    ({"hashes": [HASH_A, "y" * 4097]}, "Item 2 is 4,097 characters long"),
+    ({"text": f"{HASH_A}\nnul\x00here"}, "Line 2 contains U+0000"),
+    ({"hashes": ["\ud800"]}, "Item 1 contains U+D800"),
+    ({"text": "magnet:?xt=urn:btih:" + HASH_A + "&dn=\udfff"}, "Line 1 contains U+DFFF"),
+])
+def test_api_limits_get_400_json(api, body, message):
+    response = api.post("/api/jobs", data=json.dumps(body), content_type="application/json")
+    assert response.status_code == 400
+    assert message in response.get_json()["error"]
+    assert api.get("/api/jobs").get_json() == []
+
+
+def test_at_the_limits_the_app_answers_as_usual(api):
+    body = {"text": "\n".join(["nope"] * 999 + ["y" * 4096]) + "\n\n\n"}
+    response = api.post("/api/jobs", json=body)
+    assert response.status_code == 400
+    assert "at most" not in response.get_json()["error"]
+    assert len(response.get_json()["rejected"]) == 1000
+
+
+@pytest.mark.parametrize("text, message", [
+    ("\n".join([HASH_A] * 1001), "That is 1,001 lines"),
+    ("z" * 4097, "Line 1 is 4,097 characters long"),
+    (f"{HASH_B}\x00", "Line 1 contains U+0000"),
+])
+def test_form_limits_are_flashed(make_app, text, message):
+    app = make_app(WTF_CSRF_ENABLED=False)
+    client = app.test_client()
+    response = client.post("/start-downloads", data={"downloads": text})
+    assert response.status_code == 303
+    assert message in page(client)
+    assert app.extensions["hashdrop"].jobs() == []
+    hx = client.post("/start-downloads", data={"downloads": text}, headers={"HX-Request": "true"})
+    assert hx.status_code == 200 and message in hx.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("body", [b"\xff\xfe{", b'{"text": "\xff"}', b"[" * 100_000, b'{"text": 1e999999}', b""])
+def test_broken_json_gets_400_json(api, body):
+    response = api.post("/api/jobs", data=body, content_type="application/json")
+    assert response.status_code == 400 and response.get_json()["error"]
+
+
+def test_invalid_utf8_in_the_form_is_not_a_500(make_app):
+    client = make_app(WTF_CSRF_ENABLED=False).test_client()
+    response = client.post("/start-downloads", data=b"downloads=%FF%FE" + HASH_A.encode(),
+                           content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 303
+    assert "Started" in page(client) or "Skipped" in page(client)
+
+
+# The secret key ---------------------------------------------------------------------
+
+def test_secret_key_is_random_per_installation_and_private(make_app, tmp_path):
+    first = make_app(SECRET_KEY=None, DATA_DIR=str(tmp_path / "one"))
+    second = make_app(SECRET_KEY=None, DATA_DIR=str(tmp_path / "two"))
+    assert first.secret_key != second.secret_key and len(first.secret_key) >= 32
+    for name, app in (("one", first), ("two", second)):
+        key_file = tmp_path / name / "secret_key"
+        assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
+        assert key_file.read_text().strip() == app.secret_key
+    first.extensions["hashdrop"].shutdown()
+    assert make_app(SECRET_KEY=None, DATA_DIR=str(tmp_path / "one")).secret_key == first.secret_key
+
+
+def test_a_configured_secret_key_writes_no_file(make_app, tmp_path):
+    app = make_app(SECRET_KEY="from-the-environment", DATA_DIR=str(tmp_path / "set"))
+    assert app.secret_key == "from-the-environment"
+    assert not (tmp_path / "set" / "secret_key").exists()
+
+
+# Fuzzing ----------------------------------------------------------------------------
+
+@pytest.fixture
+def fuzz_app(make_app):
+    """One app for all of a fuzz test's examples (Hypothesis shares function-scoped fixtures)."""
+    return make_app(WTF_CSRF_ENABLED=True)
+
+
+FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+hex_hashes = st.from_regex(r"\A[0-9a-fA-F]{40}\Z")
+lines = st.one_of(
+    st.text(max_size=120),
+    hex_hashes,
+    st.builds(lambda h, tail: f"magnet:?xt=urn:btih:{h}&dn={tail}", hex_hashes, st.text(max_size=40)),
+    st.text(alphabet=st.characters(codec="utf-8"), min_size=4000, max_size=4200),
+)
+# Lone surrogates can only come in through JSON ("\ud800"), not through a form.
+api_lines = lines | st.text(st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF) | st.characters(),
+                            max_size=20)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=50),
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=10), children, max_size=5),
+    max_leaves=30,
+)
+
+
+def assert_api_answer(response):
+    assert response.status_code < 500
+    if response.status_code >= 400:
+        assert response.is_json and response.get_json()["error"]
+
+
+@FUZZ
+@given(text=st.lists(lines, max_size=8).map("\n".join) | st.binary(max_size=300))
+def test_fuzz_the_paste_form(fuzz_app, text):
+    client = fuzz_app.test_client()
+    token = csrf_token(client)
+    if isinstance(text, bytes):  # raw, as no browser would send it
+        response = client.post("/start-downloads", content_type="application/x-www-form-urlencoded",
+                               data=b"csrf_token=" + token.encode() + b"&downloads=" + text)
+    else:
+        response = client.post("/start-downloads", data={"csrf_token": token, "downloads": text})
+    assert response.status_code == 303, response.get_data(as_text=True)
+    assert client.get("/api/jobs").status_code == 200
+
+
+@FUZZ
+@given(body=st.one_of(
+    st.binary(max_size=300),
+    json_values.map(lambda value: json.dumps(value).encode()),
+    st.fixed_dictionaries({"text": st.lists(api_lines, max_size=8).map("\n".join)},
+                          optional={"category": st.text(max_size=20), "paused": st.booleans()})
+      .map(lambda value: json.dumps(value).encode()),
+    st.fixed_dictionaries({"hashes": st.lists(api_lines, max_size=8)})
+      .map(lambda value: json.dumps(value).encode()),
+))
+def test_fuzz_the_api(fuzz_app, body):
+    client = fuzz_app.test_client()
+    assert_api_answer(client.post("/api/jobs", data=body, content_type="application/json"))
+    assert client.get("/api/jobs").status_code == 200
+
+
+
+# In a browser -----------------------------------------------------------------------
+
+@pytest.fixture
+def live_url(secure_app):
+    """The secured app served on loopback by a thread, stopped after the test."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, secure_app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+    thread.join(10)
+
+
+@pytest.mark.browser
+def test_login_htmx_and_logout_work_under_the_csp(live_url):
+    from playwright.sync_api import expect, sync_playwright
+
+    console = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium")
+        try:
+            page = browser.new_page()
+            page.on("console", lambda message: console.append(message.text))
+            page.goto(live_url + "/")
+            expect(page.locator("h1")).to_have_text("Log in")
+            page.fill("#username", "admin")
+            page.fill("#password", PASSWORD)
+            page.click("form.login button")
+            page.fill("#downloads", HASH_A)
+            page.click("form.submit button")  # sent by htmx, with the form's csrf_token
+            expect(page.locator("#messages")).to_contain_text("Started 1 download.")
+            page.click(f"#job-{HASH_A} .actions form:first-child button")
+            expect(page.locator(f"#job-{HASH_A} .state")).to_contain_text("Paused")
+            page.click("header form.logout button")
+            expect(page.locator("#messages")).to_contain_text("Logged out.")
+        finally:
+            browser.close()
+    assert not [text for text in console if "Content Security Policy" in text]
