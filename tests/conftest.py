@@ -1,4 +1,6 @@
 """Fixtures: a hermetic app (loopback only, no DHT/LSD/UPnP/NAT-PMP) and its client."""
+import threading
+
 import pytest
 
 from app import create_app
@@ -49,3 +51,24 @@ def client(app):
 @pytest.fixture
 def manager(app):
     return app.extensions["hashdrop"]
+
+
+@pytest.fixture
+def live_server(make_app):
+    """Serve apps with waitress on a free loopback port; yields start(**config) -> base URL."""
+    from waitress import create_server
+
+    servers = []
+
+    def start(**config):
+        app = make_app(**config)
+        server = create_server(app, host="127.0.0.1", port=0, threads=8)
+        thread = threading.Thread(target=server.run, name="live-server", daemon=True)
+        thread.start()
+        servers.append((server, thread))
+        return f"http://127.0.0.1:{server.effective_port}"
+
+    yield start
+    for server, thread in servers:
+        server.close()
+        thread.join(5)
