@@ -192,8 +192,11 @@ def start_downloads():
     for message, category in result.messages():
         flash(message, category)
     if request.headers.get("HX-Request"):
-        return render_template("_submitted.html", messages=get_flashed_messages(with_categories=True),
+        page = render_template("_submitted.html", messages=get_flashed_messages(with_categories=True),
                                jobs=manager().jobs(), running=manager().has_running())
+        # The page clears the paste box only when everything in it was taken.
+        taken = not (result.refused or result.rejected or too_big)
+        return page, 200, {"HX-Trigger": "hashdrop-taken"} if taken else {}
     return redirect(url_for("jobs.index"), code=303)
 
 

@@ -1,7 +1,8 @@
-// Clear the paste box once the server has taken a submit sent by htmx.
-document.addEventListener("htmx:afterRequest", (event) => {
-  const form = event.detail.elt;
-  if (event.detail.successful && form.matches && form.matches("form.submit")) {
+// Clear the paste box once the server says it took everything in it (HX-Trigger: hashdrop-taken);
+// when a line was refused, the paste stays so that nothing is lost.
+document.addEventListener("hashdrop-taken", () => {
+  const form = document.querySelector("form.submit");
+  if (form) {
     form.reset();
   }
 });
