@@ -6,6 +6,7 @@ import logging
 import math
 import os
 import re
+import signal
 import sys
 import threading
 import time
@@ -179,7 +180,23 @@ def serve(create_app, environ=None):
         # Client address and https from the proxy, so the lockout and Secure cookies work.
         options = {"trusted_proxy": proxy, "clear_untrusted_proxy_headers": True,
                    "trusted_proxy_headers": "x-forwarded-for x-forwarded-proto"}
+    stop_on_signals()
     waitress.serve(app, host=host, port=int(port), **options)
+
+
+def stop_on_signals():
+    """SIGTERM and SIGINT stop the server through SystemExit, so the atexit shutdown runs.
+
+    Python's default SIGTERM ends the process without atexit, which would skip saving
+    resume data. waitress closes its listening socket on SystemExit (no new work), then
+    the job manager saves resume data for every torrent within its timeout.
+    """
+    def stop(signum, frame):
+        log.info("signal %s: shutting down", signum)
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
 
 
 def split_host(value):
