@@ -298,7 +298,7 @@ def translate(alert):
         return "metadata", (info.name(), info_hash_keys(info.info_hashes()))
     if isinstance(alert, lt.torrent_finished_alert):
         alert.handle.save_resume_data(RESUME_FLAGS)
-        return "finished", None
+        return "finished", live_status(alert.handle.status())
     if isinstance(alert, lt.file_error_alert):
         return "error", f"{alert.error.message()}: {alert.filename()}"
     if isinstance(alert, lt.torrent_error_alert):
@@ -342,7 +342,7 @@ def describe_torrent(data):
 
 def file_list(handle):
     """The files of a torrent with metadata: index, path, size, progress, wanted."""
-    files = handle.torrent_file().files()
+    files = handle.torrent_file().layout()
     done = handle.file_progress(lt.torrent_handle.piece_granularity)
     priorities = handle.get_file_priorities()
     listing = []
@@ -362,7 +362,7 @@ def file_list(handle):
 
 def set_wanted_files(handle, wanted):
     """Download only the files whose indices are in wanted."""
-    count = handle.torrent_file().files().num_files()
+    count = handle.torrent_file().layout().num_files()
     handle.prioritize_files([4 if index in wanted else 0 for index in range(count)])
 
 
@@ -382,9 +382,16 @@ def has_metadata(params):
     return params.ti is not None
 
 
-def set_flag(params, name, on):
+def set_flag(target, name, on):
+    """Set or clear one torrent flag on add parameters or on a torrent handle."""
     flag = getattr(lt.torrent_flags, name)
-    params.flags = (params.flags | flag) if on else (params.flags & ~flag)
+    if isinstance(target, lt.torrent_handle):
+        if on:
+            target.set_flags(flag)
+        else:
+            target.unset_flags(flag)
+    else:
+        target.flags = (target.flags | flag) if on else (target.flags & ~flag)
 
 
 def reconnect(handle):

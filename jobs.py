@@ -85,6 +85,7 @@ class Job:
             name, keys = value
             manager.metadata_arrived(self, name, keys)
         elif event == "finished":
+            self.live = value
             if self.state in RUNNING:
                 manager.set_state(self, JobState.COMPLETED)
                 manager.check_seed_ratio(self)
@@ -330,29 +331,32 @@ class JobManager:
         with self._lock:
             job.has_metadata = torrents_mod.has_metadata(params)
             if job.state == JobState.COMPLETED:
-                wants_pause = job.seeding_stopped
+                paused, slot = job.seeding_stopped, True
             elif job.state == JobState.PAUSED:
-                wants_pause = True
-            elif job.has_metadata:
-                wants_pause = not self._take_slot(job)
+                paused, slot = True, False
             else:
-                wants_pause = False
-        torrents_mod.set_flag(params, "paused", wants_pause)
+                paused, slot = False, job.has_metadata and self._take_slot(job)
+        # Without a slot a torrent runs in upload mode: it fetches metadata and keeps its
+        # peers but requests no piece, so it can start at once when a slot frees.
+        torrents_mod.set_flag(params, "paused", paused)
+        torrents_mod.set_flag(params, "upload_mode", not slot)
         return params
 
     def attach(self, job, torrent):
+        """The torrent is in the session: listen to it, and match it to the job's state,
+        which may have changed while it was being added."""
         keys = torrents_mod.info_hash_keys(torrent.handle.info_hashes())
         with self._lock:
             job.torrent_handle = torrent
-            if job.state == JobState.PAUSED and not torrent.is_paused():
-                torrent.pause()  # paused while its thread was adding the torrent
-            elif job.state not in (JobState.PAUSED, JobState.COMPLETED):
-                if not job.has_metadata:
-                    self.set_state(job, JobState.FETCHING_METADATA)
-                elif job.info_hash in self._active:
-                    self.set_state(job, JobState.DOWNLOADING)
-                else:
-                    self.set_state(job, JobState.QUEUED)
+            if job.state == JobState.PAUSED:
+                torrent.pause()
+            elif job.state == JobState.COMPLETED:
+                pass
+            elif not job.has_metadata:
+                self.set_state(job, JobState.FETCHING_METADATA)
+                torrent.resume()
+            else:
+                self._want_download(job)
         self.torrents.listen(keys, job.inbox.put)
         # The first status arrives with the next batch; ask now so metadata-less jobs
         # show their peers at once.
@@ -410,14 +414,11 @@ class JobManager:
                 job.torrent_handle.pause()
 
     def _want_download(self, job):
-        if self._take_slot(job):
-            self.set_state(job, JobState.DOWNLOADING)
-            if job.torrent_handle:
-                job.torrent_handle.resume()
-        else:
-            self.set_state(job, JobState.QUEUED)
-            if job.torrent_handle:
-                job.torrent_handle.pause()
+        slot = self._take_slot(job)
+        self.set_state(job, JobState.DOWNLOADING if slot else JobState.QUEUED)
+        if job.torrent_handle:
+            torrents_mod.set_flag(job.torrent_handle.handle, "upload_mode", not slot)
+            job.torrent_handle.resume()
 
     def _take_slot(self, job):
         if job.info_hash in self._active:
