@@ -72,3 +72,4 @@ def live_server(make_app):
     for server, thread in servers:
         server.close()
         thread.join(5)
+from swarm_fixtures import *  # noqa: E402,F401,F403  (tracker, seeder, swarm_payloads, seed_new)

@@ -1,0 +1,238 @@
+"""End to end: real bytes from a seeder on 127.0.0.2 through opentracker, into the save path."""
+import os
+import re
+import time
+from io import BytesIO
+from pathlib import Path
+
+import pytest
+
+from swarm import check_files, wait_until
+
+pytestmark = pytest.mark.swarm
+
+MiB = 1024 * 1024
+
+
+@pytest.fixture
+def swarm_app(make_app, tracker):
+    """An app whose bare hashes get the loopback tracker."""
+    return make_app(TRACKERS=[tracker.announce_url])
+
+
+def job_of(app, info_hash):
+    return app.extensions["hashdrop"].get(info_hash).to_dict()
+
+
+def wait_for_state(app, info_hash, state, timeout=30):
+    wait_until(lambda: job_of(app, info_hash)["state"] == state, timeout,
+               f"job {info_hash} never reached {state}: {job_of(app, info_hash)}")
+    return job_of(app, info_hash)
+
+
+def save_path(app):
+    return Path(app.config["SAVE_PATH"])
+
+
+def test_bare_hashes_download_through_the_form(swarm_app, swarm_payloads):
+    single, multi = swarm_payloads["single"], swarm_payloads["multi"]
+    client = swarm_app.test_client()
+    response = client.post("/start-downloads", data={"downloads": f"{single.info_hash}\n{multi.info_hash.upper()}"})
+    assert response.status_code == 303
+    for torrent in (single, multi):
+        job = wait_for_state(swarm_app, torrent.info_hash, "completed")
+        assert job["name"] == torrent.name
+        assert job["progress"] == 1.0
+        assert job["total_bytes"] == torrent.total_size
+        check_files(torrent, save_path(swarm_app))
+    assert "Started 2 downloads." in client.get("/").get_data(as_text=True)
+
+
+def test_magnet_with_the_seeders_address_and_no_tracker(make_app, seeder, seed_new):
+    torrent = seed_new(2 * MiB)
+    app = make_app()  # no trackers: the only way to the seeder is x.pe
+    response = app.test_client().post("/api/jobs", json={"hashes": [torrent.magnet(peer=seeder.peer, tracker=False)]})
+    assert response.status_code == 201
+    wait_for_state(app, torrent.info_hash, "completed")
+    check_files(torrent, save_path(app))
+
+
+@pytest.mark.parametrize("kind", ["v2", "hybrid"])
+def test_v2_only_and_hybrid_torrents(swarm_app, swarm_payloads, kind):
+    torrent = swarm_payloads[kind]
+    paste = torrent.v2_hash if kind == "v2" else torrent.magnet()
+    swarm_app.test_client().post("/start-downloads", data={"downloads": paste})
+    job = wait_for_state(swarm_app, torrent.key, "completed")
+    assert job["info_hash"] == (torrent.v2_hash if kind == "v2" else torrent.info_hash)
+    assert job["v2_hash"] == torrent.v2_hash
+    check_files(torrent, save_path(swarm_app))
+
+
+def test_uploaded_torrent_file(swarm_app, seed_new):
+    torrent = seed_new({"a.bin": MiB, "b/c.bin": 300000})
+    swarm_app.test_client().post("/start-downloads", content_type="multipart/form-data", data={
+        "torrents": [(BytesIO(torrent.data), "upload.torrent")], "category": "Shows",
+    })
+    job = wait_for_state(swarm_app, torrent.info_hash, "completed")
+    assert job["save_path"] == str(save_path(swarm_app) / "Shows")
+    check_files(torrent, save_path(swarm_app) / "Shows")
+
+
+def test_redirect_comes_back_while_the_download_runs(swarm_app, seed_new):
+    torrent = seed_new(3 * MiB, upload_limit=512 * 1024)
+    started = time.perf_counter()
+    response = swarm_app.test_client().post("/start-downloads", data={"downloads": torrent.info_hash})
+    elapsed = time.perf_counter() - started
+    assert response.status_code == 303
+    assert job_of(swarm_app, torrent.info_hash)["state"] != "completed"
+    assert elapsed < 1.0, f"the submit took {elapsed:.2f} s"
+    job = wait_for_state(swarm_app, torrent.info_hash, "downloading")
+    assert job["state"] == "downloading"
+    wait_for_state(swarm_app, torrent.info_hash, "completed", timeout=60)
+    check_files(torrent, save_path(swarm_app))
+
+
+def test_pause_stops_the_bytes_and_resume_finishes(swarm_app, seed_new):
+    torrent = seed_new(4 * MiB, upload_limit=1024 * 1024)
+    client = swarm_app.test_client()
+    client.post("/api/jobs", json={"hashes": [torrent.info_hash]})
+    wait_until(lambda: job_of(swarm_app, torrent.info_hash)["downloaded_bytes"] > 0, 30, "no bytes arrived")
+    assert client.post(f"/api/jobs/{torrent.info_hash}/pause").get_json()["state"] == "paused"
+    handle = swarm_app.extensions["hashdrop"].get(torrent.info_hash).torrent_handle.handle
+    wait_until(lambda: handle.status().state is not None and handle.status().paused, 5, "torrent not paused")
+    held = handle.status().total_wanted_done
+    time.sleep(1.5)  # a paused torrent must not move: look again after a while
+    assert handle.status().total_wanted_done == held
+    assert job_of(swarm_app, torrent.info_hash)["state"] == "paused"
+    assert client.post(f"/api/jobs/{torrent.info_hash}/resume").get_json()["state"] == "downloading"
+    wait_for_state(swarm_app, torrent.info_hash, "completed", timeout=60)
+    check_files(torrent, save_path(swarm_app))
+
+
+def test_remove_with_files_ends_the_thread_and_deletes(swarm_app, seed_new):
+    torrent = seed_new(MiB)
+    client = swarm_app.test_client()
+    client.post("/api/jobs", json={"hashes": [torrent.info_hash]})
+    wait_for_state(swarm_app, torrent.info_hash, "completed")
+    job = swarm_app.extensions["hashdrop"].get(torrent.info_hash)
+    assert client.delete(f"/api/jobs/{torrent.info_hash}?delete_files=true").status_code == 204
+    job.thread.join(5)
+    assert not job.thread.is_alive()
+    session = swarm_app.extensions["hashdrop"].torrents.session
+    wait_until(lambda: session.get_torrents() == [], 5, "torrent still in the session")
+    wait_until(lambda: not (save_path(swarm_app) / torrent.name).exists(), 5, "files not deleted")
+    assert client.get(f"/api/jobs/{torrent.info_hash}").status_code == 404
+
+
+def test_remove_keeps_files_by_default(swarm_app, seed_new):
+    torrent = seed_new(MiB)
+    client = swarm_app.test_client()
+    client.post("/api/jobs", json={"hashes": [torrent.info_hash]})
+    wait_for_state(swarm_app, torrent.info_hash, "completed")
+    assert client.delete(f"/api/jobs/{torrent.info_hash}").status_code == 204
+    session = swarm_app.extensions["hashdrop"].torrents.session
+    wait_until(lambda: session.get_torrents() == [], 5, "torrent still in the session")
+    check_files(torrent, save_path(swarm_app))
+
+
+def test_queue_runs_max_active_at_once(make_app, tracker, seed_new):
+    app = make_app(TRACKERS=[tracker.announce_url], MAX_ACTIVE=1)
+    torrents = [seed_new(MiB, upload_limit=1024 * 1024) for _ in range(3)]
+    app.test_client().post("/api/jobs", json={"hashes": [t.info_hash for t in torrents]})
+    manager = app.extensions["hashdrop"]
+    seen = []
+
+    def all_done():
+        states = [job["state"] for job in manager.jobs()]
+        seen.append(states)
+        return states == ["completed"] * 3
+
+    wait_until(all_done, 60, "the queue did not drain")
+    assert all(states.count("downloading") <= 1 for states in seen), seen
+    assert any(states.count("queued") == 2 for states in seen), seen
+    for torrent in torrents:
+        check_files(torrent, save_path(app))
+
+
+def test_seed_ratio_zero_stops_seeding_when_complete(make_app, tracker, seed_new):
+    app = make_app(TRACKERS=[tracker.announce_url], SEED_RATIO=0)
+    torrent = seed_new(MiB)
+    app.test_client().post("/api/jobs", json={"hashes": [torrent.info_hash]})
+    wait_for_state(app, torrent.info_hash, "completed")
+    wait_until(lambda: job_of(app, torrent.info_hash)["seeding"] is False, 5, "still seeding")
+    handle = app.extensions["hashdrop"].get(torrent.info_hash).torrent_handle.handle
+    wait_until(lambda: handle.status().paused, 5, "torrent not paused after completion")
+
+
+def test_choose_files_downloads_only_those(swarm_app, seed_new):
+    torrent = seed_new({"keep.bin": MiB, "skip.bin": MiB})
+    client = swarm_app.test_client()
+    client.post("/api/jobs", json={"hashes": [torrent.magnet()], "paused": True})
+    manager = swarm_app.extensions["hashdrop"]
+    client.post(f"/api/jobs/{torrent.info_hash}/resume")
+    wait_until(lambda: client.get(f"/api/jobs/{torrent.info_hash}/files").status_code == 200, 30,
+               "metadata never arrived")
+    # Metadata is in: pause, choose, resume.
+    client.post(f"/api/jobs/{torrent.info_hash}/pause")
+    files = client.get(f"/api/jobs/{torrent.info_hash}/files").get_json()
+    assert sorted(f["path"] for f in files) == [f"{torrent.name}/keep.bin", f"{torrent.name}/skip.bin"]
+    assert all(f["wanted"] for f in files)
+    keep = next(f["index"] for f in files if f["path"].endswith("keep.bin"))
+    chosen = client.post(f"/api/jobs/{torrent.info_hash}/files", json={"wanted": [keep]}).get_json()
+    assert {f["path"].rsplit("/", 1)[1]: f["wanted"] for f in chosen} == {"keep.bin": True, "skip.bin": False}
+    client.post(f"/api/jobs/{torrent.info_hash}/resume")
+    wait_for_state(swarm_app, torrent.info_hash, "completed")
+    keep_path = save_path(swarm_app) / torrent.name / "keep.bin"
+    assert keep_path.is_file()
+    from swarm import sha256_file
+    assert sha256_file(keep_path) == torrent.files[f"{torrent.name}/keep.bin"]
+    assert job_of(swarm_app, torrent.info_hash)["total_bytes"] == MiB
+    assert manager.get(torrent.info_hash).to_dict()["progress"] == 1.0
+
+
+def test_download_limit_holds_for_loopback_peers(make_app, tracker, seed_new):
+    limit = 256 * 1024
+    app = make_app(TRACKERS=[tracker.announce_url], DOWNLOAD_LIMIT=limit)
+    torrent = seed_new(4 * MiB)
+    app.test_client().post("/api/jobs", json={"hashes": [torrent.info_hash]})
+    handle = None
+    wait_until(lambda: job_of(app, torrent.info_hash)["downloaded_bytes"] > 0, 30, "no bytes arrived")
+    handle = app.extensions["hashdrop"].get(torrent.info_hash).torrent_handle.handle
+    before, started = handle.status().total_payload_download, time.monotonic()
+    time.sleep(3)  # measure the rate over a few seconds
+    rate = (handle.status().total_payload_download - before) / (time.monotonic() - started)
+    # Unlimited, this torrent arrives in well under a second (tens of MiB/s).
+    assert rate < 2 * limit, f"{rate / 1024:.0f} KiB/s with a {limit // 1024} KiB/s limit"
+    assert job_of(app, torrent.info_hash)["state"] == "downloading"
+
+
+def test_metadata_that_never_comes_shows_the_wait(swarm_app, seed_new):
+    torrent = seed_new(MiB, seeded=False)  # the tracker knows it; nobody has it
+    swarm_app.test_client().post("/api/jobs", json={"hashes": [torrent.info_hash]})
+    wait_until(lambda: job_of(swarm_app, torrent.info_hash)["waiting_seconds"] >= 1, 10, "no wait shown")
+    job = job_of(swarm_app, torrent.info_hash)
+    assert job["state"] == "fetching_metadata" and job["name"] is None
+    page = swarm_app.test_client().get("/").get_data(as_text=True)
+    assert "Fetching metadata" in page
+    assert re.search(r"waiting \d+s, \d+ peers", page), page
+
+
+def test_full_disk_fails_that_job_only(make_app, tracker, seed_new, tmp_path):
+    small = tmp_path / "small"
+    small.mkdir()
+    if os.system(f"mount -t tmpfs -o size=1m tmpfs {small} 2>/dev/null") != 0:
+        pytest.skip("this machine cannot mount a small tmpfs (needs root): no full-disk case here")
+    try:
+        app = make_app(TRACKERS=[tracker.announce_url], SAVE_PATH=str(small))
+        big, fine = seed_new(3 * MiB), seed_new(200000)
+        client = app.test_client()
+        client.post("/api/jobs", json={"hashes": [big.info_hash]})
+        client.post("/api/jobs", json={"hashes": [fine.info_hash]})
+        failed = wait_for_state(app, big.info_hash, "failed", timeout=30)
+        assert "No space left on device" in failed["error"]
+        wait_for_state(app, fine.info_hash, "completed")
+        assert client.get("/api/jobs").status_code == 200
+        assert "No space left on device" in client.get("/").get_data(as_text=True)
+        app.extensions["hashdrop"].shutdown()
+    finally:
+        os.system(f"umount {small}")
