@@ -20,7 +20,6 @@ ALERT_MASK = (
 ADD_FLAGS = lt.torrent_flags.update_subscribe | lt.torrent_flags.apply_ip_filter
 
 STATUS_INTERVAL = 1.0  # seconds between batched status updates (post_torrent_updates)
-RESUME_INTERVAL = 10.0  # at most this often, resume data of a changing torrent is saved
 RESUME_FLAGS = lt.save_resume_flags_t.save_info_dict | lt.save_resume_flags_t.flush_disk_cache
 
 
@@ -122,14 +121,14 @@ class SessionClosed(Exception):
 class TorrentSession:
     """Owns the process's one libtorrent session and its `alerts` thread."""
 
-    def __init__(self, settings):
+    def __init__(self, settings, resume_interval=10.0):
         self.settings = settings
         self.session = None
         self._listeners = {}  # info hash hex -> callable(alert or status)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = None
-        self.resume_interval = RESUME_INTERVAL
+        self.resume_interval = resume_interval  # seconds between saves of a changing torrent
         self._last_resume_save = {}
 
     def start(self):
@@ -206,7 +205,7 @@ class TorrentSession:
             listener(event)
 
     def _save_if_due(self, status):
-        """Ask for resume data of a torrent that changed, at most every RESUME_INTERVAL."""
+        """Ask for resume data of a torrent that changed, at most every resume_interval."""
         if not status.need_save_resume:
             return
         key = str(status.info_hashes.get_best())

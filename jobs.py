@@ -217,7 +217,7 @@ class JobManager:
     def from_config(cls, config):
         """Open the store, start the session, and bring back the stored jobs."""
         store = JobStore.in_dir(config["DATA_DIR"])
-        torrents = TorrentSession(session_settings(config))
+        torrents = TorrentSession(session_settings(config), float(config["RESUME_INTERVAL"]))
         torrents.start()
         manager = cls(config, torrents, store)
         manager.restore()

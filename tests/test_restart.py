@@ -1,0 +1,157 @@
+"""Nothing lost: jobs and progress survive a restart, a kill -9 and damaged resume data."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from swarm import check_files, free_port, wait_until
+
+pytestmark = pytest.mark.swarm
+
+MiB = 1024 * 1024
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Server:
+    """`python app.py` in a subprocess, on loopback, as a user runs it."""
+
+    def __init__(self, tmp_path, tracker, **settings):
+        self.port = free_port()
+        self.env = {
+            **os.environ,
+            "HASHDROP_HOST": "127.0.0.1",
+            "HASHDROP_PORT": str(self.port),
+            "HASHDROP_LISTEN_INTERFACES": "127.0.0.1:0",
+            "HASHDROP_DHT": "false",
+            "HASHDROP_LSD": "false",
+            "HASHDROP_UPNP": "false",
+            "HASHDROP_NATPMP": "false",
+            "HASHDROP_SAVE_PATH": str(tmp_path / "downloads"),
+            "HASHDROP_DATA_DIR": str(tmp_path / "data"),
+            "HASHDROP_TRACKERS": json.dumps([tracker.announce_url]),
+            **{f"HASHDROP_{key}": str(value) for key, value in settings.items()},
+        }
+        self.log = open(tmp_path / "server.log", "ab")
+        self.process = None
+
+    def start(self):
+        self.process = subprocess.Popen([sys.executable, str(ROOT / "app.py")], env=self.env,
+                                        stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT)
+        wait_until(self._answers, 20, "the server did not start")
+        return self
+
+    def _answers(self):
+        assert self.process.poll() is None, "the server exited"
+        try:
+            self.get("/api/jobs")
+            return True
+        except OSError:
+            return False
+
+    def request(self, method, path, body=None):
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=data, method=method,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            text = response.read()
+        return json.loads(text) if text else None
+
+    def get(self, path):
+        return self.request("GET", path)
+
+    def job(self, info_hash):
+        return self.get(f"/api/jobs/{info_hash}")
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(sig)
+            self.process.wait(20)
+        return self.process.returncode
+
+
+@pytest.fixture
+def servers():
+    started = []
+    yield started
+    for server in started:
+        server.stop(signal.SIGKILL)
+        server.log.close()
+
+
+def start_server(servers, tmp_path, tracker, **settings):
+    server = Server(tmp_path, tracker, **settings).start()
+    servers.append(server)
+    return server
+
+
+def test_kill_9_mid_download_then_restart_completes_without_starting_over(
+        servers, tmp_path, tracker, seeder, seed_new):
+    torrent = seed_new(8 * MiB, upload_limit=2 * MiB)
+    server = start_server(servers, tmp_path, tracker, RESUME_INTERVAL=1)
+    server.request("POST", "/api/jobs", {"hashes": [torrent.info_hash]})
+    wait_until(lambda: server.job(torrent.info_hash)["progress"] >= 0.5, 30, "the download did not get halfway")
+    resume_file = tmp_path / "data" / "resume" / f"{torrent.info_hash}.resume"
+    wait_until(lambda: resume_file.is_file() and resume_file.stat().st_size > 1000, 10, "no resume data saved")
+    uploaded_before = seeder.uploaded(torrent)
+    server.process.kill()  # SIGKILL: no shutdown code runs
+    server.process.wait(10)
+
+    again = start_server(servers, tmp_path, tracker, RESUME_INTERVAL=1)
+    job = again.job(torrent.info_hash)
+    assert job["state"] in ("fetching_metadata", "downloading", "queued", "completed")
+    wait_until(lambda: again.job(torrent.info_hash)["state"] == "completed", 60, "did not complete after the crash")
+    check_files(torrent, tmp_path / "downloads")
+    downloaded_again = seeder.uploaded(torrent) - uploaded_before
+    # What was on disk at the last resume save (≥ half) is not downloaded again; allow for
+    # the pieces that arrived after it (about 1 s at 2 MiB/s) and protocol slack.
+    assert downloaded_again < 0.5 * torrent.total_size + 3 * MiB, (downloaded_again, torrent.total_size)
+
+
+def test_sigterm_saves_resume_data_and_paused_jobs_stay_paused(servers, tmp_path, tracker, seed_new):
+    running, paused, done = seed_new(4 * MiB, upload_limit=MiB), seed_new(MiB), seed_new(MiB)
+    server = start_server(servers, tmp_path, tracker)
+    server.request("POST", "/api/jobs", {"hashes": [done.info_hash]})
+    wait_until(lambda: server.job(done.info_hash)["state"] == "completed", 30, "first job did not complete")
+    server.request("POST", "/api/jobs", {"hashes": [paused.info_hash], "paused": True})
+    server.request("POST", "/api/jobs", {"hashes": [running.magnet()]})
+    wait_until(lambda: server.job(running.info_hash)["downloaded_bytes"] > 0, 30, "no bytes arrived")
+    assert server.stop(signal.SIGTERM) == 0
+    assert (tmp_path / "data" / "resume" / f"{running.info_hash}.resume").is_file()
+
+    again = start_server(servers, tmp_path, tracker)
+    assert again.job(paused.info_hash)["state"] == "paused"
+    assert again.job(done.info_hash)["state"] == "completed"
+    # The metadata came back with the resume data: the name is known before any peer answers.
+    assert again.job(running.info_hash)["name"] == running.name
+    wait_until(lambda: again.job(running.info_hash)["state"] == "completed", 60, "did not complete after restart")
+    check_files(running, tmp_path / "downloads")
+    check_files(done, tmp_path / "downloads")
+    assert not (tmp_path / "downloads" / paused.name).exists() or again.job(paused.info_hash)["progress"] < 1
+
+
+def test_damaged_resume_data_rechecks_the_files(make_app, tracker, seeder, seed_new, tmp_path):
+    torrent = seed_new(2 * MiB)
+    app = make_app(TRACKERS=[tracker.announce_url])
+    app.test_client().post("/api/jobs", json={"hashes": [torrent.info_hash]})
+    manager = app.extensions["hashdrop"]
+    wait_until(lambda: manager.get(torrent.info_hash).state.value == "completed", 30, "did not complete")
+    manager.shutdown()
+    resume_file = tmp_path / "data" / "resume" / f"{torrent.info_hash}.resume"
+    resume_file.write_bytes(b"d4:junk")  # truncated: not bencode any more
+    uploaded_before = seeder.uploaded(torrent)
+
+    again = make_app(TRACKERS=[tracker.announce_url])
+    job = again.extensions["hashdrop"].get(torrent.info_hash)
+    damaged = resume_file.parent / f"{torrent.info_hash}.resume.damaged"
+    wait_until(damaged.is_file, 10, "the damaged resume file was not set aside")
+    assert damaged.read_bytes() == b"d4:junk"
+    wait_until(lambda: job.live.get("finished"), 30, "the torrent did not finish after the recheck")
+    assert job.state.value == "completed"
+    check_files(torrent, tmp_path / "downloads")
+    # The recheck found every piece on disk: nothing but the metadata came from the seeder.
+    assert seeder.uploaded(torrent) - uploaded_before < MiB
