@@ -303,6 +303,11 @@ def translate(alert):
     if isinstance(alert, lt.torrent_error_alert):
         where = f": {alert.filename()}" if alert.filename() else ""
         return "error", f"{alert.error.message()}{where}"
+    if isinstance(alert, lt.tracker_reply_alert):
+        return "tracker", f"{alert.num_peers} peers from {alert.tracker_url()}"
+    if isinstance(alert, lt.tracker_error_alert):
+        reason = alert.failure_reason() or alert.error.message()
+        return "tracker", f"{alert.tracker_url()}: {reason}"
     if isinstance(alert, lt.save_resume_data_alert):
         return "resume_data", lt.write_resume_data_buf(alert.params)
     if isinstance(alert, lt.save_resume_data_failed_alert):

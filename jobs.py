@@ -64,6 +64,7 @@ class Job:
     removing: bool = False
     seeding_stopped: bool = False
     has_metadata: bool = False
+    tracker: str | None = None  # what the last tracker answer said
 
     # Called from the job's own thread (see downloader.downloader) -------------------
     def add_params(self):
@@ -91,6 +92,8 @@ class Job:
                 manager.check_seed_ratio(self)
         elif event == "error":
             manager.set_state(self, JobState.FAILED, error=value)
+        elif event == "tracker":
+            self.tracker = value
         elif event == "resume_data":
             manager.save_resume(self, value)
 
@@ -113,6 +116,7 @@ class Job:
             "added_at": self.added_at.isoformat(),
             "state": self.state.value,
             "error": self.error,
+            "tracker": self.tracker,
             "save_path": self.save_path,
             "category": self.category,
             "sequential": int(self.sequential),
@@ -150,6 +154,7 @@ class Job:
             "waiting_seconds": int((now - self.added_at).total_seconds()),
             "seeding": self.state == JobState.COMPLETED and not self.seeding_stopped,
             "error": self.error,
+            "tracker": self.tracker,
             "save_path": self.save_path,
             "category": self.category,
             "sequential": self.sequential,
@@ -335,9 +340,10 @@ class JobManager:
             elif job.state == JobState.PAUSED:
                 paused, slot = True, False
             else:
-                paused, slot = False, job.has_metadata and self._take_slot(job)
-        # Without a slot a torrent runs in upload mode: it fetches metadata and keeps its
-        # peers but requests no piece, so it can start at once when a slot frees.
+                paused, slot = False, not job.has_metadata or self._take_slot(job)
+        # A torrent with metadata but no slot runs in upload mode: it requests no piece
+        # and starts at once when a slot frees. One without metadata must not: a seed
+        # drops a peer that says it is upload-only before sending it the metadata.
         torrents_mod.set_flag(params, "paused", paused)
         torrents_mod.set_flag(params, "upload_mode", not slot)
         return params
@@ -415,10 +421,14 @@ class JobManager:
 
     def _want_download(self, job):
         slot = self._take_slot(job)
+        was_queued = job.state == JobState.QUEUED
         self.set_state(job, JobState.DOWNLOADING if slot else JobState.QUEUED)
         if job.torrent_handle:
-            torrents_mod.set_flag(job.torrent_handle.handle, "upload_mode", not slot)
+            handle = job.torrent_handle.handle
+            torrents_mod.set_flag(handle, "upload_mode", not slot)
             job.torrent_handle.resume()
+            if slot and was_queued:
+                torrents_mod.reconnect(handle)  # seeds dropped it while it was upload-only
 
     def _take_slot(self, job):
         if job.info_hash in self._active:
@@ -544,8 +554,11 @@ class JobManager:
         torrent = self._torrent_with_metadata(info_hash)
         if not all(isinstance(i, int) and not isinstance(i, bool) for i in wanted):
             raise JobError('"wanted" must be a list of file indices.')
-        torrents_mod.set_wanted_files(torrent.handle, set(wanted))
-        return torrents_mod.file_list(torrent.handle)
+        wanted = set(wanted)
+        torrents_mod.set_wanted_files(torrent.handle, wanted)
+        # libtorrent applies priorities asynchronously: answer with what was asked for.
+        return [{**entry, "wanted": entry["index"] in wanted}
+                for entry in torrents_mod.file_list(torrent.handle)]
 
     def _torrent_with_metadata(self, info_hash):
         job = self.get(info_hash)

@@ -73,3 +73,22 @@ def live_server(make_app):
         server.close()
         thread.join(5)
 from swarm_fixtures import *  # noqa: E402,F401,F403  (tracker, seeder, swarm_payloads, seed_new)
+
+
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium driven by Playwright, with nothing that phones out."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_FLAGS)
+        try:
+            yield browser
+        finally:
+            browser.close()

@@ -167,13 +167,13 @@ def test_seed_ratio_zero_stops_seeding_when_complete(make_app, tracker, seed_new
 def test_choose_files_downloads_only_those(swarm_app, seed_new):
     torrent = seed_new({"keep.bin": MiB, "skip.bin": MiB})
     client = swarm_app.test_client()
-    client.post("/api/jobs", json={"hashes": [torrent.magnet()], "paused": True})
+    # A .torrent upload, started paused: the metadata is known before any byte moves.
+    client.post("/start-downloads", content_type="multipart/form-data", data={
+        "torrents": [(BytesIO(torrent.data), "two-files.torrent")], "paused": "on",
+    })
     manager = swarm_app.extensions["hashdrop"]
-    client.post(f"/api/jobs/{torrent.info_hash}/resume")
-    wait_until(lambda: client.get(f"/api/jobs/{torrent.info_hash}/files").status_code == 200, 30,
-               "metadata never arrived")
-    # Metadata is in: pause, choose, resume.
-    client.post(f"/api/jobs/{torrent.info_hash}/pause")
+    wait_until(lambda: client.get(f"/api/jobs/{torrent.info_hash}/files").status_code == 200, 10,
+               "the file list is not there")
     files = client.get(f"/api/jobs/{torrent.info_hash}/files").get_json()
     assert sorted(f["path"] for f in files) == [f"{torrent.name}/keep.bin", f"{torrent.name}/skip.bin"]
     assert all(f["wanted"] for f in files)

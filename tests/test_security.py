@@ -712,27 +712,25 @@ def live_url(secure_app):
 
 
 @pytest.mark.browser
-def test_login_htmx_and_logout_work_under_the_csp(live_url):
-    from playwright.sync_api import expect, sync_playwright
+def test_login_htmx_and_logout_work_under_the_csp(live_url, browser):
+    from playwright.sync_api import expect
 
     console = []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium")
-        try:
-            page = browser.new_page()
-            page.on("console", lambda message: console.append(message.text))
-            page.goto(live_url + "/")
-            expect(page.locator("h1")).to_have_text("Log in")
-            page.fill("#username", "admin")
-            page.fill("#password", PASSWORD)
-            page.click("form.login button")
-            page.fill("#downloads", HASH_A)
-            page.click("form.submit button")  # sent by htmx, with the form's csrf_token
-            expect(page.locator("#messages")).to_contain_text("Started 1 download.")
-            page.click(f"#job-{HASH_A} .actions form:first-child button")
-            expect(page.locator(f"#job-{HASH_A} .state")).to_contain_text("Paused")
-            page.click("header form.logout button")
-            expect(page.locator("#messages")).to_contain_text("Logged out.")
-        finally:
-            browser.close()
+    page = browser.new_page()
+    try:
+        page.on("console", lambda message: console.append(message.text))
+        page.goto(live_url + "/")
+        expect(page.locator("h1")).to_have_text("Log in")
+        page.fill("#username", "admin")
+        page.fill("#password", PASSWORD)
+        page.click("form.login button")
+        page.fill("#downloads", HASH_A)
+        page.click("form.submit button")  # sent by htmx, with the form's csrf_token
+        expect(page.locator("#messages")).to_contain_text("Started 1 download.")
+        page.click(f"#job-{HASH_A} .actions form:first-child button")
+        expect(page.locator(f"#job-{HASH_A} .state")).to_contain_text("Paused")
+        page.click("header form.logout button")
+        expect(page.locator("#messages")).to_contain_text("Logged out.")
+    finally:
+        page.close()
     assert not [text for text in console if "Content Security Policy" in text]

@@ -1,0 +1,115 @@
+"""The page in real headless Chromium: log in, paste, watch progress live, pause, resume, remove."""
+import os
+import shutil
+
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.swarm]
+
+MiB = 1024 * 1024
+PASSWORD = "correct horse battery staple"
+NOBODY_HAS = "fe" * 20
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh page that records what the console says."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    page.console_messages = []
+    page.on("console", lambda message: page.console_messages.append(message.text))
+    yield page
+    context.close()
+
+
+def log_in(page, url):
+    page.goto(url + "/")
+    page.fill("#username", "admin")
+    page.fill("#password", PASSWORD)
+    page.click("form.login button")
+
+
+def test_paste_watch_pause_resume_remove(live_server, tracker, seed_new, page):
+    from playwright.sync_api import expect
+
+    fast, slow = seed_new(3 * MiB, upload_limit=MiB), seed_new(4 * MiB, upload_limit=256 * 1024)
+    url = live_server(TRACKERS=[tracker.announce_url], PASSWORD=PASSWORD, WTF_CSRF_ENABLED=True)
+    log_in(page, url)
+    page.evaluate("window.stillTheSamePage = true")
+
+    page.fill("#downloads", f"{fast.info_hash}\n{slow.info_hash}")
+    page.click("form.submit button")
+    expect(page.locator("#messages")).to_contain_text("Started 2 downloads.")
+    expect(page.locator("#downloads")).to_have_value("")  # everything was taken
+
+    fast_row, slow_row = page.locator(f"#job-{fast.info_hash}"), page.locator(f"#job-{slow.info_hash}")
+    expect(fast_row.locator(".title")).to_have_text(fast.name, timeout=20000)
+    expect(fast_row.locator(".percent")).to_have_text("100.0 %", timeout=30000)
+    expect(fast_row.locator(".state")).to_contain_text("Completed")
+    expect(fast_row.locator(".where")).to_contain_text("downloads")
+
+    expect(slow_row.locator(".state")).to_contain_text("Downloading", timeout=20000)
+    slow_row.locator("button", has_text="Pause").click()
+    expect(slow_row.locator(".state")).to_contain_text("Paused")
+    slow_row.locator("button", has_text="Resume").click()
+    expect(slow_row.locator(".state")).to_contain_text("Downloading")
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    slow_row.locator("button", has_text="Remove + delete files").click()
+    expect(slow_row).to_have_count(0)
+    expect(fast_row).to_have_count(1)
+
+    assert page.evaluate("window.stillTheSamePage") is True  # no reload happened
+    assert not [text for text in page.console_messages if "Content Security Policy" in text]
+
+
+def test_bad_lines_keep_the_paste(live_server, page):
+    from playwright.sync_api import expect
+
+    url = live_server(PASSWORD=PASSWORD, WTF_CSRF_ENABLED=True)
+    log_in(page, url)
+    page.fill("#downloads", f"{NOBODY_HAS}\nnot a hash at all")
+    page.click("form.submit button")
+    expect(page.locator("#messages")).to_contain_text("not a hash at all")
+    expect(page.locator("#messages")).to_contain_text("Started 1 download.")
+    expect(page.locator("#downloads")).to_have_value(f"{NOBODY_HAS}\nnot a hash at all")
+    expect(page.locator(f"#job-{NOBODY_HAS} .state")).to_contain_text("Fetching metadata")
+
+
+def test_screenshot_with_jobs_in_several_states(live_server, tracker, seed_new, page, tmp_path):
+    """Completed, downloading, queued, paused and fetching metadata, in one picture.
+
+    Set HASHDROP_SCREENSHOT=docs/screenshot.png to keep it (README shows that file).
+    """
+    from playwright.sync_api import expect
+
+    done, running, waiting, held = (seed_new(2 * MiB), seed_new(64 * MiB, upload_limit=512 * 1024),
+                                    seed_new(64 * MiB, upload_limit=512 * 1024), seed_new(3 * MiB))
+    url = live_server(TRACKERS=[tracker.announce_url], PASSWORD=PASSWORD, WTF_CSRF_ENABLED=True,
+                      MAX_ACTIVE=1)
+    log_in(page, url)
+    page.fill("#downloads", done.info_hash)
+    page.click("form.submit button")
+    expect(page.locator(f"#job-{done.info_hash} .state")).to_contain_text("Completed", timeout=30000)
+    expect(page.locator("#downloads")).to_have_value("")
+    page.fill("#downloads", f"{running.magnet()}\n{waiting.info_hash}\n{NOBODY_HAS}")
+    page.click("form.submit button")
+    expect(page.locator("#messages")).to_contain_text("Started 3 downloads.")
+    page.fill("#downloads", held.info_hash)
+    page.check("input[name=paused]")
+    page.click("form.submit button")
+    expect(page.locator(f"#job-{held.info_hash} .state")).to_contain_text("Paused")
+    states = page.locator("#jobs .state")
+    # One slot: whichever of the two got its metadata first downloads, the other queues.
+    expect(page.locator("#jobs .state", has_text="Queued")).to_have_count(1, timeout=20000)
+    expect(page.locator("#jobs .state", has_text="Downloading")).to_have_count(1)
+    expect(page.locator(f"#job-{NOBODY_HAS} .state")).to_contain_text("Fetching metadata")
+    expect(states).to_have_count(5)
+    page.fill("#downloads", "0123456789abcdef0123456789abcdef0123456\nmagnet:?dn=no-hash")
+    page.click("form.submit button")
+    expect(page.locator("#messages")).to_contain_text("Skipped")
+    shot = tmp_path / "screenshot.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10000
+    if os.environ.get("HASHDROP_SCREENSHOT"):
+        shutil.copy(shot, os.environ["HASHDROP_SCREENSHOT"])
