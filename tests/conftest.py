@@ -55,24 +55,24 @@ def manager(app):
 
 @pytest.fixture
 def live_server(make_app):
-    """Serve apps with waitress on a free loopback port; yields start(**config) -> base URL."""
-    from waitress import create_server
+    """Serve apps on a free loopback port in a thread; yields start(**config) -> base URL."""
+    from werkzeug.serving import make_server
 
     servers = []
 
     def start(**config):
         app = make_app(**config)
-        server = create_server(app, host="127.0.0.1", port=0, threads=8)
-        thread = threading.Thread(target=server.run, name="live-server", daemon=True)
+        server = make_server("127.0.0.1", 0, app, threaded=True)
+        thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
         thread.start()
         servers.append((server, thread))
-        return f"http://127.0.0.1:{server.effective_port}"
+        return f"http://127.0.0.1:{server.server_port}"
 
     yield start
     for server, thread in servers:
-        server.close()
-        thread.join(5)
-from swarm_fixtures import *  # noqa: E402,F401,F403  (tracker, seeder, swarm_payloads, seed_new)
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
 
 
 CHROMIUM_FLAGS = [
