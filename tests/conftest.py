@@ -92,3 +92,4 @@ def browser():
             yield browser
         finally:
             browser.close()
+from swarm_fixtures import *  # noqa: E402,F401,F403  (tracker, seeder, swarm_payloads, seed_new)
