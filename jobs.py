@@ -183,7 +183,10 @@ class SubmitResult:
         if not (self.started or self.rejected or self.duplicates or self.existing):
             return [("Paste at least one info hash or magnet link.", "error")]
         count = len(self.started)
-        out.append((f"Started {count} download{'s' if count != 1 else ''}.",
+        names = ", ".join(job.name or job.info_hash for job in self.started[:5])
+        more = f" and {count - 5} more" if count > 5 else ""
+        found = f": {names}{more}" if count else ""
+        out.append((f"Started {count} download{'s' if count != 1 else ''}{found}.",
                     "success" if count else "warning"))
         return out
 

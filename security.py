@@ -23,6 +23,8 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import BadRequest, Forbidden, RequestEntityTooLarge
 from werkzeug.security import check_password_hash
 
+from store import StoreError
+
 log = logging.getLogger(__name__)
 bp = Blueprint("security", __name__)
 csrf = CSRFProtect()
@@ -174,7 +176,10 @@ def serve(create_app, environ=None):
     problem = exposure_problem(host, environ.get("HASHDROP_PASSWORD"), proxy)
     if problem:
         sys.exit(problem)  # before create_app: no libtorrent session, no port opened
-    app = create_app()
+    try:
+        app = create_app()
+    except StoreError as exc:
+        sys.exit(str(exc))  # a damaged job database: say which file, wipe nothing
     options = {}
     if proxy:
         # Client address and https from the proxy, so the lockout and Secure cookies work.

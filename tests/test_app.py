@@ -33,7 +33,7 @@ def test_submit_starts_jobs_and_redirects(client, manager):
     jobs = {job["info_hash"]: job for job in manager.jobs()}
     assert set(jobs) == {HASH_A, HASH_B}
     page = flashes(client)
-    assert "Started 2 downloads." in page
+    assert "Started 2 downloads:" in page
     assert HASH_A in page
 
 
@@ -56,7 +56,7 @@ def test_bad_lines_are_named_and_good_lines_still_start(client, manager):
     client.post("/start-downloads", data={"downloads": f"not a hash\n{HASH_A}\n{HASH_A[:39]}"})
     page = flashes(client)
     assert "not a hash" in page and "39" in page
-    assert "Started 1 download." in page
+    assert "Started 1 download:" in page
     assert [job["info_hash"] for job in manager.jobs()] == [HASH_A]
 
 

@@ -39,7 +39,7 @@ def test_paste_watch_pause_resume_remove(live_server, tracker, seed_new, page):
 
     page.fill("#downloads", f"{fast.info_hash}\n{slow.info_hash}")
     page.click("form.submit button")
-    expect(page.locator("#messages")).to_contain_text("Started 2 downloads.")
+    expect(page.locator("#messages")).to_contain_text("Started 2 downloads:")
     expect(page.locator("#downloads")).to_have_value("")  # everything was taken
 
     fast_row, slow_row = page.locator(f"#job-{fast.info_hash}"), page.locator(f"#job-{slow.info_hash}")
@@ -71,7 +71,7 @@ def test_bad_lines_keep_the_paste(live_server, page):
     page.fill("#downloads", f"{NOBODY_HAS}\nnot a hash at all")
     page.click("form.submit button")
     expect(page.locator("#messages")).to_contain_text("not a hash at all")
-    expect(page.locator("#messages")).to_contain_text("Started 1 download.")
+    expect(page.locator("#messages")).to_contain_text("Started 1 download:")
     expect(page.locator("#downloads")).to_have_value(f"{NOBODY_HAS}\nnot a hash at all")
     expect(page.locator(f"#job-{NOBODY_HAS} .state")).to_contain_text("Fetching metadata")
 
@@ -94,7 +94,7 @@ def test_screenshot_with_jobs_in_several_states(live_server, tracker, seed_new, 
     expect(page.locator("#downloads")).to_have_value("")
     page.fill("#downloads", f"{running.magnet()}\n{waiting.info_hash}\n{NOBODY_HAS}")
     page.click("form.submit button")
-    expect(page.locator("#messages")).to_contain_text("Started 3 downloads.")
+    expect(page.locator("#messages")).to_contain_text("Started 3 downloads:")
     page.fill("#downloads", held.info_hash)
     page.check("input[name=paused]")
     page.click("form.submit button")

@@ -45,7 +45,7 @@ def test_bare_hashes_download_through_the_form(swarm_app, swarm_payloads):
         assert job["progress"] == 1.0
         assert job["total_bytes"] == torrent.total_size
         check_files(torrent, save_path(swarm_app))
-    assert "Started 2 downloads." in client.get("/").get_data(as_text=True)
+    assert "Started 2 downloads:" in client.get("/").get_data(as_text=True)
 
 
 def test_magnet_with_the_seeders_address_and_no_tracker(make_app, seeder, seed_new):

@@ -726,7 +726,7 @@ def test_login_htmx_and_logout_work_under_the_csp(live_url, browser):
         page.click("form.login button")
         page.fill("#downloads", HASH_A)
         page.click("form.submit button")  # sent by htmx, with the form's csrf_token
-        expect(page.locator("#messages")).to_contain_text("Started 1 download.")
+        expect(page.locator("#messages")).to_contain_text("Started 1 download:")
         page.click(f"#job-{HASH_A} .actions form:first-child button")
         expect(page.locator(f"#job-{HASH_A} .state")).to_contain_text("Paused")
         page.click("header form.logout button")
