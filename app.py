@@ -11,6 +11,7 @@ from flask import (
 )
 from werkzeug.exceptions import HTTPException
 
+from config import as_bool, as_int
 from jobs import JobError, JobManager
 import security
 
@@ -73,27 +74,6 @@ def normalize_config(config):
     config["TRACKERS"] = [t for t in trackers if t]
     config["SAVE_PATH"] = os.path.abspath(config["SAVE_PATH"])
     config["DATA_DIR"] = os.path.abspath(config["DATA_DIR"])
-
-
-def as_bool(key, value):
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"HASHDROP_{key} must be true or false, not {value!r}")
-
-
-def as_int(key, value):
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"HASHDROP_{key} must be a whole number, not {value!r}") from None
-    if number < 0:
-        raise ValueError(f"HASHDROP_{key} must not be negative")
-    return number
 
 
 def installation_secret(data_dir):

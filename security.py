@@ -23,6 +23,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import BadRequest, Forbidden, RequestEntityTooLarge
 from werkzeug.security import check_password_hash
 
+from config import as_int
 from store import StoreError
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ def init_app(app):
     config["PASSWORD"] = raw_setting(config, "PASSWORD") or None
     config["ALLOWED_HOSTS"] = allowed_hosts(config)
     for key in ("MAX_REQUEST_BYTES", "MAX_UPLOAD_BYTES", "MAX_LINES", "MAX_LINE_CHARS"):
-        config[key] = positive_int(key, config[key])
+        config[key] = as_int(key, config[key], minimum=1)
     # Every body, and every text field of a form, is capped at MAX_REQUEST_BYTES; only the
     # paste form, which can carry .torrent files, may be larger in all (see guard()).
     config["MAX_CONTENT_LENGTH"] = config["MAX_FORM_MEMORY_SIZE"] = config["MAX_REQUEST_BYTES"]
@@ -117,16 +118,6 @@ def raw_setting(config, key):
     return None if value is None else str(value)
 
 
-def positive_int(key, value):
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"HASHDROP_{key} must be a whole number, not {value!r}") from None
-    if number < 1:
-        raise ValueError(f"HASHDROP_{key} must be at least 1")
-    return number
-
-
 @dataclass
 class Security:
     credentials: "Credentials | None"
@@ -168,6 +159,7 @@ def exposure_problem(host, password, trusted_proxy=None):
 def serve(create_app, environ=None):
     """Serve the app with waitress on HASHDROP_HOST:HASHDROP_PORT; refuse an open exposure."""
     environ = os.environ if environ is None else environ
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     host = environ.get("HASHDROP_HOST") or "127.0.0.1"
     port = environ.get("HASHDROP_PORT") or "5000"
     if not port.isdigit() or int(port) > 65535:

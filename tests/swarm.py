@@ -256,7 +256,21 @@ def _log_tail(path, limit=2000):
         return f"<no log: {error}>"
 
 
-class Tracker:
+class Service:
+    """Something started for tests that is stopped again: usable as a context manager."""
+
+    def __enter__(self):
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc_info):
+        self.stop()
+
+
+class Tracker(Service):
     """Debian's opentracker on 127.0.0.1 with a whitelist that add() extends (reloaded on SIGHUP)."""
 
     def __init__(self, host=CLIENT_HOST):
@@ -375,22 +389,13 @@ class Tracker:
         if self.dir is not None:
             shutil.rmtree(self.dir, ignore_errors=True)
 
-    def __enter__(self):
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(self, *exc_info):
-        self.stop()
 
 
 class SeederError(AssertionError):
     """The seeder subprocess reported an error or did not answer."""
 
 
-class Seeder:
+class Seeder(Service):
     """tests/seeder.py in a subprocess on its own loopback address, driven over stdin/stdout."""
 
     def __init__(self, host=SEEDER_HOST, port=0, upload_limit=0, log_dir=None):
@@ -508,12 +513,3 @@ class Seeder:
             except OSError:
                 pass  # a broken pipe to a dead process
 
-    def __enter__(self):
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(self, *exc_info):
-        self.stop()
