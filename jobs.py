@@ -49,7 +49,7 @@ class Job:
     v2_hash: str | None = None
     name: str | None = None
     magnet: str | None = None
-    torrent: bytes | None = None  # .torrent file or metadata, once known
+    torrent: bytes | None = None  # the uploaded .torrent file (magnet metadata is kept with the resume data)
     category: str = ""
     sequential: bool = False
     added_at: datetime = field(default_factory=utcnow)
@@ -116,7 +116,6 @@ class Job:
             "added_at": self.added_at.isoformat(),
             "state": self.state.value,
             "error": self.error,
-            "tracker": self.tracker,
             "save_path": self.save_path,
             "category": self.category,
             "sequential": int(self.sequential),
