@@ -46,6 +46,7 @@ class AppServer:
 
     @property
     def pid(self):
+        """The server process's id."""
         return self.process.pid
 
     def start(self, timeout=30):
@@ -109,9 +110,11 @@ class AppServer:
         return json.loads(text) if text else None
 
     def job(self, info_hash):
+        """One job as the API shows it."""
         return self.api("GET", f"/api/jobs/{info_hash}")
 
     def jobs(self):
+        """Every job as the API shows it."""
         return self.api("GET", "/api/jobs")
 
     def submit_api(self, items):
@@ -138,6 +141,7 @@ class AppServer:
         self._cookie = headers["Set-Cookie"].split(";", 1)[0]
 
     def _close_connection(self):
+        """Drop the kept-alive connection; the next request opens a new one."""
         if self._connection is not None:
             self._connection.close()
             self._connection = None

@@ -61,8 +61,9 @@ def note(message):
 
 
 def parse_args(argv=None):
+    """The command line: repeats, sizes, clients, raw libtorrent variants, parts."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5, help="downloads per client and torrent (default 5)")
+    parser.add_argument("--repeats", type=int, default=7, help="downloads per client and torrent (default 7)")
     parser.add_argument("--size-mib", type=int, default=1024, help="size of each of the two torrents (default 1024)")
     parser.add_argument("--files", type=int, default=200, help="files in the multi-file torrent (default 200)")
     parser.add_argument("--clients", default="app,raw,aria2c,transmission,qbittorrent",
@@ -116,6 +117,7 @@ def percentile(samples, p):
 
 
 def median(samples):
+    """The median, or None for no samples."""
     return statistics.median(samples) if samples else None
 
 
@@ -365,10 +367,12 @@ def markdown_table(headers, rows):
 
 
 def fmt(value, digits=0, unit=""):
+    """A number for a table cell; a dash for None."""
     return "–" if value is None else f"{value:,.{digits}f}{unit}"
 
 
 def verdict(ok):
+    """PASS or FAIL."""
     return "PASS" if ok else "FAIL"
 
 
@@ -484,6 +488,7 @@ def report_scale(scale):
 
 
 def report_targets(targets):
+    """Every target with its measure and PASS/FAIL."""
     rows = [[name, measured, verdict(ok)] for name, measured, ok in targets]
     return "### Targets\n\n" + markdown_table(["target", "measured", "result"], rows)
 
@@ -523,6 +528,7 @@ def report_limits(runs, racers, torrents, latency, thread_ms, scale):
 
 
 def header(elapsed):
+    """The report's title: when, on what, with which command, how long."""
     command = " ".join(["bash bench/run.sh", *sys.argv[1:]])
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return (f"## hashdrop bench, {now}\n\n"
@@ -544,6 +550,7 @@ def write_results(text, data):
 # Main -----------------------------------------------------------------------------------
 
 def stop_on_sigterm(signum, frame):
+    """Turn SIGTERM into SystemExit, so that `finally` blocks stop every subprocess."""
     raise SystemExit(f"stopped by signal {signum}")
 
 
@@ -562,10 +569,12 @@ class Report:
     scale: dict | None = None
 
     def add(self, text, targets):
+        """Add a part's section and its targets."""
         self.sections.append(text)
         self.targets += targets
 
     def text(self, elapsed):
+        """The whole report in Markdown."""
         limits = report_limits(self.runs, self.racers, self.torrents, self.latency, self.thread_ms, self.scale)
         return "\n\n".join([header(elapsed), *self.sections, report_targets(self.targets), limits])
 

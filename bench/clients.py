@@ -144,6 +144,7 @@ class App(Client):
 
     @staticmethod
     def _completed(server, info_hash):
+        """True once the job is completed; ClientFailed if it failed."""
         job = server.job(info_hash)
         if job["state"] == "failed":
             raise ClientFailed(f"the job failed: {job['error']}")
@@ -185,6 +186,7 @@ class RawLibtorrent(Client):
             stop_process(process)
 
     def _finished(self, lines, process, log_path):
+        """True once the client printed its finished line."""
         try:
             self._next(lines, process, log_path, 0)
         except queue.Empty:
@@ -393,6 +395,7 @@ class QBittorrent(Client):
 
     @staticmethod
     def _answers(api, process, log_path):
+        """True once the Web API answers; ClientFailed if qbittorrent-nox exited."""
         if process.poll() is not None:
             raise ClientFailed(f"qbittorrent-nox exited {process.returncode}: {log_tail(log_path)}")
         try:
