@@ -144,10 +144,12 @@ class TorrentSession:
             for key in keys:
                 self._listeners[key] = listener
 
-    def forget(self, keys):
+    def forget(self, keys, listener):
+        """Stop routing these keys to listener (a newer job for the same hash keeps its own)."""
         with self._lock:
             for key in keys:
-                self._listeners.pop(key, None)
+                if self._listeners.get(key) == listener:
+                    del self._listeners[key]
 
     def add(self, add_params):
         """Add a torrent bound to a torrentp downloader; return the downloader."""
@@ -262,6 +264,9 @@ def downloader(job):
     """
     torrent = None
     try:
+        # Listen before adding: a torrent's first alerts (metadata, finished) can come
+        # before add() returns, and an alert with no listener is dropped.
+        job.manager.torrents.listen(job.keys(), job.inbox.put)
         torrent = job.manager.torrents.add(job.add_params())
         job.attach(torrent)
         for message in iter(job.inbox.get, STOP):  # (event, value) pairs from translate()

@@ -97,6 +97,10 @@ class Job:
         elif event == "resume_data":
             manager.save_resume(self, value)
 
+    def keys(self):
+        """The hashes libtorrent may report this job's torrent under."""
+        return [key for key in {self.info_hash, self.v1_hash, self.v2_hash} if key]
+
     def fail(self, error):
         self.manager.set_state(self, JobState.FAILED, error=error)
 
@@ -376,9 +380,10 @@ class JobManager:
             job.torrent_handle = None
             self._release_slot(job)
             closing = self._closed
+        self.torrents.forget(job.keys(), job.inbox.put)
         if torrent is None or torrent.handle is None:
             return
-        self.torrents.forget(torrents_mod.info_hash_keys(torrent.handle.info_hashes()))
+        self.torrents.forget(torrents_mod.info_hash_keys(torrent.handle.info_hashes()), job.inbox.put)
         if not closing and self.torrents.session is not None:
             torrent.stop(delete_files=job.removing and job.delete_files)
 

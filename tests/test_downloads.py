@@ -236,3 +236,17 @@ def test_full_disk_fails_that_job_only(make_app, tracker, seed_new, tmp_path):
         app.extensions["hashdrop"].shutdown()
     finally:
         os.system(f"umount {small}")
+
+
+def test_real_downloads_complete_among_hundreds_of_starting_jobs(swarm_app, seed_new):
+    """Alerts that come while a torrent is being added must reach its job (seen with 1,000 jobs)."""
+    import secrets
+
+    real = [seed_new(MiB) for _ in range(3)]
+    noise = [secrets.token_hex(20) for _ in range(300)]
+    client = swarm_app.test_client()
+    client.post("/api/jobs", json={"hashes": noise})
+    client.post("/api/jobs", json={"hashes": [torrent.info_hash for torrent in real]})
+    for torrent in real:
+        wait_for_state(swarm_app, torrent.info_hash, "completed", timeout=60)
+        check_files(torrent, save_path(swarm_app))
