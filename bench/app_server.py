@@ -10,7 +10,7 @@ import time
 import urllib.parse
 from pathlib import Path
 
-from swarm import free_port, wait_until
+from swarm import free_port, loopback_app_env, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 HTTP_TIMEOUT = 60  # seconds for any one request
@@ -25,19 +25,7 @@ class AppServer:
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
-        self.env = {
-            **os.environ,
-            "HASHDROP_HOST": "127.0.0.1",
-            "HASHDROP_PORT": str(self.port),
-            "HASHDROP_LISTEN_INTERFACES": "127.0.0.1:0",
-            "HASHDROP_DHT": "false",
-            "HASHDROP_LSD": "false",
-            "HASHDROP_UPNP": "false",
-            "HASHDROP_NATPMP": "false",
-            "HASHDROP_SAVE_PATH": str(save_path or workdir / "downloads"),
-            "HASHDROP_DATA_DIR": str(workdir / "data"),
-            "HASHDROP_TRACKERS": json.dumps([tracker_url]),
-        }
+        self.env = loopback_app_env(self.port, save_path or workdir / "downloads", workdir / "data", tracker_url)
         self.log_path = workdir / "server.log"
         self.process = None
         self._connection = None

@@ -73,6 +73,24 @@ def hermetic_settings(listen=f"{CLIENT_HOST}:0", **overrides):
     return settings
 
 
+def loopback_app_env(port, save_path, data_dir, tracker_url, **settings):
+    """The environment for `python app.py` on 127.0.0.1:port with discovery off, as tests and the bench run it."""
+    return {
+        **os.environ,
+        "HASHDROP_HOST": "127.0.0.1",
+        "HASHDROP_PORT": str(port),
+        "HASHDROP_LISTEN_INTERFACES": "127.0.0.1:0",
+        "HASHDROP_DHT": "false",
+        "HASHDROP_LSD": "false",
+        "HASHDROP_UPNP": "false",
+        "HASHDROP_NATPMP": "false",
+        "HASHDROP_SAVE_PATH": str(save_path),
+        "HASHDROP_DATA_DIR": str(data_dir),
+        "HASHDROP_TRACKERS": json.dumps([tracker_url]),
+        **{f"HASHDROP_{key}": str(value) for key, value in settings.items()},
+    }
+
+
 def sha256_file(path):
     """Return the SHA-256 hex digest of a file's content."""
     digest = hashlib.sha256()

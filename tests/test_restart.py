@@ -1,6 +1,5 @@
 """Nothing lost: jobs and progress survive a restart, a kill -9 and damaged resume data."""
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -9,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from swarm import check_files, free_port, wait_until
+from swarm import check_files, free_port, loopback_app_env, wait_until
 
 pytestmark = pytest.mark.swarm
 
@@ -22,20 +21,8 @@ class Server:
 
     def __init__(self, tmp_path, tracker, **settings):
         self.port = free_port()
-        self.env = {
-            **os.environ,
-            "HASHDROP_HOST": "127.0.0.1",
-            "HASHDROP_PORT": str(self.port),
-            "HASHDROP_LISTEN_INTERFACES": "127.0.0.1:0",
-            "HASHDROP_DHT": "false",
-            "HASHDROP_LSD": "false",
-            "HASHDROP_UPNP": "false",
-            "HASHDROP_NATPMP": "false",
-            "HASHDROP_SAVE_PATH": str(tmp_path / "downloads"),
-            "HASHDROP_DATA_DIR": str(tmp_path / "data"),
-            "HASHDROP_TRACKERS": json.dumps([tracker.announce_url]),
-            **{f"HASHDROP_{key}": str(value) for key, value in settings.items()},
-        }
+        self.env = loopback_app_env(self.port, tmp_path / "downloads", tmp_path / "data",
+                                    tracker.announce_url, **settings)
         self.log = open(tmp_path / "server.log", "ab")
         self.process = None
 
