@@ -214,7 +214,10 @@ class TorrentSession:
         now = time.monotonic()
         if now - self._last_resume_save.get(key, 0.0) >= self.resume_interval:
             self._last_resume_save[key] = now
-            status.handle.save_resume_data(RESUME_FLAGS)
+            try:
+                status.handle.save_resume_data(RESUME_FLAGS)
+            except RuntimeError:  # removed since this update; the rest of the batch still counts
+                self._last_resume_save.pop(key, None)
 
     def close(self, on_resume_data, timeout=10):
         """Stop the alert thread, then save resume data for every torrent within timeout.
@@ -264,6 +267,7 @@ def downloader(job):
     """
     torrent = None
     try:
+        job.wait_for_submit()
         # Listen before adding: a torrent's first alerts (metadata, finished) can come
         # before add() returns, and an alert with no listener is dropped.
         job.manager.torrents.listen(job.keys(), job.inbox.put)

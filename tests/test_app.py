@@ -274,3 +274,19 @@ def test_broken_torrent_upload_is_named(client):
     assert response.status_code == 303
     page = client.get("/").get_data(as_text=True)
     assert "broken.torrent" in page and "empty.torrent" in page and "not a usable .torrent" in page
+
+
+def test_status_of_a_torrent_removed_since_the_update_is_skipped(manager):
+    """A batched status can name a torrent that was removed meanwhile; asking it for resume
+    data raised and lost the rest of the batch's statuses for every other job."""
+    from swarm import wait_until
+
+    job = manager.submit_text(HASH_A).started[0]
+    wait_until(lambda: job.torrent_handle is not None, 10, "the torrent was not added")
+    handle = job.torrent_handle.handle
+    wait_until(lambda: handle.status().need_save_resume, 10, "no resume data to save")
+    status = handle.status()
+    manager.torrents.session.remove_torrent(handle)
+    wait_until(lambda: not handle.is_valid(), 10, "the torrent was not removed")
+    manager.torrents.resume_interval = 0
+    manager.torrents._save_if_due(status)
