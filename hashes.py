@@ -22,6 +22,7 @@ Every pattern here is a single pass with bounded lookaround, so a line of any le
 linear time, and parsing never raises, whatever the text.
 """
 import base64
+import functools
 import re
 from dataclasses import dataclass, field
 from urllib.parse import quote, unquote, unquote_plus
@@ -341,6 +342,7 @@ def magnet_for(target, trackers=()) -> str:
     return link if trim_link(link) == link else link[:-1] + f"%{ord(link[-1]):02X}"
 
 
+@functools.lru_cache(maxsize=1024)
 def encode(value, safe=""):
-    """Percent-encode one magnet parameter value."""
+    """Percent-encode one magnet parameter value (cached: every job repeats the trackers)."""
     return quote(value, safe=safe, errors="replace")

@@ -67,6 +67,9 @@ class Job:
     tracker: str | None = None  # what the last tracker answer said
 
     # Called from the job's own thread (see downloader.downloader) -------------------
+    def wait_for_submit(self):
+        self.manager.wait_for_submit()
+
     def add_params(self):
         return self.manager.add_params(self)
 
@@ -260,6 +263,7 @@ class JobManager:
             target = hashes.Target(info_hash=v1 or v2, v1_hash=v1, v2_hash=v2, name=name, source=filename)
             targets.append((target, data))
         new_jobs = []
+        save_path = self.save_path_for(category)
         with self._lock:
             if self._closed:
                 result.refused = "hashdrop is shutting down; nothing was started."
@@ -268,7 +272,7 @@ class JobManager:
                 if self._find(target):
                     result.existing.append(target)
                     continue
-                job = self._new_job(target, category, sequential)
+                job = self._new_job(target, save_path, category, sequential)
                 job.torrent = torrent
                 job.state = JobState.PAUSED if paused else job.state
                 self._register(job)
@@ -292,14 +296,14 @@ class JobManager:
             if key:
                 self._aliases[key] = job.info_hash
 
-    def _new_job(self, target, category, sequential):
+    def _new_job(self, target, save_path, category, sequential):
         return Job(
             info_hash=target.info_hash,
             v1_hash=target.v1_hash,
             v2_hash=target.v2_hash,
             name=target.name,
             magnet=hashes.magnet_for(target, self.config["TRACKERS"]),
-            save_path=self.save_path_for(category),
+            save_path=save_path,
             category=category,
             sequential=sequential,
             manager=self,
@@ -329,6 +333,16 @@ class JobManager:
         job.thread.start()
 
     # The job thread's side ----------------------------------------------------------
+    def wait_for_submit(self):
+        """Return once no submit is starting jobs.
+
+        A new job's thread waits here first: were it to go on and add its torrent, it would
+        take the GIL from the request that is still starting the other threads (a 100-hash
+        submit took up to 70 ms instead of 25).
+        """
+        with self._lock:
+            pass
+
     def add_params(self, job):
         """Build libtorrent's add parameters: resume data if kept, else .torrent or magnet."""
         os.makedirs(job.save_path, exist_ok=True)
