@@ -175,11 +175,17 @@ def skip_reason(client):
 
 
 def measure_throughput(args, racers, torrents, seeder, workdir):
-    """Download every torrent with every client, interleaved, `repeats` times."""
+    """Download every torrent with every client, interleaved, `repeats` times.
+
+    The order of the clients turns by one each repeat: on this VM a run's speed depends on the
+    run before it (page cache freed by the last deletion is handed back to the host and has to be
+    faulted in again), so a fixed order favoured whichever client always ran second.
+    """
     runs = {(client.key, label): Runs() for client in racers for label in torrents}
     for repeat in range(args.repeats):
+        turn = repeat % len(racers)
         for label, torrent in torrents.items():
-            for client in racers:
+            for client in racers[turn:] + racers[:turn]:
                 outcome = one_download(client, torrent, runs[(client.key, label)], seeder,
                                        workdir / f"{client.key}-{repeat}")
                 note(f"{client.name}, {label}, run {repeat + 1}/{args.repeats}: {outcome}")
