@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
 
+import cpus
 import downloader as torrents_mod
 import hashes
 from downloader import STOP, TorrentSession, downloader, session_settings
@@ -279,8 +280,9 @@ class JobManager:
                 new_jobs.append(job)
             if new_jobs:
                 self.store.save_many([job.record() for job in new_jobs])
-            for job in new_jobs:
-                self._start(job)
+            with cpus.starting_on_this_cpu():
+                for job in new_jobs:
+                    self._start(job)
         result.started = new_jobs
         return result
 
@@ -334,12 +336,13 @@ class JobManager:
 
     # The job thread's side ----------------------------------------------------------
     def wait_for_submit(self):
-        """Return once no submit is starting jobs.
+        """Take back every CPU, then return once no submit is starting jobs.
 
         A new job's thread waits here first: were it to go on and add its torrent, it would
         take the GIL from the request that is still starting the other threads (a 100-hash
         submit took up to 70 ms instead of 25).
         """
+        cpus.all_cpus()
         with self._lock:
             pass
 
