@@ -1,4 +1,5 @@
 """Make hashdrop safe to expose: login, CSRF, Host checks, input limits and security headers."""
+import gc
 import hmac
 import ipaddress
 import json
@@ -168,6 +169,10 @@ def serve(create_app, environ=None):
     problem = exposure_problem(host, environ.get("HASHDROP_PASSWORD"), proxy)
     if problem:
         sys.exit(problem)  # before create_app: no libtorrent session, no port opened
+    # What is loaded by now lives as long as the process; the cyclic GC's full collections
+    # scanned it all (20-45 ms each) and stalled whatever request was running then.
+    gc.collect()
+    gc.freeze()
     try:
         app = create_app()
     except StoreError as exc:
