@@ -339,6 +339,8 @@ def magnet_for(target, trackers=()) -> str:
     link = "magnet:?" + "&".join(params)
     # quote() leaves "." (and x.pe its brackets) as they are; encode a last one that would be
     # taken for the sentence's full stop or closing bracket when the link is read back.
+    if link[-1] not in CLOSERS and link[-1] not in TRAILING_PUNCTUATION:
+        return link
     return link if trim_link(link) == link else link[:-1] + f"%{ord(link[-1]):02X}"
 
 
