@@ -182,11 +182,12 @@ class SubmitResult:
         """(message, category) pairs for flash(), in the order a person reads them."""
         if self.refused:
             return [(self.refused, "error")]
-        out = [(f"Skipped {r.text!r}: {r.reason}", "error") for r in self.rejected]
-        out += [(f"{label(t)} was pasted more than once; started it once.", "warning")
-                for t in self.duplicates]
-        out += [(f"{label(t)} is already in the list; nothing new started.", "warning")
-                for t in self.existing]
+        out = first_few([(f"Skipped {r.text!r}: {r.reason}", "error") for r in self.rejected],
+                        "more lines were skipped")
+        out += first_few([(f"{label(t)} was pasted more than once; started it once.", "warning")
+                          for t in self.duplicates], "more were pasted more than once")
+        out += first_few([(f"{label(t)} is already in the list; nothing new started.", "warning")
+                          for t in self.existing], "more are already in the list")
         if not (self.started or self.rejected or self.duplicates or self.existing):
             return [("Paste at least one info hash or magnet link.", "error")]
         count = len(self.started)
@@ -209,6 +210,17 @@ class SubmitResult:
 
 def label(target):
     return target.name or target.info_hash
+
+
+MESSAGES_PER_KIND = 5  # flashed messages live in the session cookie, which browsers cap at 4 KB
+
+
+def first_few(messages, more):
+    """The first MESSAGES_PER_KIND messages, and one line that counts the rest."""
+    if len(messages) <= MESSAGES_PER_KIND:
+        return messages
+    rest = len(messages) - MESSAGES_PER_KIND
+    return messages[:MESSAGES_PER_KIND] + [(f"…and {rest:,} {more}.", messages[0][1])]
 
 
 class JobManager:

@@ -1,6 +1,7 @@
 """The form, the JSON API and the config, with hashes no peer will ever answer."""
 import json
 import os
+import secrets
 import stat
 import time
 from urllib.parse import parse_qs, urlsplit
@@ -290,3 +291,15 @@ def test_status_of_a_torrent_removed_since_the_update_is_skipped(manager):
     wait_until(lambda: not handle.is_valid(), 10, "the torrent was not removed")
     manager.torrents.resume_interval = 0
     manager.torrents._save_if_due(status)
+
+
+def test_a_paste_of_many_bad_lines_keeps_the_session_cookie_small(client, manager):
+    """Each skipped line was its own flashed message; 300 of them made a cookie browsers drop."""
+    lines = [f"line {number} of a paste: {secrets.token_urlsafe(30)}" for number in range(300)]
+    response = client.post("/start-downloads", data={"downloads": "\n".join(lines + [HASH_A])})
+    cookie = response.headers["Set-Cookie"]
+    assert len(cookie) < 4093
+    page = flashes(client)
+    assert "line 0 of" in page and "line 4 of" in page and "line 5 of" not in page
+    assert "295 more lines were skipped" in page
+    assert "Started 1 download:" in page
