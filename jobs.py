@@ -610,6 +610,14 @@ class JobManager:
         with self._lock:
             return [job.to_dict(now) for job in self._jobs.values()]
 
+    def newest_first(self, start, count):
+        """count jobs as dicts, newest first from position start, and how many jobs there are."""
+        now = utcnow()
+        with self._lock:
+            jobs = list(self._jobs.values())
+        chosen = jobs[::-1][start:start + count]
+        return [job.to_dict(now) for job in chosen], len(jobs)
+
     def counts(self):
         with self._lock:
             states = [job.state for job in self._jobs.values()]

@@ -1,6 +1,7 @@
 """The form, the JSON API and the config, with hashes no peer will ever answer."""
 import json
 import os
+import re
 import secrets
 import stat
 import time
@@ -303,3 +304,33 @@ def test_a_paste_of_many_bad_lines_keeps_the_session_cookie_small(client, manage
     assert "line 0 of" in page and "line 4 of" in page and "line 5 of" not in page
     assert "295 more lines were skipped" in page
     assert "Started 1 download:" in page
+
+
+def page_rows(client, url):
+    page = client.get(url).get_data(as_text=True)
+    return re.findall(r'<tr id="job-([0-9a-f]+)"', page), page
+
+
+def test_the_table_shows_fifty_jobs_a_page_newest_first(client, manager):
+    hashes = [f"{number:040x}" for number in range(1, 121)]
+    for chunk in (hashes[:60], hashes[60:]):  # two submits: the second one's jobs are newer
+        client.post("/start-downloads", data={"downloads": "\n".join(chunk)})
+    rows, page = page_rows(client, "/")
+    assert rows == hashes[::-1][:50]
+    assert "120 downloads, newest first · page 1 of 3" in page and "?page=2" in page
+    assert page_rows(client, "/?page=2")[0] == hashes[::-1][50:100]
+    assert page_rows(client, "/?page=3")[0] == hashes[::-1][100:]
+    assert page_rows(client, "/?page=99")[0] == hashes[::-1][100:]  # past the end: the last page
+    assert page_rows(client, "/?page=nonsense")[0] == hashes[::-1][:50]
+    assert page_rows(client, "/jobs?page=2")[0] == hashes[::-1][50:100]
+
+
+def test_a_button_on_page_two_comes_back_to_page_two(client, manager):
+    hashes = [f"{number:040x}" for number in range(1, 61)]
+    client.post("/start-downloads", data={"downloads": "\n".join(hashes)})
+    rows, page = page_rows(client, "/?page=2")
+    assert f'/jobs/{rows[0]}/pause?page=2' in page
+    response = client.post(f"/jobs/{rows[0]}/pause?page=2")
+    assert response.status_code == 303 and response.headers["Location"].endswith("/?page=2")
+    fragment = client.post(f"/jobs/{rows[0]}/pause?page=2", headers={"HX-Request": "true"})
+    assert re.findall(r'<tr id="job-([0-9a-f]+)"', fragment.get_data(as_text=True)) == rows
