@@ -456,7 +456,8 @@ def report_latency(latency, thread_ms):
             f"- p99 is nearest-rank: of {SUBMIT_RUNS[100]} submits, the slowest.",
             f"- Each hash past the first adds {per_hash_ms(latency['samples']):.2f} ms (from the p50s of 1 and "
             f"1,000 hashes); a bare thread start costs {thread_ms:.2f} ms here ({THREAD_PROBE} threads that "
-            "only wait), but in the app each new job thread at once competes for the GIL to add its torrent."]
+            "only wait). The app starts a submit's threads from the request's CPU (cpus.py), and each waits "
+            "for the submit to end before it adds its torrent."]
     return "\n".join(text), targets
 
 
@@ -516,6 +517,10 @@ def report_limits(runs, racers, torrents, latency, thread_ms, scale):
         lines += [
             "- Loopback: no network in the way; the kernel copies every byte between sockets, so speed is CPU "
             "(copies, SHA-1 piece checks, page-cache writes) at both ends, shared on these cores.",
+            "- This VM: a run's speed varies by ±30 %. Page cache freed by the last run's deletion goes back "
+            "to the host, and writing into fresh pages costs host page faults (in a slow run, 60 % of the "
+            "client's `perf` samples were the kernel's copy into the page cache). The order of the clients "
+            "turns each repeat, so that no client always runs right after another.",
             f"- Fixed costs in every download figure: the tracker round trip, the magnet's metadata fetch and up "
             f"to {clients.POLL * 1000:.0f} ms of polling for completion. aria2c waits about 1 s between its "
             "stages (peers, metadata, payload); qBittorrent reports completion at its next status refresh "
@@ -523,13 +528,14 @@ def report_limits(runs, racers, torrents, latency, thread_ms, scale):
         ]
     if latency:
         lines.append(f"- Submit latency: a thread started per hash ({per_hash_ms(latency['samples']):.2f} ms per "
-                     f"extra hash in the app; a bare thread start is {thread_ms:.2f} ms here), one SQLite "
-                     "transaction with synchronous=FULL per submit, and parsing the paste.")
+                     f"extra hash in the app; a bare thread start is {thread_ms:.2f} ms here, half of it a "
+                     "wake-up of the other CPU unless both threads share one), one SQLite transaction with "
+                     "synchronous=FULL per submit (1-2 ms), and parsing the paste.")
     if scale:
         lines.append(f"- {SCALE_JOBS:,} jobs: each job is a thread asleep on its inbox and a torrent in the "
                      "libtorrent session; idle CPU is libtorrent's tick over those torrents, their tracker "
-                     "retries and the once-a-second batched status update. GET / renders every job's row "
-                     "(with its forms) in Jinja; GET /api/jobs serialises them to JSON.")
+                     "retries and the once-a-second batched status update. GET / renders one page of 50 "
+                     "rows (with their forms) in Jinja; GET /api/jobs serialises all of them to JSON.")
     return "\n".join(lines)
 
 
