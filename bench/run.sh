@@ -13,7 +13,8 @@ if [ ${#missing[@]} -gt 0 ] || ! command -v qbittorrent-nox >/dev/null; then
   $sudo apt-get update -qq
 fi
 if ! command -v qbittorrent-nox >/dev/null; then
-  if apt-cache policy qbittorrent-nox 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+  # grep reads all of it: with pipefail, grep -q's early exit fails the pipe (SIGPIPE)
+  if apt-cache policy qbittorrent-nox 2>/dev/null | grep 'Candidate: [0-9]' >/dev/null; then
     missing+=(qbittorrent-nox)
   else
     echo "qbittorrent-nox is not in apt here; the bench runs without it" >&2
