@@ -226,11 +226,14 @@ def test_full_disk_fails_that_job_only(make_app, tracker, seed_new, tmp_path):
         app = make_app(TRACKERS=[tracker.announce_url], SAVE_PATH=str(small))
         big, fine = seed_new(3 * MiB), seed_new(200000)
         client = app.test_client()
-        client.post("/api/jobs", json={"hashes": [big.info_hash]})
+        # The small one first: once the big one has filled the disk, nothing more fits.
         client.post("/api/jobs", json={"hashes": [fine.info_hash]})
+        wait_for_state(app, fine.info_hash, "completed")
+        client.post("/api/jobs", json={"hashes": [big.info_hash]})
         failed = wait_for_state(app, big.info_hash, "failed", timeout=30)
         assert "No space left on device" in failed["error"]
-        wait_for_state(app, fine.info_hash, "completed")
+        assert wait_for_state(app, fine.info_hash, "completed")["error"] is None
+        check_files(fine, small)
         assert client.get("/api/jobs").status_code == 200
         assert "No space left on device" in client.get("/").get_data(as_text=True)
         app.extensions["hashdrop"].shutdown()
