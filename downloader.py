@@ -305,7 +305,7 @@ def translate(alert):
         info = alert.handle.torrent_file()
         return "metadata", (info.name(), info_hash_keys(info.info_hashes()))
     if isinstance(alert, lt.torrent_finished_alert):
-        alert.handle.save_resume_data(RESUME_FLAGS)
+        flush(alert.handle)
         return "finished", live_status(alert.handle.status())
     if isinstance(alert, lt.file_error_alert):
         return "error", f"{alert.error.message()}: {alert.filename()}"
@@ -321,6 +321,7 @@ def translate(alert):
         return "resume_data", lt.write_resume_data_buf(alert.params)
     if isinstance(alert, lt.save_resume_data_failed_alert):
         log.warning("resume data not saved: %s", alert.message())
+        return "resume_failed", alert.message()
     return None
 
 
@@ -405,6 +406,11 @@ def set_flag(target, name, on):
             target.unset_flags(flag)
     else:
         target.flags = (target.flags | flag) if on else (target.flags & ~flag)
+
+
+def flush(handle):
+    """Have libtorrent write out what it holds for this torrent, then send its resume data."""
+    handle.save_resume_data(RESUME_FLAGS)
 
 
 def reconnect(handle):

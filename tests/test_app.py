@@ -11,6 +11,7 @@ import pytest
 
 from app import create_app
 from conftest import HERMETIC
+from jobs import JobState
 
 HASH_A = "a" * 40
 HASH_B = "0123456789abcdef0123456789abcdef01234567"
@@ -334,3 +335,42 @@ def test_a_button_on_page_two_comes_back_to_page_two(client, manager):
     assert response.status_code == 303 and response.headers["Location"].endswith("/?page=2")
     fragment = client.post(f"/jobs/{rows[0]}/pause?page=2", headers={"HX-Request": "true"})
     assert re.findall(r'<tr id="job-([0-9a-f]+)"', fragment.get_data(as_text=True)) == rows
+
+
+FINISHED = {"total_wanted": 10, "total_wanted_done": 10, "download_rate": 0, "upload_rate": 0,
+            "all_time_upload": 0, "all_time_download": 10, "peers": 0, "seeds": 0, "finished": True}
+
+
+def attached_job(manager):
+    """A job whose torrent is in the session, with no periodic resume saves to race the test."""
+    from swarm import wait_until
+
+    manager.torrents.resume_interval = 1e9
+    job = manager.submit_text(HASH_B).started[0]
+    wait_until(lambda: job.torrent_handle is not None, 10, "the torrent was not added")
+    return job
+
+
+def test_finished_is_completed_only_once_libtorrent_has_written_it_out(manager):
+    """libtorrent says finished while its last blocks can still be in its write buffer."""
+    job = attached_job(manager)
+    job.handle_event("finished", FINISHED)
+    assert job.state.value == "fetching_metadata" and job.flushing
+    job.handle_event("resume_data", b"d4:infod0:ee")  # comes after the flush it asked for
+    assert job.state.value == "completed" and not job.flushing
+
+
+def test_a_failed_flush_still_completes(manager):
+    job = attached_job(manager)
+    job.handle_event("finished", FINISHED)
+    job.handle_event("resume_failed", "disk full")
+    assert job.state.value == "completed"
+
+
+def test_a_finished_status_asks_libtorrent_to_write_out_and_then_completes(manager):
+    from swarm import wait_until
+
+    job = attached_job(manager)
+    manager.set_state(job, JobState.DOWNLOADING)
+    job.inbox.put(("status", FINISHED))  # handled by the job's thread, as the alert thread does
+    wait_until(lambda: job.state.value == "completed", 10, f"not completed: {job.state}")
