@@ -6,11 +6,17 @@ that wait costs a cross-CPU wake-up, which on a VM is dear: 100 thread starts to
 submit starts its job threads inside `starting_on_this_cpu()`, and each new thread first
 calls `all_cpus()` to take back every CPU it may run on.
 """
+import functools
 import os
 from contextlib import contextmanager
 
 CAN_PIN = hasattr(os, "sched_setaffinity")
-PROCESS_CPUS = frozenset(os.sched_getaffinity(0)) if CAN_PIN else frozenset()
+
+
+@functools.cache
+def process_cpus():
+    """The CPUs this process may use, read once, before any thread is pinned (see below)."""
+    return frozenset(os.sched_getaffinity(0)) if CAN_PIN else frozenset()
 
 
 def current_cpu():
@@ -25,6 +31,7 @@ def current_cpu():
 @contextmanager
 def starting_on_this_cpu():
     """Keep this thread, and the threads it starts, on its current CPU until the block ends."""
+    process_cpus()  # read before pinning: a pinned thread would see one CPU
     before = os.sched_getaffinity(0) if CAN_PIN else set()
     cpu = current_cpu() if len(before) > 1 else None
     if cpu not in before:
@@ -39,5 +46,5 @@ def starting_on_this_cpu():
 
 def all_cpus():
     """Let this thread run on every CPU the process was given (undoes starting_on_this_cpu)."""
-    if CAN_PIN and len(PROCESS_CPUS) > 1:
-        os.sched_setaffinity(0, PROCESS_CPUS)
+    if CAN_PIN and len(process_cpus()) > 1:
+        os.sched_setaffinity(0, process_cpus())
