@@ -463,9 +463,12 @@ class JobManager:
             torrent = job.torrent_handle
         if flush_asked:
             return
+        if torrent is None:  # not attached yet: nothing of it can be buffered
+            self.flushed(job)
+            return
         try:
             torrents_mod.flush(torrent.handle)
-        except (AttributeError, RuntimeError):  # not attached yet, or removed meanwhile
+        except RuntimeError:  # removed meanwhile
             self.flushed(job)
 
     def flushed(self, job):
