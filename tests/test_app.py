@@ -307,9 +307,14 @@ def test_a_paste_of_many_bad_lines_keeps_the_session_cookie_small(client, manage
     assert "Started 1 download:" in page
 
 
+def rows_of(html):
+    """The info hashes of the job table's rows, top to bottom."""
+    return re.findall(r'<tr id="job-([0-9a-f]+)"', html)
+
+
 def page_rows(client, url):
     page = client.get(url).get_data(as_text=True)
-    return re.findall(r'<tr id="job-([0-9a-f]+)"', page), page
+    return rows_of(page), page
 
 
 def test_the_table_shows_fifty_jobs_a_page_newest_first(client, manager):
@@ -334,7 +339,7 @@ def test_a_button_on_page_two_comes_back_to_page_two(client, manager):
     response = client.post(f"/jobs/{rows[0]}/pause?page=2")
     assert response.status_code == 303 and response.headers["Location"].endswith("/?page=2")
     fragment = client.post(f"/jobs/{rows[0]}/pause?page=2", headers={"HX-Request": "true"})
-    assert re.findall(r'<tr id="job-([0-9a-f]+)"', fragment.get_data(as_text=True)) == rows
+    assert rows_of(fragment.get_data(as_text=True)) == rows
 
 
 FINISHED = {"total_wanted": 10, "total_wanted_done": 10, "download_rate": 0, "upload_rate": 0,
