@@ -317,11 +317,12 @@ def translate(alert):
     if isinstance(alert, lt.tracker_error_alert):
         reason = alert.failure_reason() or alert.error.message()
         return "tracker", f"{alert.tracker_url()}: {reason}"
+    if isinstance(alert, lt.cache_flushed_alert):
+        return "flushed", None
     if isinstance(alert, lt.save_resume_data_alert):
         return "resume_data", lt.write_resume_data_buf(alert.params)
     if isinstance(alert, lt.save_resume_data_failed_alert):
         log.warning("resume data not saved: %s", alert.message())
-        return "resume_failed", alert.message()
     return None
 
 
@@ -409,7 +410,12 @@ def set_flag(target, name, on):
 
 
 def flush(handle):
-    """Have libtorrent write out what it holds for this torrent, then send its resume data."""
+    """Have libtorrent write out every block it holds for this torrent, and send its resume data.
+
+    cache_flushed_alert says when the blocks are written. The resume data's flush_disk_cache does
+    not wait for that: libtorrent 2.1 posts the resume data first (torrent::save_resume_data).
+    """
+    handle.flush_cache()
     handle.save_resume_data(RESUME_FLAGS)
 
 

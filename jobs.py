@@ -90,7 +90,7 @@ class Job:
         elif event == "metadata":
             name, keys = value
             manager.metadata_arrived(self, name, keys)
-        elif event == "finished":  # translate() has asked for resume data with a flush
+        elif event == "finished":  # translate() has asked libtorrent to write out (flush)
             self.live = value
             if self.state in RUNNING:
                 manager.finishing(self, flush_asked=True)
@@ -100,8 +100,7 @@ class Job:
             self.tracker = value
         elif event == "resume_data":
             manager.save_resume(self, value)
-            manager.flushed(self)
-        elif event == "resume_failed":
+        elif event == "flushed":
             manager.flushed(self)
 
     def keys(self):
@@ -452,18 +451,19 @@ class JobManager:
         """Every wanted piece is in: complete the job once libtorrent has written them all out.
 
         libtorrent says finished while the last blocks can still sit in its write buffer (the
-        bench saw a 1 GiB file incomplete on disk for up to 0.9 s after). Resume data asked for
-        with flush_disk_cache comes only after the buffer is written, so the job is completed
-        then, when its files are whole for whoever reads them.
+        bench saw a 1 GiB file incomplete on disk for up to 0.9 s after). The job is completed
+        at the cache_flushed_alert of the flush that finishing asks for, when its files are whole
+        for whoever reads them.
         """
         with self._lock:
             if job.flushing:
                 return
             job.flushing = True
             torrent = job.torrent_handle
+            buffered = torrent is not None and job.has_metadata
         if flush_asked:
             return
-        if torrent is None:  # not attached yet: nothing of it can be buffered
+        if not buffered:  # no torrent or no metadata yet: nothing of it can be in a buffer
             self.flushed(job)
             return
         try:
