@@ -4,7 +4,9 @@ Usage: raw_client.py --save-path DIR [--set KEY=JSON]...
 
 Creates one session on 127.0.0.1 (DHT, LSD, UPnP, NAT-PMP off) with downloader.session_settings,
 prints {"ready": port}, then for each line on stdin that is a magnet link adds it, and prints
-{"finished": seconds from add to torrent_finished_alert} or {"error": "..."}. Quits at end of input.
+{"finished": seconds} or {"error": "..."}. Quits at end of input. Finished means what the app's
+completed means: torrent_finished_alert, then the cache_flushed_alert of a flush_cache(), which
+comes once libtorrent has written out every block it held.
 """
 import argparse
 import json
@@ -68,7 +70,7 @@ def wait_listening(session, timeout=20):
 
 
 def download(session, magnet, save_path):
-    """Add a magnet as the app does (not auto-managed, sparse) and wait for it to finish."""
+    """Add a magnet as the app does (not auto-managed, sparse); wait until it is finished and written."""
     params = lt.parse_magnet_uri(magnet)
     params.save_path = str(save_path)
     params.storage_mode = lt.storage_mode_t.storage_mode_sparse
@@ -76,12 +78,16 @@ def download(session, magnet, save_path):
         lt.torrent_flags.auto_managed | lt.torrent_flags.paused)
     started = time.monotonic()
     handle = session.add_torrent(params)
+    flushing = False
     while True:
         session.wait_for_alert(ALERT_WAIT_MS)
         for alert in session.pop_alerts():
             if isinstance(alert, lt.torrent_finished_alert) and alert.handle == handle:
+                flushing = True
+                handle.flush_cache()
+            elif flushing and isinstance(alert, lt.cache_flushed_alert) and alert.handle == handle:
                 return {"finished": time.monotonic() - started}
-            if isinstance(alert, (lt.torrent_error_alert, lt.file_error_alert)):
+            elif isinstance(alert, (lt.torrent_error_alert, lt.file_error_alert)):
                 return {"error": alert.message()}
 
 
