@@ -20,7 +20,10 @@ ALERT_MASK = (
 ADD_FLAGS = lt.torrent_flags.update_subscribe | lt.torrent_flags.apply_ip_filter
 
 STATUS_INTERVAL = 1.0  # seconds between batched status updates (post_torrent_updates)
-RESUME_FLAGS = lt.save_resume_flags_t.save_info_dict | lt.save_resume_flags_t.flush_disk_cache
+# No flush_disk_cache: in 2.1 it does not wait for the write-out (see flush()), its purpose was file
+# timestamps that 2.x no longer keeps, and the release_files it queues mid-download left two disk
+# threads writing the one file at once (README, Performance).
+RESUME_FLAGS = lt.save_resume_flags_t.save_info_dict
 
 
 def session_settings(config):
@@ -412,8 +415,8 @@ def set_flag(target, name, on):
 def flush(handle):
     """Have libtorrent write out every block it holds for this torrent, and send its resume data.
 
-    cache_flushed_alert says when the blocks are written. The resume data's flush_disk_cache does
-    not wait for that: libtorrent 2.1 posts the resume data first (torrent::save_resume_data).
+    cache_flushed_alert says when the blocks are written. save_resume_data's flush_disk_cache
+    would not wait for that: libtorrent 2.1 posts the resume data first (torrent::save_resume_data).
     """
     handle.flush_cache()
     handle.save_resume_data(RESUME_FLAGS)
