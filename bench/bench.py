@@ -44,6 +44,7 @@ SCALE_REAL_SIZE = 16 * MiB
 REQUESTS = 50                               # timed GETs of each page with SCALE_JOBS jobs
 IDLE_SECONDS = 10
 VERIFY_LIMIT = 10.0                         # seconds after "complete" for the files to be right
+SETTLE_SECONDS = 2.0                        # from one run's cleanup to the next run's clock
 THREAD_PROBE = 1000                         # threads started to time one thread start here
 TARGETS = {
     "vs_raw": 0.9,            # app throughput / raw tuned libtorrent, at least
@@ -177,28 +178,33 @@ def skip_reason(client):
 def measure_throughput(args, racers, torrents, seeder, workdir):
     """Download every torrent with every client, interleaved, `repeats` times.
 
-    The order of the clients turns by one each repeat: on this VM a run's speed depends on the
-    run before it (page cache freed by the last deletion is handed back to the host and has to be
-    faulted in again), so a fixed order favoured whichever client always ran second.
+    Every run's clock starts SETTLE_SECONDS after the last run's files were deleted. On this VM the
+    memory they freed goes back to the host within about 0.3 s (free page reporting), and writing
+    into pages the host must hand out again is slower: a client that started writing 0.1 s after
+    the deletion ran up to 1.7x faster than one that started at 0.3 s. The pause puts every client
+    in the same state. The order of the clients also turns by one each repeat.
     """
     runs = {(client.key, label): Runs() for client in racers for label in torrents}
+    cleaned = time.monotonic()
     for repeat in range(args.repeats):
         turn = repeat % len(racers)
         for label, torrent in torrents.items():
             for client in racers[turn:] + racers[:turn]:
                 outcome = one_download(client, torrent, runs[(client.key, label)], seeder,
-                                       workdir / f"{client.key}-{repeat}")
+                                       workdir / f"{client.key}-{repeat}", cleaned + SETTLE_SECONDS)
+                cleaned = time.monotonic()
                 note(f"{client.name}, {label}, run {repeat + 1}/{args.repeats}: {outcome}")
     return runs
 
 
-def one_download(client, torrent, runs, seeder, run_dir):
-    """Download once into a fresh directory, check the files, note the time, delete them; say how it went."""
+def one_download(client, torrent, runs, seeder, run_dir, not_before):
+    """Download once into a fresh directory (the clock starts at not_before at the earliest), check the
+    files, note the time, delete them; say how it went."""
     dest, scratch = run_dir / "downloads", run_dir / "client"
     scratch.mkdir(parents=True)
     seeder_before = cpu_seconds(seeder.process.pid)
     try:
-        result = client.download(torrent, dest, scratch, lambda: files_right_after(torrent, dest))
+        result = client.download(torrent, dest, scratch, lambda: files_right_after(torrent, dest), not_before)
         seeder_cpu = cpu_seconds(seeder.process.pid) - seeder_before  # it idles before and after
     except Exception as error:  # one client's failure is that run's result, not the bench's end
         runs.failures.append(f"{type(error).__name__}: {str(error)[:300]}")
@@ -517,10 +523,12 @@ def report_limits(runs, racers, torrents, latency, thread_ms, scale):
         lines += [
             "- Loopback: no network in the way; the kernel copies every byte between sockets, so speed is CPU "
             "(copies, SHA-1 piece checks, page-cache writes) at both ends, shared on these cores.",
-            "- This VM: a run's speed varies by ±30 %. Page cache freed by the last run's deletion goes back "
-            "to the host, and writing into fresh pages costs host page faults (in a slow run, 60 % of the "
-            "client's `perf` samples were the kernel's copy into the page cache). The order of the clients "
-            "turns each repeat, so that no client always runs right after another.",
+            "- This VM: memory freed by deleting the last run's files goes back to the host within about "
+            "0.3 s, and writing into pages the host must hand out again costs host page faults (55-70 % of "
+            "a client's `perf` samples are the kernel's copy into the page cache). A client that started "
+            "writing sooner after the deletion reused those pages and ran up to 1.7x faster, so every run's "
+            f"clock starts {SETTLE_SECONDS:.0f} s after the last deletion, and the order of the clients turns "
+            "each repeat.",
             f"- Fixed costs in every download figure: the tracker round trip, the magnet's metadata fetch and up "
             f"to {clients.POLL * 1000:.0f} ms of polling for completion. aria2c waits about 1 s between its "
             "stages (peers, metadata, payload); qBittorrent reports completion at its next status refresh "

@@ -44,6 +44,17 @@ class Outcome:
     late: float
 
 
+def wait_for(moment):
+    """Sleep until time.monotonic() reaches moment (a pause the bench asks for, not a synchronisation)."""
+    time.sleep(max(0.0, moment - time.monotonic()))
+
+
+def start_clock(pid, not_before):
+    """At not_before, start metering a client process's CPU; return (meter, the moment the clock started)."""
+    wait_for(not_before)
+    return CpuMeter(pid), time.monotonic()
+
+
 def outcome(watched, meter, verify):
     """Stop the CPU meter, then check the files while the client still runs."""
     cpu, busiest = meter.stop()
@@ -112,8 +123,11 @@ class Client:
     version = None
     skip = None  # why it is not raced here, if it is installed but cannot be
 
-    def download(self, torrent, dest, workdir, verify):
-        """Download torrent's magnet into dest, call verify() once complete; return an Outcome."""
+    def download(self, torrent, dest, workdir, verify, not_before):
+        """Download torrent's magnet into dest, call verify() once complete; return an Outcome.
+
+        The clock starts once the client is ready, but not before `not_before` (time.monotonic()).
+        """
         raise NotImplementedError
 
 
@@ -129,13 +143,13 @@ class App(Client):
                                 cwd=RAW_CLIENT.parent, timeout=20).stdout.strip()
         self.version = f"hashdrop {commit or '?'}, libtorrent {lt.__version__}"
 
-    def download(self, torrent, dest, workdir, verify):
+    def download(self, torrent, dest, workdir, verify, not_before):
         """Paste the hash into a fresh app, and wait until its job is completed."""
         server = AppServer(workdir, self.tracker_url, save_path=dest)
         try:
             server.start()
             server.fetch_token()  # the page is open before the person pastes
-            meter, started = CpuMeter(server.pid), time.monotonic()
+            meter, started = start_clock(server.pid, not_before)
             server.submit_form([torrent.info_hash])
             watched = watch(lambda: self._completed(server, torrent.info_hash), dest, started)
             return outcome(watched, meter, verify)
@@ -164,7 +178,7 @@ class RawLibtorrent(Client):
         if extra:
             self.key = "raw+" + ",".join(f"{k}={v}" for k, v in self.overrides.items())
 
-    def download(self, torrent, dest, workdir, verify):
+    def download(self, torrent, dest, workdir, verify, not_before):
         """Start the client, then hand it the magnet and wait for its finished line."""
         command = [sys.executable, str(RAW_CLIENT), "--save-path", str(dest)]
         for key, value in self.overrides.items():
@@ -177,7 +191,7 @@ class RawLibtorrent(Client):
                                            stderr=log, text=True, bufsize=1)
             lines = read_lines(process)
             self._next(lines, process, log_path, START_LIMIT)  # {"ready": port}
-            meter, started = CpuMeter(process.pid), time.monotonic()
+            meter, started = start_clock(process.pid, not_before)
             process.stdin.write(torrent.magnet() + "\n")
             process.stdin.flush()
             watched = watch(lambda: self._finished(lines, process, log_path), dest, started)
@@ -226,7 +240,7 @@ class Aria2(Client):
     def __init__(self):
         self.version = command_version(["aria2c", "--version"])
 
-    def download(self, torrent, dest, workdir, verify):
+    def download(self, torrent, dest, workdir, verify, not_before):
         """Run aria2c on the magnet until its hook marks the download complete (before seeding)."""
         workdir = Path(workdir)
         marker, hook = workdir / "finished", workdir / "finished.sh"
@@ -240,7 +254,7 @@ class Aria2(Client):
             "--console-log-level=warn", "--summary-interval=0", f"--on-bt-download-complete={hook}",
             torrent.magnet(),
         ]
-        return run_until_marked(command, marker, dest, workdir / "aria2c.log", verify)
+        return run_until_marked(command, marker, dest, workdir / "aria2c.log", verify, not_before)
 
 
 def write_script(path, line):
@@ -249,10 +263,12 @@ def write_script(path, line):
     path.chmod(0o755)
 
 
-def run_until_marked(command, marker, dest, log_path, verify):
-    """Start a client process and wait until its completion hook creates marker; return an Outcome."""
+def run_until_marked(command, marker, dest, log_path, verify, not_before):
+    """At not_before, start a client process (the clock starts with it) and wait until its completion
+    hook creates marker; return an Outcome."""
     process = None
     try:
+        wait_for(not_before)
         started = time.monotonic()
         with open(log_path, "ab") as log:
             process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
@@ -304,7 +320,7 @@ class Transmission(Client):
         if self.version and self.version.startswith("transmission-cli 3."):
             self.skip = "drops peers in 127.0.0.0/8 (net.c isMartianAddr): cannot run on loopback"
 
-    def download(self, torrent, dest, workdir, verify):
+    def download(self, torrent, dest, workdir, verify, not_before):
         """Run transmission-cli on the magnet until its finish script leaves a marker."""
         workdir = Path(workdir)
         config, marker, script = workdir / "transmission", workdir / "finished", workdir / "finished.sh"
@@ -315,7 +331,7 @@ class Transmission(Client):
         write_script(script, f"touch '{marker}'")
         command = ["transmission-cli", "-g", str(config), "-w", str(dest), "-p", str(port), "-M", "-D", "-U",
                    "-f", str(script), torrent.magnet()]
-        return run_until_marked(command, marker, dest, workdir / "transmission.log", verify)
+        return run_until_marked(command, marker, dest, workdir / "transmission.log", verify, not_before)
 
 
 QBITTORRENT_CONFIG = """\
@@ -366,7 +382,7 @@ class QBittorrent(Client):
     def __init__(self):
         self.version = command_version(["qbittorrent-nox", "--version"])
 
-    def download(self, torrent, dest, workdir, verify):
+    def download(self, torrent, dest, workdir, verify, not_before):
         """Start qbittorrent-nox, add the magnet through its Web API, and wait for its AutoRun marker."""
         workdir = Path(workdir)
         profile, marker = workdir / "qbittorrent", workdir / "finished"
@@ -383,7 +399,7 @@ class QBittorrent(Client):
                                            stdout=log, stderr=subprocess.STDOUT)
             wait_until(lambda: self._answers(api, process, log_path), START_LIMIT, "qbittorrent-nox did not start",
                        interval=0.1)
-            meter, started = CpuMeter(process.pid), time.monotonic()
+            meter, started = start_clock(process.pid, not_before)
             form = urllib.parse.urlencode({"urls": torrent.magnet(), "savepath": str(dest)}).encode()
             with urllib.request.urlopen(f"{api}/torrents/add", data=form, timeout=30) as response:
                 if response.read().strip() != b"Ok.":
