@@ -46,12 +46,20 @@ def parse_override(text):
 
 
 def make_session(overrides):
-    """The app's session settings on loopback, with overrides; the app's peer class filter."""
+    """The app's session settings on loopback, with overrides; the app's peer class filter.
+
+    One override is not a setting: disk_io_constructor (e.g. "mmap_disk_io_constructor") picks
+    libtorrent's disk back end, as session_params does.
+    """
     settings = {**downloader.session_settings(LOOPBACK_CONFIG), **overrides}
+    disk_io = settings.pop("disk_io_constructor", None)
     unknown = sorted(set(settings) - set(lt.default_settings()))
     if unknown:
         raise SystemExit(f"not libtorrent settings: {unknown}")
-    session = lt.session(settings)
+    params = lt.session_params(settings)
+    if disk_io:
+        params.disk_io_constructor = disk_io
+    session = lt.session(params)
     session.set_peer_class_filter(downloader.everyone_is_global())
     return session
 
