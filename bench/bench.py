@@ -178,13 +178,18 @@ def skip_reason(client):
 def measure_throughput(args, racers, torrents, seeder, workdir):
     """Download every torrent with every client, interleaved, `repeats` times.
 
-    Every run's clock starts SETTLE_SECONDS after the last run's files were deleted. On this VM the
-    memory they freed goes back to the host within about 0.3 s (free page reporting), and writing
-    into pages the host must hand out again is slower: a client that started writing 0.1 s after
-    the deletion ran up to 1.7x faster than one that started at 0.3 s. The pause puts every client
-    in the same state. The order of the clients also turns by one each repeat.
+    On this VM a run's speed depends on what the runs before it left in memory: the VM hands freed
+    memory back to the host (free page reporting), and writing into pages the host must supply
+    again is slower. So every timed run follows a deleted download, and its clock starts
+    SETTLE_SECONDS after that deletion: with clocks started as soon as each client was ready, raw
+    libtorrent (ready 0.1 s after the deletion) beat the app (ready at 0.33 s) by 1.6x on the same
+    code, and by 1.1x with both started 4 s after. An untimed first download gives the first
+    timed run a deletion before it too. The order of the clients turns by one each repeat.
     """
     runs = {(client.key, label): Runs() for client in racers for label in torrents}
+    label, torrent = next(iter(torrents.items()))
+    note(f"untimed first download: {racers[0].name}, {label}")
+    one_download(racers[0], torrent, Runs(), seeder, workdir / "untimed", time.monotonic())
     cleaned = time.monotonic()
     for repeat in range(args.repeats):
         turn = repeat % len(racers)
@@ -523,12 +528,12 @@ def report_limits(runs, racers, torrents, latency, thread_ms, scale):
         lines += [
             "- Loopback: no network in the way; the kernel copies every byte between sockets, so speed is CPU "
             "(copies, SHA-1 piece checks, page-cache writes) at both ends, shared on these cores.",
-            "- This VM: memory freed by deleting the last run's files goes back to the host within about "
-            "0.3 s, and writing into pages the host must hand out again costs host page faults (55-70 % of "
-            "a client's `perf` samples are the kernel's copy into the page cache). A client that started "
-            "writing sooner after the deletion reused those pages and ran up to 1.7x faster, so every run's "
-            f"clock starts {SETTLE_SECONDS:.0f} s after the last deletion, and the order of the clients turns "
-            "each repeat.",
+            "- This VM: it hands freed memory back to the host, and writing into pages the host must "
+            "supply again costs host page faults (55-70 % of a client's `perf` samples are the kernel's "
+            "copy into the page cache). How many such pages a run meets depends on the runs before it, so "
+            f"every timed run follows a deleted download, its clock starts {SETTLE_SECONDS:.0f} s after "
+            "that deletion, and the order of the clients turns each repeat. Runs of one client still vary "
+            "by ±30 %.",
             f"- Fixed costs in every download figure: the tracker round trip, the magnet's metadata fetch and up "
             f"to {clients.POLL * 1000:.0f} ms of polling for completion. aria2c waits about 1 s between its "
             "stages (peers, metadata, payload); qBittorrent reports completion at its next status refresh "
