@@ -22,7 +22,7 @@ ADD_FLAGS = lt.torrent_flags.update_subscribe | lt.torrent_flags.apply_ip_filter
 STATUS_INTERVAL = 1.0  # seconds between batched status updates (post_torrent_updates)
 # No flush_disk_cache: in 2.1 it does not wait for the write-out (see flush()), its purpose was file
 # timestamps that 2.x no longer keeps, and the release_files it queues mid-download left two disk
-# threads writing the one file at once (README, Performance).
+# threads writing the one file at once (README, Design notes).
 RESUME_FLAGS = lt.save_resume_flags_t.save_info_dict
 
 
