@@ -12,6 +12,7 @@ from flask import (
 from werkzeug.exceptions import HTTPException
 
 from config import as_bool, as_int
+from downloader import DISK_BACKENDS
 from jobs import JobError, JobManager
 import security
 
@@ -31,6 +32,7 @@ DEFAULTS = {
     "UPLOAD_LIMIT": 0,
     "SEED_RATIO": None,
     "RESUME_INTERVAL": 10,
+    "DISK_IO": "pread",
 }
 BOOLEANS = ("DHT", "LSD", "UPNP", "NATPMP")
 MAX_TORRENT_BYTES = 10 * 1024 * 1024
@@ -72,6 +74,10 @@ def normalize_config(config):
     if isinstance(trackers, str):
         trackers = [t.strip() for t in trackers.replace("\n", ",").split(",")]
     config["TRACKERS"] = [t for t in trackers if t]
+    config["DISK_IO"] = str(config["DISK_IO"]).strip().lower()
+    if config["DISK_IO"] not in DISK_BACKENDS:
+        raise ValueError(f"HASHDROP_DISK_IO must be one of {', '.join(DISK_BACKENDS)}, "
+                         f"not {config['DISK_IO']!r}")
     config["SAVE_PATH"] = os.path.abspath(config["SAVE_PATH"])
     config["DATA_DIR"] = os.path.abspath(config["DATA_DIR"])
 

@@ -26,6 +26,14 @@ STATUS_INTERVAL = 1.0  # seconds between batched status updates (post_torrent_up
 RESUME_FLAGS = lt.save_resume_flags_t.save_info_dict
 
 
+# libtorrent's disk back ends, by the name HASHDROP_DISK_IO takes (README, Design notes).
+DISK_BACKENDS = {
+    "pread": "pread_disk_io_constructor",  # libtorrent 2.1's default: pread/pwrite
+    "mmap": "mmap_disk_io_constructor",  # 2.0's default: memory-mapped files
+    "posix": "posix_disk_io_constructor",  # plain read/write, one file handle per call
+}
+
+
 def session_settings(config):
     """Build the libtorrent settings for the app's session from the app config."""
     return {
@@ -124,8 +132,9 @@ class SessionClosed(Exception):
 class TorrentSession:
     """Owns the process's one libtorrent session and its `alerts` thread."""
 
-    def __init__(self, settings, resume_interval=10.0):
+    def __init__(self, settings, resume_interval=10.0, disk_io="pread"):
         self.settings = settings
+        self.disk_io = disk_io  # a key of DISK_BACKENDS
         self.session = None
         self._listeners = {}  # info hash hex -> callable(alert or status)
         self._lock = threading.Lock()
@@ -136,7 +145,9 @@ class TorrentSession:
 
     def start(self):
         """Create the session (DHT etc. start now, with these settings) and the alert thread."""
-        self.session = lt.session(self.settings)
+        params = lt.session_params(self.settings)
+        params.disk_io_constructor = DISK_BACKENDS[self.disk_io]
+        self.session = lt.session(params)
         self.session.set_peer_class_filter(everyone_is_global())
         self._thread = threading.Thread(target=self._alert_loop, name="alerts", daemon=True)
         self._thread.start()

@@ -246,7 +246,8 @@ class JobManager:
     def from_config(cls, config):
         """Open the store, start the session, and bring back the stored jobs."""
         store = JobStore.in_dir(config["DATA_DIR"])
-        torrents = TorrentSession(session_settings(config), float(config["RESUME_INTERVAL"]))
+        torrents = TorrentSession(session_settings(config), float(config["RESUME_INTERVAL"]),
+                                  config.get("DISK_IO", "pread"))
         torrents.start()
         manager = cls(config, torrents, store)
         manager.restore()

@@ -177,6 +177,8 @@ def serve(create_app, environ=None):
         app = create_app()
     except StoreError as exc:
         sys.exit(str(exc))  # a damaged job database: say which file, wipe nothing
+    except ValueError as exc:
+        sys.exit(str(exc))  # a setting it cannot use, found before anything started
     options = {}
     if proxy:
         # Client address and https from the proxy, so the lockout and Secure cookies work.

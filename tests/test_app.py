@@ -380,3 +380,10 @@ def test_a_finished_status_asks_libtorrent_to_write_out_and_then_completes(manag
     manager.set_state(job, JobState.DOWNLOADING)
     job.inbox.put(("status", FINISHED))  # handled by the job's thread, as the alert thread does
     wait_until(lambda: job.state.value == "completed", 10, f"not completed: {job.state}")
+
+
+def test_disk_io_picks_a_back_end_and_refuses_others(make_app):
+    app = make_app(DISK_IO=" MMAP ")
+    assert app.config["DISK_IO"] == "mmap" and app.extensions["hashdrop"].torrents.disk_io == "mmap"
+    with pytest.raises(ValueError, match="HASHDROP_DISK_IO must be one of pread, mmap, posix, not 'zfs'"):
+        make_app(DISK_IO="zfs")

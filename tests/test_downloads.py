@@ -154,6 +154,17 @@ def test_queue_runs_max_active_at_once(make_app, tracker, seed_new):
         check_files(torrent, save_path(app))
 
 
+@pytest.mark.parametrize("disk_io", ["mmap", "posix"])
+def test_every_disk_back_end_writes_the_right_bytes(make_app, tracker, seed_new, disk_io):
+    """HASHDROP_DISK_IO's other back ends (pread, the default, is in every other test)."""
+    app = make_app(TRACKERS=[tracker.announce_url], DISK_IO=disk_io)
+    torrents = [seed_new(3 * MiB + 12345), seed_new({"a.bin": MiB, "sub/b.bin": 700001, "c.bin": 1})]
+    app.test_client().post("/api/jobs", json={"hashes": [t.info_hash for t in torrents]})
+    for torrent in torrents:
+        wait_for_state(app, torrent.info_hash, "completed")
+        check_files(torrent, save_path(app))
+
+
 def test_seed_ratio_zero_stops_seeding_when_complete(make_app, tracker, seed_new):
     app = make_app(TRACKERS=[tracker.announce_url], SEED_RATIO=0)
     torrent = seed_new(MiB)
@@ -217,13 +228,15 @@ def test_metadata_that_never_comes_shows_the_wait(swarm_app, seed_new):
     assert re.search(r"waiting \d+s, \d+ peers", page), page
 
 
-def test_full_disk_fails_that_job_only(make_app, tracker, seed_new, tmp_path):
+@pytest.mark.parametrize("disk_io", ["pread", "mmap"])
+def test_full_disk_fails_that_job_only(make_app, tracker, seed_new, tmp_path, disk_io):
+    """With mmap, libtorrent turns the SIGBUS of a full disk into an error (mmap_storage.cpp)."""
     small = tmp_path / "small"
     small.mkdir()
     if os.system(f"mount -t tmpfs -o size=1m tmpfs {small} 2>/dev/null") != 0:
         pytest.skip("this machine cannot mount a small tmpfs (needs root): no full-disk case here")
     try:
-        app = make_app(TRACKERS=[tracker.announce_url], SAVE_PATH=str(small))
+        app = make_app(TRACKERS=[tracker.announce_url], SAVE_PATH=str(small), DISK_IO=disk_io)
         big, fine = seed_new(3 * MiB), seed_new(200000)
         client = app.test_client()
         # The small one first: once the big one has filled the disk, nothing more fits.

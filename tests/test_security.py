@@ -109,6 +109,15 @@ def test_serve_refuses_before_creating_the_app():
     assert "HASHDROP_PORT" in str(refused.value.code)
 
 
+def test_serve_says_which_setting_is_wrong_without_a_traceback():
+    def create_app():
+        raise ValueError("HASHDROP_DHT must be true or false, not 'maybe'")
+
+    with pytest.raises(SystemExit) as refused:
+        security.serve(create_app, environ={})
+    assert refused.value.code == "HASHDROP_DHT must be true or false, not 'maybe'"
+
+
 @pytest.mark.parametrize("environ, host, port", [
     ({}, "127.0.0.1", 5000),
     ({"HASHDROP_HOST": "0.0.0.0", "HASHDROP_PORT": "8080", "HASHDROP_PASSWORD": "x"}, "0.0.0.0", 8080),
