@@ -247,7 +247,7 @@ class JobManager:
         """Open the store, start the session, and bring back the stored jobs."""
         store = JobStore.in_dir(config["DATA_DIR"])
         torrents = TorrentSession(session_settings(config), float(config["RESUME_INTERVAL"]),
-                                  config.get("DISK_IO", "pread"))
+                                  config["DISK_IO"])
         torrents.start()
         manager = cls(config, torrents, store)
         manager.restore()
