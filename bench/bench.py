@@ -187,6 +187,8 @@ def measure_throughput(args, racers, torrents, seeder, workdir):
     timed run a deletion before it too. The order of the clients turns by one each repeat.
     """
     runs = {(client.key, label): Runs() for client in racers for label in torrents}
+    if not racers:
+        return runs
     label, torrent = next(iter(torrents.items()))
     note(f"untimed first download: {racers[0].name}, {label}")
     one_download(racers[0], torrent, Runs(), seeder, workdir / "untimed", time.monotonic())
