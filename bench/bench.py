@@ -64,7 +64,8 @@ def note(message):
 def parse_args(argv=None):
     """The command line: repeats, sizes, clients, raw libtorrent variants, parts."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=7, help="downloads per client and torrent (default 7)")
+    parser.add_argument("--repeats", type=int, default=8,
+                        help="downloads per client and torrent (default 8: twice each order of 4 clients)")
     parser.add_argument("--size-mib", type=int, default=1024, help="size of each of the two torrents (default 1024)")
     parser.add_argument("--files", type=int, default=200, help="files in the multi-file torrent (default 200)")
     parser.add_argument("--clients", default="app,raw,aria2c,transmission,qbittorrent",
@@ -184,7 +185,8 @@ def measure_throughput(args, racers, torrents, seeder, workdir):
     SETTLE_SECONDS after that deletion: with clocks started as soon as each client was ready, raw
     libtorrent (ready 0.1 s after the deletion) beat the app (ready at 0.33 s) by 1.6x on the same
     code, and by 1.1x with both started 4 s after. An untimed first download gives the first
-    timed run a deletion before it too. The order of the clients turns by one each repeat.
+    timed run a deletion before it too. And each repeat races the clients in an order of
+    balanced_orders(), so that no client always runs after the same other one.
     """
     runs = {(client.key, label): Runs() for client in racers for label in torrents}
     if not racers:
@@ -193,15 +195,34 @@ def measure_throughput(args, racers, torrents, seeder, workdir):
     note(f"untimed first download: {racers[0].name}, {label}")
     one_download(racers[0], torrent, Runs(), seeder, workdir / "untimed", time.monotonic())
     cleaned = time.monotonic()
+    orders = balanced_orders(len(racers))
     for repeat in range(args.repeats):
-        turn = repeat % len(racers)
+        order = [racers[i] for i in orders[repeat % len(orders)]]
         for label, torrent in torrents.items():
-            for client in racers[turn:] + racers[:turn]:
+            for client in order:
                 outcome = one_download(client, torrent, runs[(client.key, label)], seeder,
                                        workdir / f"{client.key}-{repeat}", cleaned + SETTLE_SECONDS)
                 cleaned = time.monotonic()
                 note(f"{client.name}, {label}, run {repeat + 1}/{args.repeats}: {outcome}")
     return runs
+
+
+def balanced_orders(count):
+    """Orders of `count` clients in which each client runs right after every other equally often.
+
+    A Williams design: the first order is 0, 1, n-1, 2, n-2, ..., the others add 1, 2, ... to it
+    (mod n), and for an odd n their reverses follow. Turning one fixed order, as the bench did,
+    keeps every client after the same other one (the app always ran after qBittorrent).
+    """
+    first, low, high = [0], 1, count - 1
+    while len(first) < count:
+        first.append(low)
+        low += 1
+        if len(first) < count:
+            first.append(high)
+            high -= 1
+    orders = [[(client + shift) % count for client in first] for shift in range(count)]
+    return orders if count % 2 == 0 else orders + [order[::-1] for order in orders]
 
 
 def one_download(client, torrent, runs, seeder, run_dir, not_before):
@@ -534,8 +555,8 @@ def report_limits(runs, racers, torrents, latency, thread_ms, scale):
             "supply again costs host page faults (55-70 % of a client's `perf` samples are the kernel's "
             "copy into the page cache). How many such pages a run meets depends on the runs before it, so "
             f"every timed run follows a deleted download, its clock starts {SETTLE_SECONDS:.0f} s after "
-            "that deletion, and the order of the clients turns each repeat. Runs of one client still vary "
-            "by ±30 %.",
+            "that deletion, and each repeat races the clients in a balanced order (each runs right after "
+            "every other equally often). Runs of one client still vary by ±30 %.",
             f"- Fixed costs in every download figure: the tracker round trip, the magnet's metadata fetch and up "
             f"to {clients.POLL * 1000:.0f} ms of polling for completion. aria2c waits about 1 s between its "
             "stages (peers, metadata, payload); qBittorrent reports completion at its next status refresh "
