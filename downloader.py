@@ -1,5 +1,8 @@
 """Torrent knowledge: the one libtorrent session, its settings, and the job thread body."""
+import errno
 import logging
+import os
+import shutil
 import threading
 import time
 
@@ -20,6 +23,7 @@ ALERT_MASK = (
 ADD_FLAGS = lt.torrent_flags.update_subscribe | lt.torrent_flags.apply_ip_filter
 
 STATUS_INTERVAL = 1.0  # seconds between batched status updates (post_torrent_updates)
+FULL_DISK_BYTES = 16 * 1024 * 1024  # less free than this at an I/O error: the disk is full
 # No flush_disk_cache: in 2.1 it does not wait for the write-out (see flush()), its purpose was file
 # timestamps that 2.x no longer keeps, and the release_files it queues mid-download left two disk
 # threads writing the one file at once (README, Design notes).
@@ -322,7 +326,7 @@ def translate(alert):
         flush(alert.handle)
         return "finished", live_status(alert.handle.status())
     if isinstance(alert, lt.file_error_alert):
-        return "error", f"{alert.error.message()}: {alert.filename()}"
+        return "error", describe_file_error(alert.error, alert.filename())
     if isinstance(alert, lt.torrent_error_alert):
         where = f": {alert.filename()}" if alert.filename() else ""
         return "error", f"{alert.error.message()}{where}"
@@ -338,6 +342,27 @@ def translate(alert):
     if isinstance(alert, lt.save_resume_data_failed_alert):
         log.warning("resume data not saved: %s", alert.message())
     return None
+
+
+def describe_file_error(error, filename):
+    """libtorrent's reason for a file error, and "the disk is full" where an I/O error means that.
+
+    With memory-mapped files (HASHDROP_DISK_IO=mmap) a full disk is a SIGBUS, which libtorrent
+    reports as "No space left on device" when it faults in a write but as an I/O error when it
+    faults in a read (mmap_storage.cpp, translate_error).
+    """
+    text = f"{error.message()}: {filename}"
+    if error.value() == errno.EIO and disk_is_full(filename):
+        text += " (the disk is full)"
+    return text
+
+
+def disk_is_full(path):
+    """True if the file system holding path has less than FULL_DISK_BYTES free for this user."""
+    try:
+        return shutil.disk_usage(os.path.dirname(path) or ".").free < FULL_DISK_BYTES
+    except OSError:
+        return False
 
 
 def live_status(status):

@@ -387,3 +387,29 @@ def test_disk_io_picks_a_back_end_and_refuses_others(make_app):
     assert app.config["DISK_IO"] == "mmap" and app.extensions["hashdrop"].torrents.disk_io == "mmap"
     with pytest.raises(ValueError, match="HASHDROP_DISK_IO must be one of pread, mmap, posix, not 'zfs'"):
         make_app(DISK_IO="zfs")
+
+
+def test_an_io_error_on_a_full_disk_says_the_disk_is_full(tmp_path, monkeypatch):
+    import errno
+    from collections import namedtuple
+
+    import downloader
+
+    class FileError:
+        def __init__(self, code):
+            self.code = code
+
+        def value(self):
+            return self.code
+
+        def message(self):
+            return os.strerror(self.code)
+
+    usage = namedtuple("usage", "total used free")
+    path = str(tmp_path / "show.mkv")
+    monkeypatch.setattr(downloader.shutil, "disk_usage", lambda p: usage(10 << 30, 10 << 30, 4096))
+    assert downloader.describe_file_error(FileError(errno.EIO), path) == \
+        f"Input/output error: {path} (the disk is full)"
+    assert downloader.describe_file_error(FileError(errno.EACCES), path) == f"Permission denied: {path}"
+    monkeypatch.setattr(downloader.shutil, "disk_usage", lambda p: usage(10 << 30, 1 << 30, 9 << 30))
+    assert downloader.describe_file_error(FileError(errno.EIO), path) == f"Input/output error: {path}"
