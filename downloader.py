@@ -34,7 +34,7 @@ RESUME_FLAGS = lt.save_resume_flags_t.save_info_dict
 DISK_BACKENDS = {
     "pread": "pread_disk_io_constructor",  # libtorrent 2.1's default: pread/pwrite
     "mmap": "mmap_disk_io_constructor",  # 2.0's default: memory-mapped files
-    "posix": "posix_disk_io_constructor",  # plain read/write, one file handle per call
+    "posix": "posix_disk_io_constructor",  # portable C file functions, single-threaded
 }
 
 
