@@ -11,7 +11,7 @@ from flask import (
 )
 from werkzeug.exceptions import HTTPException
 
-from config import as_bool, as_int
+from config import ConfigError, as_bool, as_int
 from downloader import DISK_BACKENDS
 from jobs import JobError, JobManager
 import security
@@ -61,13 +61,17 @@ def create_app(test_config=None):
 
 
 def normalize_config(config):
-    """Turn environment strings into the types the app uses; raise ValueError when wrong."""
+    """Turn environment strings into the types the app uses; raise ConfigError when wrong."""
     for key in BOOLEANS:
         config[key] = as_bool(key, config[key])
     for key in ("MAX_ACTIVE", "DOWNLOAD_LIMIT", "UPLOAD_LIMIT"):
         config[key] = as_int(key, config[key])
     if config["SEED_RATIO"] not in (None, ""):
-        config["SEED_RATIO"] = float(config["SEED_RATIO"])
+        try:
+            config["SEED_RATIO"] = float(config["SEED_RATIO"])
+        except ValueError:
+            raise ConfigError(
+                f"HASHDROP_SEED_RATIO must be a number, not {config['SEED_RATIO']!r}") from None
     else:
         config["SEED_RATIO"] = None
     trackers = config["TRACKERS"]
@@ -76,7 +80,7 @@ def normalize_config(config):
     config["TRACKERS"] = [t for t in trackers if t]
     config["DISK_IO"] = str(config["DISK_IO"]).strip().lower()
     if config["DISK_IO"] not in DISK_BACKENDS:
-        raise ValueError(f"HASHDROP_DISK_IO must be one of {', '.join(DISK_BACKENDS)}, "
+        raise ConfigError(f"HASHDROP_DISK_IO must be one of {', '.join(DISK_BACKENDS)}, "
                          f"not {config['DISK_IO']!r}")
     config["SAVE_PATH"] = os.path.abspath(config["SAVE_PATH"])
     config["DATA_DIR"] = os.path.abspath(config["DATA_DIR"])

@@ -1,8 +1,12 @@
 """Reading settings from the environment: the few parsers the app and its security share."""
 
 
+class ConfigError(ValueError):
+    """A HASHDROP_ setting the app cannot use; the text says which one and what it accepts."""
+
+
 def as_bool(key, value):
-    """An environment value as a boolean, or a ValueError that says what is accepted."""
+    """An environment value as a boolean, or a ConfigError that says what is accepted."""
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
@@ -10,15 +14,15 @@ def as_bool(key, value):
         return True
     if text in ("0", "false", "no", "off"):
         return False
-    raise ValueError(f"HASHDROP_{key} must be true or false, not {value!r}")
+    raise ConfigError(f"HASHDROP_{key} must be true or false, not {value!r}")
 
 
 def as_int(key, value, minimum=0):
-    """An environment value as a whole number of at least minimum, or a ValueError that says so."""
+    """An environment value as a whole number of at least minimum, or a ConfigError that says so."""
     try:
         number = int(value)
     except (TypeError, ValueError):
-        raise ValueError(f"HASHDROP_{key} must be a whole number, not {value!r}") from None
+        raise ConfigError(f"HASHDROP_{key} must be a whole number, not {value!r}") from None
     if number < minimum:
-        raise ValueError(f"HASHDROP_{key} must be at least {minimum}")
+        raise ConfigError(f"HASHDROP_{key} must be at least {minimum}")
     return number

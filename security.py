@@ -24,7 +24,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import BadRequest, Forbidden, RequestEntityTooLarge
 from werkzeug.security import check_password_hash
 
-from config import as_int
+from config import ConfigError, as_int
 from store import StoreError
 
 log = logging.getLogger(__name__)
@@ -177,8 +177,8 @@ def serve(create_app, environ=None):
         app = create_app()
     except StoreError as exc:
         sys.exit(str(exc))  # a damaged job database: say which file, wipe nothing
-    except ValueError as exc:
-        sys.exit(str(exc))  # a setting it cannot use, found before anything started
+    except ConfigError as exc:
+        sys.exit(str(exc))  # a setting it cannot use; a ValueError from a bug keeps its traceback
     options = {}
     if proxy:
         # Client address and https from the proxy, so the lockout and Secure cookies work.
@@ -251,7 +251,7 @@ class Credentials:
             try:
                 check_password_hash(password, "")
             except ValueError as exc:
-                raise ValueError(f"HASHDROP_PASSWORD looks like a password hash but cannot be "
+                raise ConfigError(f"HASHDROP_PASSWORD looks like a password hash but cannot be "
                                  f"used: {exc}") from None
         # Kept in the session: changing the username or password logs every session out.
         self.fingerprint = self._mac("session", username, password)

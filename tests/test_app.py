@@ -413,3 +413,10 @@ def test_an_io_error_on_a_full_disk_says_the_disk_is_full(tmp_path, monkeypatch)
     assert downloader.describe_file_error(FileError(errno.EACCES), path) == f"Permission denied: {path}"
     monkeypatch.setattr(downloader.shutil, "disk_usage", lambda p: usage(10 << 30, 1 << 30, 9 << 30))
     assert downloader.describe_file_error(FileError(errno.EIO), path) == f"Input/output error: {path}"
+
+
+def test_a_seed_ratio_that_is_not_a_number_is_refused_with_a_sentence(make_app):
+    from config import ConfigError
+
+    with pytest.raises(ConfigError, match="HASHDROP_SEED_RATIO must be a number, not 'lots'"):
+        make_app(SEED_RATIO="lots")

@@ -19,6 +19,7 @@ from werkzeug.security import generate_password_hash
 from werkzeug.test import encode_multipart
 
 import security
+from config import ConfigError
 from security import Credentials, LoginLimiter, exposure_problem, raw_setting
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -111,11 +112,17 @@ def test_serve_refuses_before_creating_the_app():
 
 def test_serve_says_which_setting_is_wrong_without_a_traceback():
     def create_app():
-        raise ValueError("HASHDROP_DHT must be true or false, not 'maybe'")
+        raise ConfigError("HASHDROP_DHT must be true or false, not 'maybe'")
 
     with pytest.raises(SystemExit) as refused:
         security.serve(create_app, environ={})
     assert refused.value.code == "HASHDROP_DHT must be true or false, not 'maybe'"
+
+    def create_app_with_a_bug():
+        raise ValueError("a bug, not a setting")
+
+    with pytest.raises(ValueError, match="a bug, not a setting"):  # keeps its traceback
+        security.serve(create_app_with_a_bug, environ={})
 
 
 @pytest.mark.parametrize("environ, host, port", [
