@@ -292,7 +292,8 @@ def test_status_of_a_torrent_removed_since_the_update_is_skipped(manager):
     manager.torrents.session.remove_torrent(handle)
     wait_until(lambda: not handle.is_valid(), 10, "the torrent was not removed")
     manager.torrents.resume_interval = 0
-    manager.torrents._save_if_due(status)
+    manager.torrents._save_if_due(status)  # raised RuntimeError before the fix
+    assert str(status.info_hashes.get_best()) not in manager.torrents._last_resume_save  # due again
 
 
 def test_a_paste_of_many_bad_lines_keeps_the_session_cookie_small(client, manager):
