@@ -30,6 +30,7 @@ sys.path.insert(0, str(BENCH.parent / "tests"))  # swarm.py: the tests' loopback
 import libtorrent as lt  # noqa: E402
 
 import clients  # noqa: E402
+import page_cache  # noqa: E402
 from app_server import AppServer, cpu_seconds, proc_status, wait_quiet  # noqa: E402
 from swarm import Payload, Seeder, Tracker, check_files, make_payload, make_torrent, wait_until  # noqa: E402
 
@@ -534,7 +535,18 @@ def report_targets(targets):
     return "### Targets\n\n" + markdown_table(["target", "measured", "result"], rows)
 
 
-def report_limits(runs, racers, torrents, latency, thread_ms, scale):
+def page_cache_limit(speeds):
+    """The page-cache probe's figures, and what they cap."""
+    figures = "; ".join(f"{way} {speed:.0f}" for way, speed in speeds.items())
+    return (f"- Page-cache writes (bench/page_cache.py, {page_cache.PROBE_BYTES // MiB} MiB into a new file "
+            f"{SETTLE_SECONDS:.0f} s after a deletion), MiB/s: {figures}. Buffered writes to one file hold its "
+            "inode lock, so a file takes new pages one thread at a time. libtorrent's pread back end (the app, "
+            "raw libtorrent) writes with pwrite, so the first figure caps them on the single file, and on many "
+            "files they write several files at once. The mmap back end (qBittorrent 4.5) fills one file's "
+            "pages from several threads at once.")
+
+
+def report_limits(runs, racers, torrents, latency, thread_ms, scale, page_speeds=None):
     """What limits each figure, in sentences with this run's numbers."""
     cores = os.cpu_count()
     lines = ["### What limits each figure", "",
@@ -553,7 +565,8 @@ def report_limits(runs, racers, torrents, latency, thread_ms, scale):
             "(copies, SHA-1 piece checks, page-cache writes) at both ends, shared on these cores.",
             "- This VM: it hands freed memory back to the host, and writing into pages the host must "
             "supply again costs host page faults (55-70 % of a client's `perf` samples are the kernel's "
-            "copy into the page cache). How many such pages a run meets depends on the runs before it, so "
+            "copy into the page cache; the page-cache line below has what that allows). How many such "
+            "pages a run meets depends on the runs before it, so "
             f"every timed run follows a deleted download, its clock starts {SETTLE_SECONDS:.0f} s after "
             "that deletion, and each repeat races the clients in a balanced order (each runs right after "
             "every other equally often). Runs of one client still vary by ±30 %.",
@@ -562,6 +575,8 @@ def report_limits(runs, racers, torrents, latency, thread_ms, scale):
             "stages (peers, metadata, payload); qBittorrent reports completion at its next status refresh "
             "(set to 100 ms here, 1.5 s by default).",
         ]
+    if page_speeds:
+        lines.append(page_cache_limit(page_speeds))
     if latency:
         lines.append(f"- Submit latency: a thread started per hash ({per_hash_ms(latency['samples']):.2f} ms per "
                      f"extra hash in the app; a bare thread start is {thread_ms:.2f} ms here, half of it a "
@@ -615,6 +630,7 @@ class Report:
     torrents: dict = field(default_factory=dict)
     latency: dict | None = None
     scale: dict | None = None
+    page_speeds: dict | None = None
 
     def add(self, text, targets):
         """Add a part's section and its targets."""
@@ -623,7 +639,8 @@ class Report:
 
     def text(self, elapsed):
         """The whole report in Markdown."""
-        limits = report_limits(self.runs, self.racers, self.torrents, self.latency, self.thread_ms, self.scale)
+        limits = report_limits(self.runs, self.racers, self.torrents, self.latency, self.thread_ms, self.scale,
+                               self.page_speeds)
         return "\n\n".join([header(elapsed), *self.sections, report_targets(self.targets), limits])
 
 
@@ -632,6 +649,8 @@ def part_throughput(report, args, tracker_url, seeder, workdir):
     every = make_clients(args, tracker_url)
     report.racers = [c for c in every if not skip_reason(c)]
     skipped = [(c, skip_reason(c)) for c in every if skip_reason(c)]
+    note("timing page-cache writes (bench/page_cache.py)")
+    report.page_speeds = report.data["page_cache"] = page_cache.measure(workdir / "page-cache", SETTLE_SECONDS)
     report.runs = measure_throughput(args, report.racers, report.torrents, seeder, workdir / "runs")
     report.add(*report_throughput(report.racers, skipped, report.runs, report.torrents, args.repeats))
     report.data["throughput"] = {f"{key} / {label}": vars(r) for (key, label), r in report.runs.items()}
