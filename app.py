@@ -33,6 +33,7 @@ DEFAULTS = {
     "SEED_RATIO": None,
     "RESUME_INTERVAL": 10,
     "DISK_IO": "pread",
+    "RECV_BUFFER": 0,
 }
 BOOLEANS = ("DHT", "LSD", "UPNP", "NATPMP")
 MAX_TORRENT_BYTES = 10 * 1024 * 1024
@@ -64,7 +65,7 @@ def normalize_config(config):
     """Turn environment strings into the types the app uses; raise ConfigError when wrong."""
     for key in BOOLEANS:
         config[key] = as_bool(key, config[key])
-    for key in ("MAX_ACTIVE", "DOWNLOAD_LIMIT", "UPLOAD_LIMIT"):
+    for key in ("MAX_ACTIVE", "DOWNLOAD_LIMIT", "UPLOAD_LIMIT", "RECV_BUFFER"):
         config[key] = as_int(key, config[key])
     if config["SEED_RATIO"] not in (None, ""):
         try:

@@ -59,6 +59,9 @@ def session_settings(config):
         "tick_interval": 100,
         # A paused-then-resumed job must be able to redial a lone seeder soon.
         "min_reconnect_time": 2,
+        # 0: the system's size, and TCP's autotuning. Larger lets uTP's one UDP socket take
+        # fast peers without drops, but libtorrent sets it on TCP sockets too (README).
+        "recv_socket_buffer_size": int(config["RECV_BUFFER"]),
     }
 
 

@@ -597,8 +597,8 @@ def header(elapsed):
     return (f"## hashdrop bench, {now}\n\n"
             f"{os.cpu_count()} CPUs (nproc), Linux {platform.release()}, Python {platform.python_version()}, "
             f"libtorrent {lt.__version__}. Loopback only: opentracker on 127.0.0.1, one libtorrent seeder on "
-            f"127.0.0.2 (tests/seeder.py), every client on 127.0.0.1 with DHT, LSD, PEX, UPnP, NAT-PMP and "
-            f"uTP off. `{command}` took {elapsed / 60:.1f} min.")
+            f"127.0.0.2 (tests/seeder.py; it accepts TCP and uTP), every client on 127.0.0.1 with DHT, LSD, PEX, "
+            f"UPnP and NAT-PMP off, dialing over TCP (over uTP only in a --raw-variant that asks for it). `{command}` took {elapsed / 60:.1f} min.")
 
 
 def write_results(text, data):
@@ -687,7 +687,7 @@ def main(argv=None):
     began = time.monotonic()
     report = Report(thread_ms=thread_start_ms(), data={"args": vars(args)})
     workdir = Path(tempfile.mkdtemp(prefix="hashdrop-bench-", dir=args.workdir))
-    seeder = Seeder(log_dir=workdir)
+    seeder = Seeder(log_dir=workdir, utp=True)  # for --raw-variant enable_outgoing_utp=true
     try:
         with Tracker() as tracker:
             if "throughput" in parts:

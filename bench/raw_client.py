@@ -27,6 +27,7 @@ LOOPBACK_CONFIG = {
     "NATPMP": False,
     "DOWNLOAD_LIMIT": 0,
     "UPLOAD_LIMIT": 0,
+    "RECV_BUFFER": 0,
 }
 ALERT_WAIT_MS = 50
 

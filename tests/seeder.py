@@ -24,10 +24,14 @@ from swarm import hermetic_settings
 POLL_MS = 25  # the longest a command waits for the alert loop to look at it
 
 
-def seeder_settings(listen, upload_limit):
-    """Return settings for a seeding session: hermetic, every peer unchoked, optionally limited."""
+def seeder_settings(listen, upload_limit, utp=False):
+    """Return settings for a seeding session: hermetic, every peer unchoked, optionally limited.
+
+    With utp, peers may also connect over uTP (the seeder itself dials nobody over it).
+    """
     return hermetic_settings(
         listen=listen,
+        enable_incoming_utp=utp,
         seed_choking_algorithm=int(lt.seed_choking_algorithm_t.fastest_upload),
         unchoke_slots_limit=-1,
         upload_rate_limit=upload_limit,
@@ -149,12 +153,13 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--listen", required=True, help="ip:port (port 0 picks one)")
     parser.add_argument("--upload-limit", type=int, default=0, help="bytes/s for all peers, 0 for none")
+    parser.add_argument("--utp", action="store_true", help="also accept peers over uTP")
     parser.add_argument("torrents", nargs="*", help="pairs of TORRENT SAVE_PATH")
     args = parser.parse_args(argv)
     if len(args.torrents) % 2:
         parser.error("torrents come in pairs: TORRENT SAVE_PATH")
 
-    session = lt.session(seeder_settings(args.listen, args.upload_limit))
+    session = lt.session(seeder_settings(args.listen, args.upload_limit, args.utp))
     if args.upload_limit:
         session.set_peer_class_filter(everyone_is_global())
     port = listen_port(session)

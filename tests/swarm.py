@@ -416,10 +416,11 @@ class SeederError(AssertionError):
 class Seeder(Service):
     """tests/seeder.py in a subprocess on its own loopback address, driven over stdin/stdout."""
 
-    def __init__(self, host=SEEDER_HOST, port=0, upload_limit=0, log_dir=None):
+    def __init__(self, host=SEEDER_HOST, port=0, upload_limit=0, log_dir=None, utp=False):
         self.host = host
         self.port = port
         self.upload_limit = upload_limit  # bytes/s for the whole seeder, loopback peers included
+        self.utp = utp  # also accept peers over uTP (the bench measures it)
         self.process = None
         self.torrents = {}
         self._reader = None
@@ -437,7 +438,7 @@ class Seeder(Service):
     def start(self, torrents=()):
         """Start the subprocess with some torrents and wait until it seeds and has announced them all."""
         command = [sys.executable, str(SEEDER_SCRIPT), "--listen", f"{self.host}:{self.port}"]
-        command += ["--upload-limit", str(self.upload_limit)]
+        command += ["--upload-limit", str(self.upload_limit)] + (["--utp"] if self.utp else [])
         for torrent in torrents:
             command += [str(torrent.path), str(torrent.save_path)]
         if self.log_dir is None:

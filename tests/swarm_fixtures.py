@@ -25,7 +25,8 @@ def tracker():
 @pytest.fixture(scope="session")
 def seeder(tracker, tmp_path_factory):
     """Run one seeder on 127.0.0.2 for the test session; it stops before the tracker does."""
-    seeder = Seeder(log_dir=tmp_path_factory.mktemp("seeder"))
+    # It also accepts uTP, for the test that dials over it; every other client dials TCP.
+    seeder = Seeder(log_dir=tmp_path_factory.mktemp("seeder"), utp=True)
     try:
         yield seeder.start()
     finally:

@@ -416,6 +416,17 @@ def test_an_io_error_on_a_full_disk_says_the_disk_is_full(tmp_path, monkeypatch)
     assert downloader.describe_file_error(FileError(errno.EIO), path) == f"Input/output error: {path}"
 
 
+def test_the_receive_buffer_defaults_to_the_systems_and_must_be_a_number(make_app):
+    from app import DEFAULTS
+    from config import ConfigError
+
+    assert DEFAULTS["RECV_BUFFER"] == 0  # the system's size, with TCP's autotuning
+    app = make_app(RECV_BUFFER="2097152")
+    assert app.extensions["hashdrop"].torrents.session.get_settings()["recv_socket_buffer_size"] == 2097152
+    with pytest.raises(ConfigError, match="HASHDROP_RECV_BUFFER must be a whole number, not '4M'"):
+        make_app(RECV_BUFFER="4M")
+
+
 def test_a_seed_ratio_that_is_not_a_number_is_refused_with_a_sentence(make_app):
     from config import ConfigError
 

@@ -165,6 +165,32 @@ def test_every_disk_back_end_writes_the_right_bytes(make_app, tracker, seed_new,
         check_files(torrent, save_path(app))
 
 
+def test_a_download_over_utp_with_a_larger_receive_buffer(make_app, tracker, seed_new):
+    """uTP stays on for peers that use it (libtorrent-based clients dial it first)."""
+    import libtorrent as lt
+
+    app = make_app(TRACKERS=[tracker.announce_url], RECV_BUFFER=MiB)
+    torrents = app.extensions["hashdrop"].torrents
+    assert torrents.session.get_settings()["recv_socket_buffer_size"] == MiB
+    # The app dials over TCP; here it dials over uTP only, to carry real bytes over it.
+    torrents.apply({"enable_outgoing_utp": True, "enable_outgoing_tcp": False})
+    torrent = seed_new(3 * MiB, upload_limit=MiB)  # a few seconds, to see the peer
+    app.test_client().post("/api/jobs", json={"hashes": [torrent.info_hash]})
+    utp_socket = 1 << 17  # peer_info::utp_socket, which the Python binding does not name
+    peers = []
+
+    def peer_seen():
+        attached = app.extensions["hashdrop"].get(torrent.info_hash).torrent_handle
+        if attached is not None:
+            peers.extend(bool(int(peer.flags) & utp_socket) for peer in attached.handle.get_peer_info())
+        return bool(peers)
+
+    wait_until(peer_seen, 30, "the app never connected to the seeder")
+    wait_for_state(app, torrent.info_hash, "completed")
+    assert all(peers), "a peer connection was not uTP"
+    check_files(torrent, save_path(app))
+
+
 def test_seed_ratio_zero_stops_seeding_when_complete(make_app, tracker, seed_new):
     app = make_app(TRACKERS=[tracker.announce_url], SEED_RATIO=0)
     torrent = seed_new(MiB)
