@@ -3,7 +3,7 @@
 Usage: bench/pool.py bench/results/bench-A.json bench/results/bench-B.json ...
 
 One run of 8 repeats cannot tell ±10 % apart on a noisy VM; the downloads of several runs of the
-same code, pooled, can. Only runs of the same torrent size are pooled (the first file's size).
+same code, pooled, can. Runs of different torrent sizes are pooled apart.
 """
 import json
 import statistics
@@ -13,18 +13,15 @@ MiB = 1024 * 1024
 
 
 def pooled_speeds(paths):
-    """{(client key, torrent label): [MiB/s, ...]} over every file's runs of the first file's size."""
-    speeds, size = {}, None
+    """{(client key, "torrent, size"): [MiB/s, ...]} over every file's download runs."""
+    speeds = {}
     for path in paths:
         with open(path) as f:
             result = json.load(f)
-        size = size or result["args"]["size_mib"]
-        if result["args"]["size_mib"] != size or "throughput" not in result:
-            print(f"skipped {path}: not a {size} MiB throughput run", file=sys.stderr)
-            continue
-        for key, runs in result["throughput"].items():
+        size = result["args"]["size_mib"]
+        for key, runs in result.get("throughput", {}).items():
             client, label = key.split(" / ")
-            speeds.setdefault((client, label), []).extend(size / seconds for seconds in runs["seconds"])
+            speeds.setdefault((client, f"{label}, {size} MiB"), []).extend(size / s for s in runs["seconds"])
     return speeds
 
 
