@@ -598,7 +598,8 @@ def header(elapsed):
             f"{os.cpu_count()} CPUs (nproc), Linux {platform.release()}, Python {platform.python_version()}, "
             f"libtorrent {lt.__version__}. Loopback only: opentracker on 127.0.0.1, one libtorrent seeder on "
             f"127.0.0.2 (tests/seeder.py; it accepts TCP and uTP), every client on 127.0.0.1 with DHT, LSD, PEX, "
-            f"UPnP and NAT-PMP off, dialing over TCP (over uTP only in a --raw-variant that asks for it). `{command}` took {elapsed / 60:.1f} min.")
+            f"UPnP and NAT-PMP off, dialing over TCP (over uTP only in a --raw-variant that asks for it). "
+            f"`{command}` took {elapsed / 60:.1f} min.")
 
 
 def write_results(text, data):

@@ -420,7 +420,7 @@ class Seeder(Service):
         self.host = host
         self.port = port
         self.upload_limit = upload_limit  # bytes/s for the whole seeder, loopback peers included
-        self.utp = utp  # also accept peers over uTP (the bench measures it)
+        self.utp = utp  # also accept peers over uTP (the uTP test and the bench dial it)
         self.process = None
         self.torrents = {}
         self._reader = None
