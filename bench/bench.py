@@ -124,6 +124,15 @@ def median(samples):
     return statistics.median(samples) if samples else None
 
 
+def ratio_interval(numerator, denominator, rounds=2000):
+    """95 % bootstrap interval of median(numerator) / median(denominator), from seconds per run."""
+    rng = random.Random(0)
+    ratios = sorted(
+        median(rng.choices(denominator, k=len(denominator))) / median(rng.choices(numerator, k=len(numerator)))
+        for _ in range(rounds))
+    return ratios[int(0.025 * rounds)], ratios[int(0.975 * rounds) - 1]
+
+
 # Part 1: download speed -----------------------------------------------------------------
 
 @dataclass
@@ -452,13 +461,17 @@ def report_throughput(racers, skipped, runs, torrents, repeats):
         app, raw = speed.get(("app", label)), speed.get(("raw", label))
         if app and raw:
             ratio = app / raw
-            text.append(f"- {label}: app / raw tuned libtorrent = {ratio:.2f}")
+            low, high = ratio_interval(runs[("app", label)].seconds, runs[("raw", label)].seconds)
+            text.append(f"- {label}: app / raw tuned libtorrent = {ratio:.2f} (95 % bootstrap interval "
+                        f"{low:.2f}–{high:.2f}: what these runs can tell apart)")
             targets.append((f"{label}: app ≥ {TARGETS['vs_raw']} × raw libtorrent", f"{ratio:.2f}",
                             ratio >= TARGETS["vs_raw"]))
         finished = [(speed[(c.key, label)], c) for c in others if speed.get((c.key, label))]
         if app and finished:
             best, fastest = max(finished, key=lambda pair: pair[0])
-            text.append(f"- {label}: app / fastest other client ({fastest.name}) = {app / best:.2f}")
+            low, high = ratio_interval(runs[("app", label)].seconds, runs[(fastest.key, label)].seconds)
+            text.append(f"- {label}: app / fastest other client ({fastest.name}) = {app / best:.2f} "
+                        f"(95 % bootstrap interval {low:.2f}–{high:.2f})")
             targets.append((f"{label}: app ahead of every other client", f"{app / best:.2f} × {fastest.name}",
                             app > best))
     for client in racers:
