@@ -252,7 +252,7 @@ class Credentials:
                 check_password_hash(password, "")
             except ValueError as exc:
                 raise ConfigError(f"HASHDROP_PASSWORD looks like a password hash but cannot be "
-                                 f"used: {exc}") from None
+                                  f"used: {exc}") from None
         # Kept in the session: changing the username or password logs every session out.
         self.fingerprint = self._mac("session", username, password)
         self._known_good = None

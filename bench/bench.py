@@ -125,7 +125,10 @@ def median(samples):
 
 
 def ratio_interval(numerator, denominator, rounds=2000):
-    """95 % bootstrap interval of median(numerator) / median(denominator), from seconds per run."""
+    """95 % bootstrap interval of the speed ratio numerator / denominator, from each one's seconds per run.
+
+    A speed is size / median seconds, so the ratio is median(denominator) / median(numerator).
+    """
     rng = random.Random(0)
     ratios = sorted(
         median(rng.choices(denominator, k=len(denominator))) / median(rng.choices(numerator, k=len(numerator)))

@@ -79,6 +79,7 @@ def run_threads(count, work):
 
 
 def clear(directory):
+    """Delete the probe's files."""
     for path in directory.iterdir():
         path.unlink()
 
