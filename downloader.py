@@ -217,6 +217,9 @@ class TorrentSession:
                 if listener:
                     listener(translate(status))
             return
+        if isinstance(alert, lt.torrent_removed_alert):
+            self._last_resume_save.pop(str(alert.info_hashes.get_best()), None)
+            return
         handle = getattr(alert, "handle", None)
         if handle is None or not handle.is_valid():
             if isinstance(alert, lt.listen_failed_alert):

@@ -296,6 +296,19 @@ def test_status_of_a_torrent_removed_since_the_update_is_skipped(manager):
     assert str(status.info_hashes.get_best()) not in manager.torrents._last_resume_save  # due again
 
 
+def test_a_removed_torrent_leaves_no_resume_timer_behind(manager):
+    """The alert thread kept the time of every torrent's last resume save forever; a server that
+    runs for months sees many torrents come and go."""
+    from swarm import wait_until
+
+    job = manager.submit_text(HASH_A).started[0]
+    wait_until(lambda: job.torrent_handle is not None, 10, "the torrent was not added")
+    key = str(job.torrent_handle.handle.info_hashes().get_best())
+    wait_until(lambda: key in manager.torrents._last_resume_save, 10, "no resume data was asked for")
+    manager.remove(HASH_A)
+    wait_until(lambda: key not in manager.torrents._last_resume_save, 10, "the removed torrent's timer stayed")
+
+
 def test_a_paste_of_many_bad_lines_keeps_the_session_cookie_small(client, manager):
     """Each skipped line was its own flashed message; 300 of them made a cookie browsers drop."""
     lines = [f"line {number} of a paste: {secrets.token_urlsafe(30)}" for number in range(300)]
