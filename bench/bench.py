@@ -47,6 +47,10 @@ IDLE_SECONDS = 10
 VERIFY_LIMIT = 10.0                         # seconds after "complete" for the files to be right
 SETTLE_SECONDS = 2.0                        # from one run's cleanup to the next run's clock
 THREAD_PROBE = 1000                         # threads started to time one thread start here
+CHURN_CYCLES = 12                           # rounds of jobs that come and go
+CHURN_REAL = 10                             # real downloads per round, removed with their files
+CHURN_REAL_SIZE = 4 * MiB
+CHURN_MAGNETS = 200                         # magnets without peers per round, removed
 TARGETS = {
     "vs_raw": 0.9,            # app throughput / raw tuned libtorrent, at least
     "submit_100_ms": 20,      # p99 of a 100-hash submit with RUNNING_JOBS jobs, below
@@ -73,7 +77,8 @@ def parse_args(argv=None):
                         help="comma separated, in this order (default all)")
     parser.add_argument("--raw-variant", action="append", default=[], metavar="KEY=JSON[,KEY=JSON]",
                         help="also race a raw libtorrent client with these settings on top of the app's")
-    parser.add_argument("--parts", default="throughput,latency,scale", help="which parts to run (default all)")
+    parser.add_argument("--parts", default="throughput,latency,scale,churn",
+                        help="which parts to run (default all)")
     parser.add_argument("--workdir", default=None, help="where payloads and downloads go (default: a temp dir)")
     return parser.parse_args(argv)
 
@@ -396,16 +401,76 @@ def wait_for_jobs(server, torrents, timeout=120):
     return problems
 
 
-def seed_small(tracker, seeder, root):
-    """SCALE_REAL small torrents, whitelisted and seeded, with hashes of their own."""
+def seed_small(tracker, seeder, root, count=SCALE_REAL, size=SCALE_REAL_SIZE):
+    """count small torrents, whitelisted and seeded, with hashes of their own."""
     torrents = []
-    for number in range(SCALE_REAL):
-        payload = make_payload(root, f"real-{number}.bin", SCALE_REAL_SIZE, seed=secrets.token_hex(8))
+    for number in range(count):
+        payload = make_payload(root, f"real-{number}.bin", size, seed=secrets.token_hex(8))
         torrent = make_torrent(payload, tracker.announce_url)
         tracker.add(torrent)
         seeder.add(torrent)
         torrents.append(torrent)
     return torrents
+
+
+# Part 4: jobs that come and go ---------------------------------------------------------
+
+def measure_churn(tracker, seeder, workdir):
+    """Rounds of jobs submitted, completed or not, and removed: what the app keeps after each round.
+
+    A server left running for months sees many jobs come and go; whatever a removed job leaves
+    behind (threads, open files, memory, resume data, rows) shows here as growth across rounds.
+    """
+    server = AppServer(workdir / "churn", tracker.announce_url)
+    real = seed_small(tracker, seeder, workdir / "churn-payloads", CHURN_REAL, CHURN_REAL_SIZE)
+    hashes = [torrent.info_hash for torrent in real]
+    rounds = []
+    try:
+        server.start()
+        settle(server, None)
+        rounds.append(leftovers(server))
+        for number in range(CHURN_CYCLES):
+            magnets = random_hashes(CHURN_MAGNETS)
+            server.submit_api(hashes + magnets)
+            problems = wait_for_jobs(server, real)
+            if problems:
+                raise RuntimeError(f"round {number + 1}: " + "; ".join(problems))
+            for info_hash in hashes + magnets:
+                server.request("DELETE", f"/api/jobs/{info_hash}?delete_files=true")
+            steady_threads(server)  # the removed jobs' threads have ended
+            settle(server, None)
+            rounds.append(leftovers(server))
+        note(f"{CHURN_CYCLES} rounds of {CHURN_REAL + CHURN_MAGNETS} jobs: RSS {rounds[1]['rss_mib']:.0f} "
+             f"-> {rounds[-1]['rss_mib']:.0f} MiB, threads {rounds[0]['threads']} -> {rounds[-1]['threads']}")
+    finally:
+        server.stop()
+        for torrent in real:
+            seeder.remove(torrent)
+    return {"rounds": rounds}
+
+
+def steady_threads(server, window=1.0, timeout=60):
+    """The app's thread count once it has stopped falling for `window` seconds."""
+    deadline = time.monotonic() + timeout
+    count = proc_status(server.pid)["threads"]
+    while time.monotonic() < deadline:
+        time.sleep(window)  # watching the count over a window, not synchronising
+        now = proc_status(server.pid)["threads"]
+        if now == count:
+            return count
+        count = now
+    raise RuntimeError(f"the app's threads kept changing for {timeout} s (last {count})")
+
+
+def leftovers(server):
+    """What the app holds with no job: RSS, threads, open files, jobs, resume files, downloaded files."""
+    data = Path(server.env["HASHDROP_DATA_DIR"])
+    saved = Path(server.env["HASHDROP_SAVE_PATH"])
+    return {**proc_status(server.pid),
+            "open_files": len(os.listdir(f"/proc/{server.pid}/fd")),
+            "jobs": len(server.jobs()),
+            "resume_files": sum(1 for path in data.rglob("*.resume")),
+            "downloaded_files": sum(1 for path in saved.rglob("*") if path.is_file())}
 
 
 # The report -----------------------------------------------------------------------------
@@ -543,6 +608,30 @@ def report_scale(scale):
             f"({SCALE_REAL_SIZE // MiB} MiB each) and seeding", "", markdown_table(["measure", "value", "target"], rows)]
     text += [f"- Real download not right: {problem}" for problem in scale["problems"]]
     return "\n".join(text), targets
+
+
+def report_churn(churn):
+    """The rounds table and whether anything stayed behind; returns (text, no targets)."""
+    rounds = churn["rounds"]
+    jobs_per_round = CHURN_REAL + CHURN_MAGNETS
+    keys = ["threads", "open_files", "jobs", "resume_files", "downloaded_files"]
+    rows = [[number or "before", f"{r['rss_mib']:.1f}", *(r[key] for key in keys)] for number, r in enumerate(rounds)]
+    middle = len(rounds) // 2
+    later = [r["rss_mib"] for r in rounds[middle:]]
+    growth = rounds[-1]["rss_mib"] - rounds[middle]["rss_mib"]
+    jobs_since = (len(rounds) - 1 - middle) * jobs_per_round
+    back = [key for key in keys if rounds[-1][key] != rounds[1][key]]
+    text = [f"### Jobs that come and go: {CHURN_CYCLES} rounds of {CHURN_REAL} downloads ({CHURN_REAL_SIZE // MiB} MiB "
+            f"each) and {CHURN_MAGNETS} magnets without peers, each removed with its files", "",
+            "After each round, once the removed jobs' threads have ended:", "",
+            markdown_table(["round", "RSS MiB", "threads", "open files", "jobs", "resume files", "downloaded files"],
+                           rows), "",
+            f"- RSS in rounds {middle}–{len(rounds) - 1}: {min(later):.1f}–{max(later):.1f} MiB; from round {middle} "
+            f"to the last, {growth:+.1f} MiB over {jobs_since:,} jobs.",
+            "- Threads, open files, jobs, resume files and downloaded files the same after the last round as after "
+            "the first (libtorrent starts disk and hashing threads as they are first needed): "
+            + ("yes" if not back else "NO: " + ", ".join(back)) + "."]
+    return "\n".join(text), []
 
 
 def report_targets(targets):
@@ -687,6 +776,13 @@ def part_scale(report, tracker, seeder, workdir):
     report.add(*report_scale(report.scale))
 
 
+def part_churn(report, tracker, seeder, workdir):
+    """Part 4: jobs that come and go."""
+    note(f"{CHURN_CYCLES} rounds of jobs that come and go")
+    report.data["churn"] = measure_churn(tracker, seeder, workdir)
+    report.add(*report_churn(report.data["churn"]))
+
+
 def run_part(report, title, part, *args):
     """Run one part; if it breaks, the report says so and the other parts still run."""
     try:
@@ -719,6 +815,8 @@ def main(argv=None):
                 run_part(report, "Submit latency", part_latency, tracker.announce_url, workdir)
             if "scale" in parts:
                 run_part(report, f"{SCALE_JOBS:,} jobs", part_scale, tracker, seeder, workdir)
+            if "churn" in parts:
+                run_part(report, "Jobs that come and go", part_churn, tracker, seeder, workdir)
     finally:
         seeder.stop()
         shutil.rmtree(workdir, ignore_errors=True)
