@@ -28,6 +28,7 @@ FULL_DISK_BYTES = 16 * 1024 * 1024  # less free than this at an I/O error: the d
 # timestamps that 2.x no longer keeps, and the release_files it queues mid-download left two disk
 # threads writing the one file at once (README, Design notes).
 RESUME_FLAGS = lt.save_resume_flags_t.save_info_dict
+SYNCED_KEY = b"hashdrop-synced"  # in resume data saved after the files were fsynced; libtorrent ignores it
 
 
 # libtorrent's disk back ends, by the name HASHDROP_DISK_IO takes (README, Design notes).
@@ -462,6 +463,49 @@ def flush(handle):
     """
     handle.flush_cache()
     handle.save_resume_data(RESUME_FLAGS)
+
+
+def save_resume(handle):
+    handle.save_resume_data(RESUME_FLAGS)
+
+
+def vouch(data):
+    """Mark encoded resume data as saved once its torrent's files were fsynced (see jobs.py)."""
+    entry = lt.bdecode(data)
+    entry[SYNCED_KEY] = 1
+    return lt.bencode(entry)
+
+
+def vouched(data):
+    """Whether encoded resume data carries vouch()'s mark."""
+    entry = lt.bdecode(data)
+    return isinstance(entry, dict) and entry.get(SYNCED_KEY) == 1
+
+
+def drop_piece_claims(params):
+    """Forget which pieces resume data says are done: libtorrent then checks the files on disk."""
+    params.have_pieces = []
+    params.verified_pieces = []
+    params.unfinished_pieces = {}
+
+
+def sync_files(handle, save_path):
+    """fsync every file of the torrent that exists, so its pieces survive a power loss."""
+    info = handle.torrent_file()
+    if info is None:  # no metadata: no files
+        return
+    files = info.layout()
+    for index in range(files.num_files()):
+        if files.file_flags(index) & lt.file_storage.flag_pad_file:
+            continue
+        try:
+            fd = os.open(os.path.join(save_path, files.file_path(index)), os.O_RDONLY)
+        except FileNotFoundError:  # an unwanted file that was never created
+            continue
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def reconnect(handle):

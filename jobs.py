@@ -66,6 +66,7 @@ class Job:
     seeding_stopped: bool = False
     has_metadata: bool = False
     flushing: bool = False  # finished; completed once libtorrent has written out what it holds
+    synced: bool = False  # completed and its files fsynced: its resume data may vouch for them
     tracker: str | None = None  # what the last tracker answer said
 
     # Called from the job's own thread (see downloader.downloader) -------------------
@@ -83,6 +84,8 @@ class Job:
         manager = self.manager
         if event == "status":
             self.live = value
+            if not value["finished"]:
+                self.synced = False  # more pieces to come (files wanted again), not yet on disk
             if value["finished"] and self.state in (JobState.DOWNLOADING, JobState.QUEUED):
                 manager.finishing(self)
             if self.state == JobState.COMPLETED:
@@ -94,6 +97,8 @@ class Job:
             self.live = value
             if self.state in RUNNING:
                 manager.finishing(self, flush_asked=True)
+            elif self.state == JobState.COMPLETED:  # rechecked, or more files wanted and done
+                manager.sync(self)
         elif event == "error":
             manager.set_state(self, JobState.FAILED, error=value)
         elif event == "tracker":
@@ -241,6 +246,13 @@ class JobManager:
         self._active = set()  # info hashes holding a download slot
         self._aliases = {}    # every v1/v2 hash of a job -> its info_hash
         self._closed = False
+        # There while the app runs: found at start, the last run did not shut down cleanly.
+        self.running_marker = os.path.join(config["DATA_DIR"], "running")
+        self.unclean_start = os.path.exists(self.running_marker)
+        if self.unclean_start:
+            log.warning("hashdrop did not shut down cleanly last time: "
+                        "unfinished downloads are checked against their files before they go on")
+        write_atomically(self.running_marker, f"{os.getpid()}\n".encode())
 
     @classmethod
     def from_config(cls, config):
@@ -364,7 +376,14 @@ class JobManager:
     def add_params(self, job):
         """Build libtorrent's add parameters: resume data if kept, else .torrent or magnet."""
         os.makedirs(job.save_path, exist_ok=True)
-        params = self._read_resume(job)
+        params, vouched = self._read_resume(job)
+        if params is not None:
+            # After a crash, only resume data saved once the files were fsynced is believed:
+            # other resume data can claim pieces that were still in libtorrent's buffers or
+            # in the page cache. A clean shutdown syncs everything (see shutdown()).
+            job.synced = vouched or (not self.unclean_start and job.state == JobState.COMPLETED)
+            if self.unclean_start and not vouched:
+                torrents_mod.drop_piece_claims(params)
         if params is None and job.torrent:
             params = torrents_mod.params_from_torrent(job.torrent)
         if params is None:
@@ -480,7 +499,27 @@ class JobManager:
             job.flushing = False
             if job.state in RUNNING:
                 self.set_state(job, JobState.COMPLETED)
+        if job.state == JobState.COMPLETED:
+            self.sync(job)
         self.check_seed_ratio(job)
+
+    def sync(self, job):
+        """fsync a completed job's files, then ask for resume data that vouches for them.
+
+        Runs in the job's thread, after the job is completed, so it delays no one: until it is
+        done, the job's resume data does not vouch, and a crash means a recheck of its files.
+        """
+        torrent = job.torrent_handle
+        if job.synced or torrent is None:
+            return
+        try:
+            torrents_mod.sync_files(torrent.handle, job.save_path)
+            job.synced = True
+            torrents_mod.save_resume(torrent.handle)
+        except RuntimeError:  # removed meanwhile
+            pass
+        except OSError as exc:
+            log.warning("cannot sync the files of %s to disk: %s", job.info_hash, exc)
 
     def check_seed_ratio(self, job):
         """Stop seeding once the configured share ratio is reached (0: at once)."""
@@ -524,6 +563,8 @@ class JobManager:
         """Keep libtorrent's resume data (with the metadata) for the next start."""
         if job.removing:
             return
+        if job.synced:
+            data = torrents_mod.vouch(data)
         try:
             write_atomically(self._resume_path(job), data)
         except OSError as exc:
@@ -533,16 +574,18 @@ class JobManager:
         return os.path.join(self.resume_dir, f"{job.info_hash}.resume")
 
     def _read_resume(self, job):
+        """The job's kept resume data as add parameters, and whether it vouches for its pieces."""
         path = self._resume_path(job)
         try:
             with open(path, "rb") as f:
-                return torrents_mod.params_from_resume(f.read())
+                data = f.read()
+            return torrents_mod.params_from_resume(data), torrents_mod.vouched(data)
         except FileNotFoundError:
-            return None
+            return None, False
         except Exception as exc:
             log.warning("resume data %s is damaged (%s); the files will be rechecked", path, exc)
             os.replace(path, f"{path}.damaged")
-            return None
+            return None, False
 
     # Steering -----------------------------------------------------------------------
     def get(self, info_hash):
@@ -706,6 +749,11 @@ class JobManager:
             if job.thread is not None:
                 job.thread.join(timeout)
         self.store.close()
+        os.sync()  # what the resume data just saved claims is on disk, not only in the page cache
+        try:
+            os.remove(self.running_marker)
+        except FileNotFoundError:
+            pass
 
     def _save_resume_by_key(self, keys, data):
         with self._lock:

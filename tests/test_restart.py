@@ -99,6 +99,56 @@ def test_kill_9_mid_download_then_restart_completes_without_starting_over(
     assert downloaded_again < 0.5 * torrent.total_size + 3 * MiB, (downloaded_again, torrent.total_size)
 
 
+def test_after_a_crash_pieces_the_resume_data_claims_but_the_disk_lost_are_fetched_again(
+        servers, tmp_path, tracker, seed_new):
+    """A power loss drops the page cache, and kill -9 libtorrent's write buffer, while the resume
+    data kept from before can say those pieces are done. Trusting it completed the job with holes
+    in its file; after a crash the app has libtorrent check the files instead."""
+    import libtorrent as lt
+
+    torrent = seed_new(8 * MiB, upload_limit=2 * MiB, piece_size=256 * 1024)
+    server = start_server(servers, tmp_path, tracker, RESUME_INTERVAL=1)
+    server.request("POST", "/api/jobs", {"hashes": [torrent.info_hash]})
+    resume_file = tmp_path / "data" / "resume" / f"{torrent.info_hash}.resume"
+
+    def claimed():
+        if not resume_file.is_file():
+            return []
+        have = lt.read_resume_data(resume_file.read_bytes()).have_pieces
+        return [index for index, done in enumerate(have) if done]
+
+    wait_until(lambda: len(claimed()) >= 8, 30, "no resume data claiming pieces was saved")
+    server.process.kill()  # SIGKILL: no shutdown code runs
+    server.process.wait(10)
+    assert (tmp_path / "data" / "running").is_file()
+    # What a power loss leaves of pages that were never written back: holes (zeros).
+    path = tmp_path / "downloads" / next(iter(torrent.files))
+    with open(path, "r+b") as f:
+        for index in claimed():
+            f.seek(index * 256 * 1024)
+            f.write(bytes(256 * 1024))
+
+    again = start_server(servers, tmp_path, tracker, RESUME_INTERVAL=1)
+    wait_until(lambda: again.job(torrent.info_hash)["state"] == "completed", 60, "did not complete after the crash")
+    check_files(torrent, tmp_path / "downloads")
+
+
+def test_a_completed_jobs_resume_data_vouches_once_its_files_are_synced(make_app, tracker, seed_new, tmp_path):
+    import downloader
+
+    torrent = seed_new(MiB)
+    app = make_app(TRACKERS=[tracker.announce_url])
+    manager = app.extensions["hashdrop"]
+    assert (tmp_path / "data" / "running").is_file()
+    app.test_client().post("/api/jobs", json={"hashes": [torrent.info_hash]})
+    resume_file = tmp_path / "data" / "resume" / f"{torrent.info_hash}.resume"
+    wait_until(lambda: resume_file.is_file() and downloader.vouched(resume_file.read_bytes()), 30,
+               "no resume data vouched for the completed job's files")
+    assert manager.get(torrent.info_hash).state.value == "completed"
+    manager.shutdown()
+    assert not (tmp_path / "data" / "running").exists()
+
+
 def test_sigterm_saves_resume_data_and_paused_jobs_stay_paused(servers, tmp_path, tracker, seed_new):
     running, paused, done = seed_new(4 * MiB, upload_limit=MiB), seed_new(MiB), seed_new(MiB)
     server = start_server(servers, tmp_path, tracker)
