@@ -183,6 +183,16 @@ class TorrentSession:
         torrent.add()
         return torrent
 
+    def delete_files(self, add_params):
+        """Delete a torrent's files: add it paused, then remove it with its files."""
+        for name in ("paused", "upload_mode"):
+            set_flag(add_params, name, True)
+        try:
+            torrent = self.add(add_params)
+        except (SessionClosed, RuntimeError):  # closing, or in the session again for a newer job
+            return
+        torrent.stop(delete_files=True)
+
     def listen_port(self):
         return self.session.listen_port()
 

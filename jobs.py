@@ -67,6 +67,7 @@ class Job:
     has_metadata: bool = False
     flushing: bool = False  # finished; completed once libtorrent has written out what it holds
     synced: bool = False  # completed and its files fsynced: its resume data may vouch for them
+    detached: bool = False  # its thread has let go of its torrent, and no longer deletes files
     tracker: str | None = None  # what the last tracker answer said
 
     # Called from the job's own thread (see downloader.downloader) -------------------
@@ -429,14 +430,16 @@ class JobManager:
         """The job's thread is ending: its torrent leaves the session, unless the app stops."""
         with self._lock:
             job.torrent_handle = None
+            job.detached = True
             self._release_slot(job)
             closing = self._closed
+            delete_files = job.removing and job.delete_files
         self.torrents.forget(job.keys(), job.inbox.put)
         if torrent is None or torrent.handle is None:
             return
         self.torrents.forget(torrents_mod.info_hash_keys(torrent.handle.info_hashes()), job.inbox.put)
         if not closing and self.torrents.session is not None:
-            torrent.stop(delete_files=job.removing and job.delete_files)
+            torrent.stop(delete_files=delete_files)
 
     def set_state(self, job, state, error=None):
         """Move a job to a new state, record it, and hand its slot on when it frees one."""
@@ -652,13 +655,27 @@ class JobManager:
                 del self._aliases[key]
             self._release_slot(job)
             self.store.delete(job.info_hash)
-            thread = job.thread
             job.inbox.put(STOP)
+            # A failed job's thread has ended (and a failed job restored at start never had
+            # one): its files are left for the manager to delete.
+            files_left = delete_files and (job.thread is None or job.detached)
+        if files_left:
+            self._delete_files(job)
         try:
             os.remove(self._resume_path(job))
         except FileNotFoundError:
             pass
         return job
+
+    def _delete_files(self, job):
+        """Delete the files of a job that has no torrent in the session, as libtorrent would."""
+        params, _ = self._read_resume(job)
+        if params is None and job.torrent:
+            params = torrents_mod.params_from_torrent(job.torrent)
+        if params is None or not torrents_mod.has_metadata(params):
+            return  # no metadata, so no files
+        params.save_path = job.save_path
+        self.torrents.delete_files(params)
 
     def files(self, info_hash):
         """The job's files, once its metadata is known."""

@@ -279,7 +279,16 @@ def test_full_disk_fails_that_job_only(make_app, tracker, seed_new, tmp_path, di
         check_files(fine, small)
         assert client.get("/api/jobs").status_code == 200
         assert said in client.get("/").get_data(as_text=True)
+        # What a person does next, maybe after a restart: remove the failed job with its files,
+        # to free the disk. A failed job is restored without a thread, and nothing deleted them.
         app.extensions["hashdrop"].shutdown()
+        again = make_app(TRACKERS=[tracker.announce_url], SAVE_PATH=str(small), DISK_IO=disk_io)
+        assert again.extensions["hashdrop"].get(big.info_hash).thread is None
+        assert (small / big.name).exists()
+        assert again.test_client().delete(f"/api/jobs/{big.info_hash}?delete_files=true").status_code == 204
+        wait_until(lambda: not (small / big.name).exists(), 10, "the failed job's file was not deleted")
+        check_files(fine, small)
+        again.extensions["hashdrop"].shutdown()
     finally:
         os.system(f"umount {small}")
 
