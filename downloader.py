@@ -28,6 +28,7 @@ FULL_DISK_BYTES = 16 * 1024 * 1024  # less free than this at an I/O error: the d
 # timestamps that 2.x no longer keeps, and the release_files it queues mid-download left two disk
 # threads writing the one file at once (README, Design notes).
 RESUME_FLAGS = lt.save_resume_flags_t.save_info_dict
+CHECKING_STATES = (lt.torrent_status.checking_files, lt.torrent_status.checking_resume_data)
 SYNCED_KEY = b"hashdrop-synced"  # in resume data saved after the files were fsynced; libtorrent ignores it
 
 
@@ -394,6 +395,7 @@ def live_status(status):
         "peers": status.num_peers,
         "seeds": status.num_seeds,
         "finished": status.has_metadata and status.is_finished,
+        "checking": status.state in CHECKING_STATES,
     }
 
 

@@ -168,6 +168,7 @@ class Job:
             "eta_seconds": eta,
             "waiting_seconds": int((now - self.added_at).total_seconds()),
             "seeding": self.state == JobState.COMPLETED and not self.seeding_stopped,
+            "checking": live.get("checking", False),
             "error": self.error,
             "tracker": self.tracker,
             "save_path": self.save_path,

@@ -305,3 +305,29 @@ def test_real_downloads_complete_among_hundreds_of_starting_jobs(swarm_app, seed
     for torrent in real:
         wait_for_state(swarm_app, torrent.info_hash, "completed", timeout=60)
         check_files(torrent, save_path(swarm_app))
+
+
+def test_files_already_on_disk_are_checked_not_downloaded_again(make_app, tracker, seeder, seed_new, tmp_path):
+    """A torrent added where its files already are (a library moved to a new install, or after a
+    crash) is checked first; the page and the API say so while it is."""
+    torrent = seed_new(2 * MiB)
+    first = make_app(TRACKERS=[tracker.announce_url])
+    first.test_client().post("/api/jobs", json={"hashes": [torrent.info_hash]})
+    wait_for_state(first, torrent.info_hash, "completed")
+    first.extensions["hashdrop"].shutdown()
+    uploaded_before = seeder.uploaded(torrent)
+
+    # A new data dir (no job, no resume data), the same save path; paused, libtorrent waits
+    # in checking_files, so the flag can be seen.
+    app = make_app(TRACKERS=[tracker.announce_url], DATA_DIR=str(tmp_path / "new-data"))
+    client = app.test_client()
+    client.post("/start-downloads", content_type="multipart/form-data", data={
+        "torrents": [(BytesIO(torrent.data), "again.torrent")], "paused": "on",
+    })
+    wait_until(lambda: job_of(app, torrent.info_hash)["checking"], 10, "the job never said it was checking")
+    assert "will check the files on disk when resumed" in client.get("/").get_data(as_text=True)
+    client.post(f"/api/jobs/{torrent.info_hash}/resume")
+    wait_for_state(app, torrent.info_hash, "completed")
+    assert job_of(app, torrent.info_hash)["checking"] is False
+    check_files(torrent, save_path(app))
+    assert seeder.uploaded(torrent) - uploaded_before < MiB  # found on disk, not fetched again
