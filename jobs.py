@@ -775,9 +775,11 @@ class JobManager:
 
     def _save_resume_by_key(self, keys, data):
         with self._lock:
-            names = [self._aliases[key] for key in keys if key in self._aliases]
-        if names:
-            write_atomically(os.path.join(self.resume_dir, f"{names[0]}.resume"), data)
+            jobs = [self._jobs[self._aliases[key]] for key in keys if self._aliases.get(key) in self._jobs]
+        if jobs:
+            if jobs[0].synced:  # else a completed job's files would be checked after the next crash
+                data = torrents_mod.vouch(data)
+            write_atomically(self._resume_path(jobs[0]), data)
 
 
 RUNNING = {JobState.QUEUED, JobState.FETCHING_METADATA, JobState.DOWNLOADING}

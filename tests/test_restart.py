@@ -147,6 +147,8 @@ def test_a_completed_jobs_resume_data_vouches_once_its_files_are_synced(make_app
     assert manager.get(torrent.info_hash).state.value == "completed"
     manager.shutdown()
     assert not (tmp_path / "data" / "running").exists()
+    # Saved again at shutdown, still vouching: else the next crash would recheck a whole library.
+    assert downloader.vouched(resume_file.read_bytes())
 
 
 def test_sigterm_saves_resume_data_and_paused_jobs_stay_paused(servers, tmp_path, tracker, seed_new):
