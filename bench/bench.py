@@ -616,11 +616,15 @@ def report_churn(churn):
     jobs_per_round = CHURN_REAL + CHURN_MAGNETS
     keys = ["threads", "open_files", "jobs", "resume_files", "downloaded_files"]
     rows = [[number or "before", f"{r['rss_mib']:.1f}", *(r[key] for key in keys)] for number, r in enumerate(rounds)]
+    settings = lt.default_settings()
+    pool = settings["aio_threads"] + settings["hashing_threads"]  # started as first needed
+    threads = [r["threads"] for r in rounds[1:]]
+    threads_ok = max(threads) <= rounds[0]["threads"] + pool
     middle = len(rounds) // 2
     later = [r["rss_mib"] for r in rounds[middle:]]
     growth = rounds[-1]["rss_mib"] - rounds[middle]["rss_mib"]
     jobs_since = (len(rounds) - 1 - middle) * jobs_per_round
-    back = [key for key in keys if rounds[-1][key] != rounds[1][key]]
+    changed = [key for key in keys[1:] if len({r[key] for r in rounds[1:]}) > 1]
     text = [f"### Jobs that come and go: {CHURN_CYCLES} rounds of {CHURN_REAL} downloads ({CHURN_REAL_SIZE // MiB} MiB "
             f"each) and {CHURN_MAGNETS} magnets without peers, each removed with its files", "",
             "After each round, once the removed jobs' threads have ended:", "",
@@ -628,9 +632,11 @@ def report_churn(churn):
                            rows), "",
             f"- RSS in rounds {middle}–{len(rounds) - 1}: {min(later):.1f}–{max(later):.1f} MiB; from round {middle} "
             f"to the last, {growth:+.1f} MiB over {jobs_since:,} jobs.",
-            "- Threads, open files, jobs, resume files and downloaded files the same after the last round as after "
-            "the first (libtorrent starts disk and hashing threads as they are first needed): "
-            + ("yes" if not back else "NO: " + ", ".join(back)) + "."]
+            f"- Threads after every round at most the empty app's {rounds[0]['threads']} and libtorrent's {pool} disk "
+            f"and hashing threads, which it starts as they are first needed: {'yes' if threads_ok else 'NO'} "
+            f"({min(threads)}–{max(threads)}).",
+            "- Open files, jobs, resume files and downloaded files the same after every round: "
+            + ("yes" if not changed else "NO: " + ", ".join(changed)) + "."]
     return "\n".join(text), []
 
 
