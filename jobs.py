@@ -85,8 +85,10 @@ class Job:
         manager = self.manager
         if event == "status":
             self.live = value
-            if not value["finished"]:
-                self.synced = False  # more pieces to come (files wanted again), not yet on disk
+            if not value["finished"] and not value.get("checking"):
+                self.synced = False  # pieces to fetch (more files wanted, or lost ones): not on disk yet
+                if self.state == JobState.COMPLETED and self.has_metadata:
+                    manager.download_again(self)
             if value["finished"] and self.state in (JobState.DOWNLOADING, JobState.QUEUED):
                 manager.finishing(self)
             if self.state == JobState.COMPLETED:
@@ -524,6 +526,14 @@ class JobManager:
             pass
         except OSError as exc:
             log.warning("cannot sync the files of %s to disk: %s", job.info_hash, exc)
+
+    def download_again(self, job):
+        """A completed job has pieces to fetch again (more files chosen, or lost after a crash)."""
+        with self._lock:
+            if job.state != JobState.COMPLETED or job.removing:
+                return
+            job.seeding_stopped = False
+            self._want_download(job)
 
     def check_seed_ratio(self, job):
         """Stop seeding once the configured share ratio is reached (0: at once)."""

@@ -331,3 +331,24 @@ def test_files_already_on_disk_are_checked_not_downloaded_again(make_app, tracke
     assert job_of(app, torrent.info_hash)["checking"] is False
     check_files(torrent, save_path(app))
     assert seeder.uploaded(torrent) - uploaded_before < MiB  # found on disk, not fetched again
+
+
+def test_choosing_more_files_of_a_completed_job_downloads_again(swarm_app, seed_new):
+    """It showed "completed", 100 %, while the newly chosen file came in."""
+    torrent = seed_new({"first.bin": MiB, "later.bin": 2 * MiB}, upload_limit=MiB)
+    client = swarm_app.test_client()
+    client.post("/start-downloads", content_type="multipart/form-data", data={
+        "torrents": [(BytesIO(torrent.data), "two.torrent")], "paused": "on",
+    })
+    wait_until(lambda: client.get(f"/api/jobs/{torrent.info_hash}/files").status_code == 200, 10,
+               "the file list is not there")
+    files = {f["path"].rsplit("/", 1)[1]: f["index"] for f in client.get(f"/api/jobs/{torrent.info_hash}/files").get_json()}
+    client.post(f"/api/jobs/{torrent.info_hash}/files", json={"wanted": [files["first.bin"]]})
+    client.post(f"/api/jobs/{torrent.info_hash}/resume")
+    wait_for_state(swarm_app, torrent.info_hash, "completed")
+
+    client.post(f"/api/jobs/{torrent.info_hash}/files", json={"wanted": list(files.values())})
+    job = wait_for_state(swarm_app, torrent.info_hash, "downloading")
+    assert job["progress"] < 1
+    wait_for_state(swarm_app, torrent.info_hash, "completed")
+    check_files(torrent, save_path(swarm_app))

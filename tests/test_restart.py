@@ -149,6 +149,12 @@ def test_a_completed_jobs_resume_data_vouches_once_its_files_are_synced(make_app
     assert not (tmp_path / "data" / "running").exists()
     # Saved again at shutdown, still vouching: else the next crash would recheck a whole library.
     assert downloader.vouched(resume_file.read_bytes())
+    # And across a clean restart, whose first statuses (checking the resume data) are not finished.
+    again = make_app(TRACKERS=[tracker.announce_url]).extensions["hashdrop"]
+    job = again.get(torrent.info_hash)
+    wait_until(lambda: job.live.get("finished"), 10, "the restored job is not finished")
+    again.shutdown()
+    assert job.state.value == "completed" and downloader.vouched(resume_file.read_bytes())
 
 
 def test_sigterm_saves_resume_data_and_paused_jobs_stay_paused(servers, tmp_path, tracker, seed_new):
