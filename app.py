@@ -13,7 +13,7 @@ from werkzeug.exceptions import HTTPException
 
 from config import ConfigError, as_bool, as_int
 from downloader import DISK_BACKENDS
-from jobs import JobError, JobManager
+from jobs import JobError, JobManager, JobState
 import security
 
 log = logging.getLogger(__name__)
@@ -253,7 +253,18 @@ def act(info_hash, action, delete_files=False):
 
 @bp.get("/api/jobs")
 def api_jobs():
-    return jsonify(manager().jobs())
+    """Every job, or with ?state=downloading,queued the jobs in those states."""
+    return jsonify(manager().jobs(states=requested_states()))
+
+
+def requested_states():
+    """The states named in ?state= (comma separated), or None for all; a 400 for a wrong name."""
+    names = [name.strip() for name in request.args.get("state", "").split(",") if name.strip()]
+    known = [state.value for state in JobState]
+    for name in names:
+        if name not in known:
+            raise JobError(f"Unknown state {name!r}; use one or more of {', '.join(known)}.")
+    return {JobState(name) for name in names} or None
 
 
 @bp.get("/api/jobs/<info_hash>")

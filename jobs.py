@@ -712,11 +712,11 @@ class JobManager:
                 raise JobError("The file list is known once the metadata has arrived.", 409)
         return torrent
 
-    def jobs(self):
-        """Every job as a dict, oldest first."""
+    def jobs(self, states=None):
+        """Every job (or those in `states`) as a dict, oldest first."""
         now = utcnow()
         with self._lock:
-            return [job.to_dict(now) for job in self._jobs.values()]
+            return [job.to_dict(now) for job in self._jobs.values() if states is None or job.state in states]
 
     def newest_first(self, start, count):
         """count jobs as dicts, newest first from position start, and how many jobs there are."""

@@ -131,6 +131,19 @@ def test_api_unknown_hash_and_route(client):
     assert client.get("/api/nothing").get_json()["error"]
 
 
+def test_api_jobs_by_state(client):
+    client.post("/api/jobs", json={"hashes": [HASH_A]})
+    client.post("/api/jobs", json={"hashes": [HASH_B], "paused": True})
+    paused = client.get("/api/jobs?state=paused").get_json()
+    assert [job["info_hash"] for job in paused] == [HASH_B]
+    either = client.get("/api/jobs?state=paused,fetching_metadata").get_json()
+    assert {job["info_hash"] for job in either} == {HASH_A, HASH_B}
+    assert client.get("/api/jobs?state=completed").get_json() == []
+    assert len(client.get("/api/jobs?state=").get_json()) == 2
+    wrong = client.get("/api/jobs?state=paused,done")
+    assert wrong.status_code == 400 and "Unknown state 'done'" in wrong.get_json()["error"]
+
+
 def test_api_pause_resume_remove(client, manager):
     client.post("/api/jobs", json={"hashes": [HASH_A]})
     assert client.post(f"/api/jobs/{HASH_A}/pause").get_json()["state"] == "paused"
