@@ -2,6 +2,7 @@
 import logging
 import os
 import queue
+import shutil
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -122,6 +123,16 @@ class Job:
         self.manager.detach(self, torrent)
 
     # Read by the page and the API ---------------------------------------------------
+    def short_of_space(self, remaining):
+        """The free bytes on the save path's disk if fewer than the job still needs, else None."""
+        if remaining <= 0 or self.state not in (*RUNNING, JobState.PAUSED):
+            return None
+        try:
+            free = shutil.disk_usage(self.save_path).free
+        except OSError:  # not made yet: nothing to say
+            return None
+        return free if free < remaining else None
+
     def record(self):
         """The job's durable fields, as stored."""
         return {
@@ -171,6 +182,7 @@ class Job:
             "waiting_seconds": int((now - self.added_at).total_seconds()),
             "seeding": self.state == JobState.COMPLETED and not self.seeding_stopped,
             "checking": live.get("checking", False),
+            "disk_free_bytes": self.short_of_space(total - done),
             "error": self.error,
             "tracker": self.tracker,
             "save_path": self.save_path,

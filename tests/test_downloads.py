@@ -293,6 +293,30 @@ def test_full_disk_fails_that_job_only(make_app, tracker, seed_new, tmp_path, di
         os.system(f"umount {small}")
 
 
+def test_a_job_that_cannot_fit_says_so_before_it_fills_the_disk(make_app, tracker, seed_new, tmp_path):
+    small = tmp_path / "small"
+    small.mkdir()
+    if os.system(f"mount -t tmpfs -o size=1m tmpfs {small} 2>/dev/null") != 0:
+        pytest.skip("this machine cannot mount a small tmpfs (needs root): no full-disk case here")
+    try:
+        app = make_app(TRACKERS=[tracker.announce_url], SAVE_PATH=str(small))
+        big, fine = seed_new(3 * MiB), seed_new(200000)
+        client = app.test_client()
+        client.post("/start-downloads", content_type="multipart/form-data", data={
+            "torrents": [(BytesIO(big.data), "big.torrent"), (BytesIO(fine.data), "fine.torrent")],
+            "paused": "on",
+        })
+        wait_until(lambda: job_of(app, big.info_hash)["disk_free_bytes"] is not None, 10,
+                   "the job that cannot fit said nothing")
+        assert 0 < job_of(app, big.info_hash)["disk_free_bytes"] <= MiB
+        assert job_of(app, fine.info_hash)["disk_free_bytes"] is None
+        page = client.get("/").get_data(as_text=True)
+        assert re.search(r"needs 3\.0 MiB\s+more, 1\.0 MiB free on its disk", page), page
+        app.extensions["hashdrop"].shutdown()
+    finally:
+        os.system(f"umount {small}")
+
+
 def test_real_downloads_complete_among_hundreds_of_starting_jobs(swarm_app, seed_new):
     """Alerts that come while a torrent is being added must reach its job (seen with 1,000 jobs)."""
     import secrets
