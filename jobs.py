@@ -728,7 +728,9 @@ class JobManager:
         """Every job (or those in `states`) as a dict, oldest first."""
         now = utcnow()
         with self._lock:
-            return [job.to_dict(now) for job in self._jobs.values() if states is None or job.state in states]
+            chosen = [job for job in self._jobs.values() if states is None or job.state in states]
+        # Outside the lock: to_dict asks the file system for free space, which can hang on a NAS.
+        return [job.to_dict(now) for job in chosen]
 
     def newest_first(self, start, count):
         """count jobs as dicts, newest first from position start, and how many jobs there are."""
