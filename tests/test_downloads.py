@@ -254,67 +254,64 @@ def test_metadata_that_never_comes_shows_the_wait(swarm_app, seed_new):
     assert re.search(r"waiting \d+s, \d+ peers", page), page
 
 
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MiB tmpfs, unmounted after the test (list it before make_app: it is torn down last)."""
+    small = tmp_path / "small"
+    small.mkdir()
+    if os.system(f"mount -t tmpfs -o size=1m tmpfs {small} 2>/dev/null") != 0:
+        pytest.skip("this machine cannot mount a small tmpfs (needs root): no full-disk case here")
+    yield small
+    os.system(f"umount {small}")
+
+
 @pytest.mark.parametrize("disk_io", ["pread", "mmap"])
-def test_full_disk_fails_that_job_only(make_app, tracker, seed_new, tmp_path, disk_io):
+def test_full_disk_fails_that_job_only(small_disk, make_app, tracker, seed_new, disk_io):
     """With mmap, libtorrent turns the SIGBUS of a full disk into an error (mmap_storage.cpp):
     "No space left on device" when a write faults, an I/O error when a read does."""
-    small = tmp_path / "small"
-    small.mkdir()
-    if os.system(f"mount -t tmpfs -o size=1m tmpfs {small} 2>/dev/null") != 0:
-        pytest.skip("this machine cannot mount a small tmpfs (needs root): no full-disk case here")
-    try:
-        app = make_app(TRACKERS=[tracker.announce_url], SAVE_PATH=str(small), DISK_IO=disk_io)
-        big, fine = seed_new(3 * MiB), seed_new(200000)
-        client = app.test_client()
-        # The small one first: once the big one has filled the disk, nothing more fits.
-        client.post("/api/jobs", json={"hashes": [fine.info_hash]})
-        wait_for_state(app, fine.info_hash, "completed")
-        client.post("/api/jobs", json={"hashes": [big.info_hash]})
-        failed = wait_for_state(app, big.info_hash, "failed", timeout=30)
-        said = "No space left on device"
-        if disk_io == "mmap" and "No space" not in failed["error"]:  # a read faulted, not a write
-            said = "(the disk is full)"
-        assert said in failed["error"], failed["error"]
-        assert wait_for_state(app, fine.info_hash, "completed")["error"] is None
-        check_files(fine, small)
-        assert client.get("/api/jobs").status_code == 200
-        assert said in client.get("/").get_data(as_text=True)
-        # What a person does next, maybe after a restart: remove the failed job with its files,
-        # to free the disk. A failed job is restored without a thread, and nothing deleted them.
-        app.extensions["hashdrop"].shutdown()
-        again = make_app(TRACKERS=[tracker.announce_url], SAVE_PATH=str(small), DISK_IO=disk_io)
-        assert again.extensions["hashdrop"].get(big.info_hash).thread is None
-        assert (small / big.name).exists()
-        assert again.test_client().delete(f"/api/jobs/{big.info_hash}?delete_files=true").status_code == 204
-        wait_until(lambda: not (small / big.name).exists(), 10, "the failed job's file was not deleted")
-        check_files(fine, small)
-        again.extensions["hashdrop"].shutdown()
-    finally:
-        os.system(f"umount {small}")
+    app = make_app(TRACKERS=[tracker.announce_url], SAVE_PATH=str(small_disk), DISK_IO=disk_io)
+    big, fine = seed_new(3 * MiB), seed_new(200000)
+    client = app.test_client()
+    # The small one first: once the big one has filled the disk, nothing more fits.
+    client.post("/api/jobs", json={"hashes": [fine.info_hash]})
+    wait_for_state(app, fine.info_hash, "completed")
+    client.post("/api/jobs", json={"hashes": [big.info_hash]})
+    failed = wait_for_state(app, big.info_hash, "failed", timeout=30)
+    said = "No space left on device"
+    if disk_io == "mmap" and "No space" not in failed["error"]:  # a read faulted, not a write
+        said = "(the disk is full)"
+    assert said in failed["error"], failed["error"]
+    assert wait_for_state(app, fine.info_hash, "completed")["error"] is None
+    check_files(fine, small_disk)
+    assert client.get("/api/jobs").status_code == 200
+    assert said in client.get("/").get_data(as_text=True)
+    # What a person does next, maybe after a restart: remove the failed job with its files,
+    # to free the disk. A failed job is restored without a thread, and nothing deleted them.
+    app.extensions["hashdrop"].shutdown()
+    again = make_app(TRACKERS=[tracker.announce_url], SAVE_PATH=str(small_disk), DISK_IO=disk_io)
+    assert again.extensions["hashdrop"].get(big.info_hash).thread is None
+    assert (small_disk / big.name).exists()
+    assert again.test_client().delete(f"/api/jobs/{big.info_hash}?delete_files=true").status_code == 204
+    wait_until(lambda: not (small_disk / big.name).exists(), 10, "the failed job's file was not deleted")
+    check_files(fine, small_disk)
+    again.extensions["hashdrop"].shutdown()
 
 
-def test_a_job_that_cannot_fit_says_so_before_it_fills_the_disk(make_app, tracker, seed_new, tmp_path):
-    small = tmp_path / "small"
-    small.mkdir()
-    if os.system(f"mount -t tmpfs -o size=1m tmpfs {small} 2>/dev/null") != 0:
-        pytest.skip("this machine cannot mount a small tmpfs (needs root): no full-disk case here")
-    try:
-        app = make_app(TRACKERS=[tracker.announce_url], SAVE_PATH=str(small))
-        big, fine = seed_new(3 * MiB), seed_new(200000)
-        client = app.test_client()
-        client.post("/start-downloads", content_type="multipart/form-data", data={
-            "torrents": [(BytesIO(big.data), "big.torrent"), (BytesIO(fine.data), "fine.torrent")],
-            "paused": "on",
-        })
-        wait_until(lambda: job_of(app, big.info_hash)["disk_free_bytes"] is not None, 10,
-                   "the job that cannot fit said nothing")
-        assert 0 < job_of(app, big.info_hash)["disk_free_bytes"] <= MiB
-        assert job_of(app, fine.info_hash)["disk_free_bytes"] is None
-        page = client.get("/").get_data(as_text=True)
-        assert re.search(r"needs 3\.0 MiB\s+more, 1\.0 MiB free on its disk", page), page
-        app.extensions["hashdrop"].shutdown()
-    finally:
-        os.system(f"umount {small}")
+def test_a_job_that_cannot_fit_says_so_before_it_fills_the_disk(small_disk, make_app, tracker, seed_new):
+    app = make_app(TRACKERS=[tracker.announce_url], SAVE_PATH=str(small_disk))
+    big, fine = seed_new(3 * MiB), seed_new(200000)
+    client = app.test_client()
+    client.post("/start-downloads", content_type="multipart/form-data", data={
+        "torrents": [(BytesIO(big.data), "big.torrent"), (BytesIO(fine.data), "fine.torrent")],
+        "paused": "on",
+    })
+    wait_until(lambda: job_of(app, big.info_hash)["disk_free_bytes"] is not None, 10,
+               "the job that cannot fit said nothing")
+    assert 0 < job_of(app, big.info_hash)["disk_free_bytes"] <= MiB
+    assert job_of(app, fine.info_hash)["disk_free_bytes"] is None
+    page = client.get("/").get_data(as_text=True)
+    assert re.search(r"needs 3\.0 MiB\s+more, 1\.0 MiB free on its disk", page), page
+    app.extensions["hashdrop"].shutdown()
 
 
 def test_real_downloads_complete_among_hundreds_of_starting_jobs(swarm_app, seed_new):
