@@ -258,7 +258,7 @@ class TorrentSession:
     def close(self, on_resume_data, timeout=10):
         """Stop the alert thread, then save resume data for every torrent within timeout.
 
-        on_resume_data(keys, data) receives each torrent's encoded resume data.
+        on_resume_data(keys, data) receives each torrent's encoded resume data, and keeps its own errors.
         """
         if self.session is None:
             return
@@ -278,10 +278,7 @@ class TorrentSession:
             for alert in session.pop_alerts():
                 if isinstance(alert, lt.save_resume_data_alert):
                     keys = info_hash_keys(alert.params.info_hashes)
-                    try:
-                        on_resume_data(keys, lt.write_resume_data_buf(alert.params))
-                    except OSError:
-                        log.exception("cannot keep resume data for %s", keys)
+                    on_resume_data(keys, lt.write_resume_data_buf(alert.params))
                 elif not isinstance(alert, lt.save_resume_data_failed_alert):
                     continue
                 waiting.discard(str(alert.handle.info_hashes().get_best()))
@@ -377,10 +374,16 @@ def describe_file_error(error, filename):
 
 def disk_is_full(path):
     """True if the file system holding path has less than FULL_DISK_BYTES free for this user."""
+    free = free_bytes(os.path.dirname(path) or ".")
+    return free is not None and free < FULL_DISK_BYTES
+
+
+def free_bytes(directory):
+    """Bytes free for this user on the file system holding directory, or None if it cannot say."""
     try:
-        return shutil.disk_usage(os.path.dirname(path) or ".").free < FULL_DISK_BYTES
-    except OSError:
-        return False
+        return shutil.disk_usage(directory).free
+    except OSError:  # gone, or not made yet
+        return None
 
 
 def live_status(status):
@@ -474,7 +477,7 @@ def flush(handle):
     would not wait for that: libtorrent 2.1 posts the resume data first (torrent::save_resume_data).
     """
     handle.flush_cache()
-    handle.save_resume_data(RESUME_FLAGS)
+    save_resume(handle)
 
 
 def save_resume(handle):

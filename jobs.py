@@ -2,7 +2,6 @@
 import logging
 import os
 import queue
-import shutil
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -127,11 +126,8 @@ class Job:
         """The free bytes on the save path's disk if fewer than the job still needs, else None."""
         if remaining <= 0 or self.state not in (*RUNNING, JobState.PAUSED):
             return None
-        try:
-            free = shutil.disk_usage(self.save_path).free
-        except OSError:  # not made yet: nothing to say
-            return None
-        return free if free < remaining else None
+        free = torrents_mod.free_bytes(self.save_path)
+        return free if free is not None and free < remaining else None
 
     def record(self):
         """The job's durable fields, as stored."""
@@ -591,7 +587,7 @@ class JobManager:
         """Keep libtorrent's resume data (with the metadata) for the next start."""
         if job.removing:
             return
-        if job.synced:
+        if job.synced:  # else a completed job's files would be checked after the next crash
             data = torrents_mod.vouch(data)
         try:
             write_atomically(self._resume_path(job), data)
@@ -803,9 +799,7 @@ class JobManager:
         with self._lock:
             jobs = [self._jobs[self._aliases[key]] for key in keys if self._aliases.get(key) in self._jobs]
         if jobs:
-            if jobs[0].synced:  # else a completed job's files would be checked after the next crash
-                data = torrents_mod.vouch(data)
-            write_atomically(self._resume_path(jobs[0]), data)
+            self.save_resume(jobs[0], data)
 
 
 RUNNING = {JobState.QUEUED, JobState.FETCHING_METADATA, JobState.DOWNLOADING}
