@@ -34,6 +34,21 @@ def save_path(app):
     return Path(app.config["SAVE_PATH"])
 
 
+def upload_paused(client, *torrents):
+    """Start jobs from .torrent uploads, paused: the metadata is known before any byte moves."""
+    client.post("/start-downloads", content_type="multipart/form-data", data={
+        "torrents": [(BytesIO(torrent.data), f"{torrent.name}.torrent") for torrent in torrents],
+        "paused": "on",
+    })
+
+
+def file_list(client, torrent):
+    """The job's file list from the API, once it is there."""
+    url = f"/api/jobs/{torrent.info_hash}/files"
+    wait_until(lambda: client.get(url).status_code == 200, 10, "the file list is not there")
+    return client.get(url).get_json()
+
+
 def test_bare_hashes_download_through_the_form(swarm_app, swarm_payloads):
     single, multi = swarm_payloads["single"], swarm_payloads["multi"]
     client = swarm_app.test_client()
@@ -204,14 +219,9 @@ def test_seed_ratio_zero_stops_seeding_when_complete(make_app, tracker, seed_new
 def test_choose_files_downloads_only_those(swarm_app, seed_new):
     torrent = seed_new({"keep.bin": MiB, "skip.bin": MiB})
     client = swarm_app.test_client()
-    # A .torrent upload, started paused: the metadata is known before any byte moves.
-    client.post("/start-downloads", content_type="multipart/form-data", data={
-        "torrents": [(BytesIO(torrent.data), "two-files.torrent")], "paused": "on",
-    })
+    upload_paused(client, torrent)
     manager = swarm_app.extensions["hashdrop"]
-    wait_until(lambda: client.get(f"/api/jobs/{torrent.info_hash}/files").status_code == 200, 10,
-               "the file list is not there")
-    files = client.get(f"/api/jobs/{torrent.info_hash}/files").get_json()
+    files = file_list(client, torrent)
     assert sorted(f["path"] for f in files) == [f"{torrent.name}/keep.bin", f"{torrent.name}/skip.bin"]
     assert all(f["wanted"] for f in files)
     keep = next(f["index"] for f in files if f["path"].endswith("keep.bin"))
@@ -301,10 +311,7 @@ def test_a_job_that_cannot_fit_says_so_before_it_fills_the_disk(small_disk, make
     app = make_app(TRACKERS=[tracker.announce_url], SAVE_PATH=str(small_disk))
     big, fine = seed_new(3 * MiB), seed_new(200000)
     client = app.test_client()
-    client.post("/start-downloads", content_type="multipart/form-data", data={
-        "torrents": [(BytesIO(big.data), "big.torrent"), (BytesIO(fine.data), "fine.torrent")],
-        "paused": "on",
-    })
+    upload_paused(client, big, fine)
     wait_until(lambda: job_of(app, big.info_hash)["disk_free_bytes"] is not None, 10,
                "the job that cannot fit said nothing")
     assert 0 < job_of(app, big.info_hash)["disk_free_bytes"] <= MiB
@@ -342,9 +349,7 @@ def test_files_already_on_disk_are_checked_not_downloaded_again(make_app, tracke
     # in checking_files, so the flag can be seen.
     app = make_app(TRACKERS=[tracker.announce_url], DATA_DIR=str(tmp_path / "new-data"))
     client = app.test_client()
-    client.post("/start-downloads", content_type="multipart/form-data", data={
-        "torrents": [(BytesIO(torrent.data), "again.torrent")], "paused": "on",
-    })
+    upload_paused(client, torrent)
     wait_until(lambda: job_of(app, torrent.info_hash)["checking"], 10, "the job never said it was checking")
     assert "will check the files on disk when resumed" in client.get("/").get_data(as_text=True)
     client.post(f"/api/jobs/{torrent.info_hash}/resume")
@@ -358,12 +363,8 @@ def test_choosing_more_files_of_a_completed_job_downloads_again(swarm_app, seed_
     """It showed "completed", 100 %, while the newly chosen file came in."""
     torrent = seed_new({"first.bin": MiB, "later.bin": 2 * MiB}, upload_limit=MiB)
     client = swarm_app.test_client()
-    client.post("/start-downloads", content_type="multipart/form-data", data={
-        "torrents": [(BytesIO(torrent.data), "two.torrent")], "paused": "on",
-    })
-    wait_until(lambda: client.get(f"/api/jobs/{torrent.info_hash}/files").status_code == 200, 10,
-               "the file list is not there")
-    files = {f["path"].rsplit("/", 1)[1]: f["index"] for f in client.get(f"/api/jobs/{torrent.info_hash}/files").get_json()}
+    upload_paused(client, torrent)
+    files = {f["path"].rsplit("/", 1)[1]: f["index"] for f in file_list(client, torrent)}
     client.post(f"/api/jobs/{torrent.info_hash}/files", json={"wanted": [files["first.bin"]]})
     client.post(f"/api/jobs/{torrent.info_hash}/resume")
     wait_for_state(swarm_app, torrent.info_hash, "completed")
