@@ -28,6 +28,15 @@ FULL_DISK_BYTES = 16 * 1024 * 1024  # less free than this at an I/O error: the d
 # timestamps that 2.x no longer keeps, and the release_files it queues mid-download left two disk
 # threads writing the one file at once (README, Design notes).
 RESUME_FLAGS = lt.save_resume_flags_t.save_info_dict
+# Resume data is worth writing between starts for new pieces, metadata or settings. Not for
+# libtorrent's counters, which it marks changed every second a torrent runs, nor for its state,
+# which every start changes (checking, then seeding): saving on those wrote every job's resume
+# data at each start of a library. Bits of libtorrent's resume_data_flags_t; the Python binding
+# names only their sum, only_if_modified. Shutdown saves whatever changed, counters too.
+IF_DOWNLOAD_PROGRESS, IF_CONFIG_CHANGED, IF_METADATA_CHANGED = 1 << 4, 1 << 5, 1 << 7
+PERIODIC_RESUME_FLAGS = RESUME_FLAGS | IF_DOWNLOAD_PROGRESS | IF_CONFIG_CHANGED | IF_METADATA_CHANGED
+SHUTDOWN_RESUME_FLAGS = RESUME_FLAGS | lt.save_resume_flags_t.only_if_modified
+RESUME_NOT_MODIFIED = 143  # libtorrent's errors::resume_data_not_modified: nothing to save
 CHECKING_STATES = (lt.torrent_status.checking_files, lt.torrent_status.checking_resume_data)
 SYNCED_KEY = b"hashdrop-synced"  # in resume data saved after the files were fsynced; libtorrent ignores it
 
@@ -251,7 +260,7 @@ class TorrentSession:
         if now - self._last_resume_save.get(key, 0.0) >= self.resume_interval:
             self._last_resume_save[key] = now
             try:
-                status.handle.save_resume_data(RESUME_FLAGS)
+                status.handle.save_resume_data(PERIODIC_RESUME_FLAGS)
             except RuntimeError:  # removed since this update; the rest of the batch still counts
                 self._last_resume_save.pop(key, None)
 
@@ -270,7 +279,7 @@ class TorrentSession:
         session.pause()
         waiting = set()
         for handle in session.get_torrents():
-            handle.save_resume_data(RESUME_FLAGS)
+            handle.save_resume_data(SHUTDOWN_RESUME_FLAGS)
             waiting.add(str(handle.info_hashes().get_best()))
         deadline = time.monotonic() + timeout
         while waiting and time.monotonic() < deadline:
@@ -354,7 +363,7 @@ def translate(alert):
         return "flushed", None
     if isinstance(alert, lt.save_resume_data_alert):
         return "resume_data", lt.write_resume_data_buf(alert.params)
-    if isinstance(alert, lt.save_resume_data_failed_alert):
+    if isinstance(alert, lt.save_resume_data_failed_alert) and not not_modified(alert.error):
         log.warning("resume data not saved: %s", alert.message())
     return None
 
@@ -471,13 +480,19 @@ def set_flag(target, name, on):
 
 
 def flush(handle):
-    """Have libtorrent write out every block it holds for this torrent, and send its resume data.
+    """Have libtorrent write out every block it holds for this torrent.
 
     cache_flushed_alert says when the blocks are written. save_resume_data's flush_disk_cache
     would not wait for that: libtorrent 2.1 posts the resume data first (torrent::save_resume_data).
+    No resume data is asked for here: until the files are fsynced it would not be believed after
+    a crash anyway, and JobManager.sync asks for it once they are.
     """
     handle.flush_cache()
-    save_resume(handle)
+
+
+def not_modified(error):
+    """True for the "nothing changed since the last save" answer to a conditional resume save."""
+    return error.value() == RESUME_NOT_MODIFIED and error.category().name() == "libtorrent"
 
 
 def save_resume(handle):

@@ -1,4 +1,5 @@
 """The job registry: one thread per download, its state, queueing, and the submit path."""
+import functools
 import logging
 import os
 import queue
@@ -11,7 +12,7 @@ import cpus
 import downloader as torrents_mod
 import hashes
 from downloader import STOP, TorrentSession, downloader, session_settings
-from store import JobStore, write_atomically
+from store import JobStore, write_all_atomically, write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -585,14 +586,20 @@ class JobManager:
 
     def save_resume(self, job, data):
         """Keep libtorrent's resume data (with the metadata) for the next start."""
-        if job.removing:
+        data = self._resume_to_keep(job, data)
+        if data is None:
             return
-        if job.synced:  # else a completed job's files would be checked after the next crash
-            data = torrents_mod.vouch(data)
         try:
             write_atomically(self._resume_path(job), data)
         except OSError as exc:
             log.warning("cannot keep resume data for %s: %s", job.info_hash, exc)
+
+    def _resume_to_keep(self, job, data):
+        if job.removing:
+            return None
+        if job.synced:  # else a completed job's files would be checked after the next crash
+            data = torrents_mod.vouch(data)
+        return data
 
     def _resume_path(self, job):
         return os.path.join(self.resume_dir, f"{job.info_hash}.resume")
@@ -782,24 +789,28 @@ class JobManager:
                 return
             self._closed = True
             jobs = list(self._jobs.values())
-        self.torrents.close(self._save_resume_by_key, timeout)
+        resume_files = {}
+        self.torrents.close(functools.partial(self._keep_resume_by_key, resume_files), timeout)
         for job in jobs:
             job.inbox.put(STOP)
         for job in jobs:
             if job.thread is not None:
                 job.thread.join(timeout)
         self.store.close()
-        os.sync()  # what the resume data just saved claims is on disk, not only in the page cache
+        # The syncs also put what the resume data claims on disk, not only in the page cache.
+        for path, exc in write_all_atomically(resume_files).items():
+            log.warning("cannot keep resume data %s: %s", path, exc)
         try:
             os.remove(self.running_marker)
         except FileNotFoundError:
             pass
 
-    def _save_resume_by_key(self, keys, data):
+    def _keep_resume_by_key(self, resume_files, keys, data):
         with self._lock:
             jobs = [self._jobs[self._aliases[key]] for key in keys if self._aliases.get(key) in self._jobs]
-        if jobs:
-            self.save_resume(jobs[0], data)
+        data = self._resume_to_keep(jobs[0], data) if jobs else None
+        if data is not None:
+            resume_files[self._resume_path(jobs[0])] = data
 
 
 RUNNING = {JobState.QUEUED, JobState.FETCHING_METADATA, JobState.DOWNLOADING}

@@ -100,7 +100,7 @@ class JobStore:
 
 def write_atomically(path, data):
     """Write bytes to path so that a crash leaves either the old or the new file."""
-    tmp = f"{path}.{os.getpid()}-{threading.get_ident()}.tmp"
+    tmp = temporary_name(path)
     with open(tmp, "wb") as f:
         f.write(data)
         f.flush()
@@ -111,3 +111,41 @@ def write_atomically(path, data):
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def write_all_atomically(files):
+    """Write {path: bytes} so that a crash leaves each file old or new; return {path: OSError}.
+
+    Two syncs for all the files rather than two fsyncs each: at shutdown a library of 1,000
+    jobs writes 1,000 resume files, and 2,000 fsyncs take half a minute on a hard disk.
+    """
+    failed, written = {}, []
+    for path, data in files.items():
+        tmp = temporary_name(path)
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+            written.append((tmp, path))
+        except OSError as exc:
+            failed[path] = exc
+            remove_quietly(tmp)
+    os.sync()  # every new file whole on disk before any name points at it
+    for tmp, path in written:
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:
+            failed[path] = exc
+            remove_quietly(tmp)
+    os.sync()
+    return failed
+
+
+def temporary_name(path):
+    return f"{path}.{os.getpid()}-{threading.get_ident()}.tmp"
+
+
+def remove_quietly(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass
