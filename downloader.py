@@ -206,6 +206,23 @@ class TorrentSession:
     def listen_port(self):
         return self.session.listen_port()
 
+    def redial(self, handle):
+        """Make a torrent that was finished, and now wants more files, dial its known peers again.
+
+        A finished torrent drops the seeds it was connected to and stops counting them as peers
+        to dial, and libtorrent 2.1 does not count again when it downloads again
+        (torrent::resume_download): with one known seed and no tracker it never redialed
+        (scratch run, 15 s, four tries). Changing max_failcount makes every peer list recount
+        (session_impl::update_max_failcount); a pause and resume then puts the torrent back
+        among those that want peers, and it dialed in 0.2 s. Trackers are asked again too.
+        """
+        failcount = self.session.get_settings()["max_failcount"]
+        self.session.apply_settings({"max_failcount": failcount + 1})
+        self.session.apply_settings({"max_failcount": failcount})
+        handle.pause()
+        handle.resume()
+        reconnect(handle)
+
     def apply(self, settings):
         self.session.apply_settings(settings)
 

@@ -543,8 +543,8 @@ class JobManager:
                 return
             job.seeding_stopped = False
             self._want_download(job)
-            if job.torrent_handle:  # seeds dropped it once it was finished: ask for them again
-                torrents_mod.reconnect(job.torrent_handle.handle)
+            if job.torrent_handle:  # seeds dropped it once it was finished
+                self.torrents.redial(job.torrent_handle.handle)
 
     def check_seed_ratio(self, job):
         """Stop seeding once the configured share ratio is reached (0: at once)."""

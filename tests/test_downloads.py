@@ -5,9 +5,10 @@ import time
 from io import BytesIO
 from pathlib import Path
 
+import libtorrent as lt
 import pytest
 
-from swarm import check_files, wait_until
+from swarm import check_files, make_torrent, wait_until
 
 pytestmark = pytest.mark.swarm
 
@@ -359,18 +360,34 @@ def test_files_already_on_disk_are_checked_not_downloaded_again(make_app, tracke
     assert seeder.uploaded(torrent) - uploaded_before < MiB  # found on disk, not fetched again
 
 
-def test_choosing_more_files_of_a_completed_job_downloads_again(swarm_app, seed_new):
-    """It showed "completed", 100 %, while the newly chosen file came in."""
-    torrent = seed_new({"first.bin": MiB, "later.bin": 2 * MiB}, upload_limit=MiB)
-    client = swarm_app.test_client()
+def test_choosing_more_files_of_a_completed_job_downloads_them(make_app, seeder, seed_new, tmp_path):
+    """It showed "completed", 100 %, while the newly chosen file came in; and libtorrent never
+    dialed again the seed it dropped on finishing. No tracker here, and the seed cannot dial in:
+    it is known only as the peer first dialed, so only the app's redial can bring it back."""
+    seeded = seed_new({"first.bin": MiB, "later.bin": 2 * MiB}, upload_limit=MiB)
+    torrent = make_torrent(seeded.payload, torrent_path=tmp_path / "trackerless.torrent")
+    assert torrent.info_hash == seeded.info_hash and not torrent.tracker_url
+    app = make_app()
+    # As behind a NAT, the seed cannot dial the app: on loopback its connections come from 127.0.0.1.
+    no_incoming = lt.ip_filter()
+    no_incoming.add_rule("127.0.0.1", "127.0.0.1", 1)
+    app.extensions["hashdrop"].torrents.session.set_ip_filter(no_incoming)
+    client = app.test_client()
     upload_paused(client, torrent)
     files = {f["path"].rsplit("/", 1)[1]: f["index"] for f in file_list(client, torrent)}
     client.post(f"/api/jobs/{torrent.info_hash}/files", json={"wanted": [files["first.bin"]]})
     client.post(f"/api/jobs/{torrent.info_hash}/resume")
-    wait_for_state(swarm_app, torrent.info_hash, "completed")
+    host, port = seeder.peer.rsplit(":", 1)
+    handle = app.extensions["hashdrop"].get(torrent.info_hash).torrent_handle.handle
+    handle.connect_peer((host, int(port)))
+    wait_for_state(app, torrent.info_hash, "completed")
+    # As when someone picks more files later: libtorrent has dropped the seed by then, and no
+    # longer counts it as a peer to dial.
+    wait_until(lambda: handle.status().num_peers == 0 and handle.status().connect_candidates == 0, 10,
+               "the seed is still connected, or still counted as a peer to dial")
 
     client.post(f"/api/jobs/{torrent.info_hash}/files", json={"wanted": list(files.values())})
-    job = wait_for_state(swarm_app, torrent.info_hash, "downloading")
+    job = wait_for_state(app, torrent.info_hash, "downloading")
     assert job["progress"] < 1 and job["completed_at"] is not None
-    # Not waited for here: whether libtorrent 2.1 redials the seed it dropped when the job
-    # finished is up to it (README, Design notes); in CI it sometimes did not within 30 s.
+    wait_for_state(app, torrent.info_hash, "completed")
+    check_files(torrent, save_path(app))
