@@ -154,7 +154,10 @@ class Job:
         live = self.live
         total = live.get("total_wanted", 0)
         done = live.get("total_wanted_done", 0)
-        rate = 0 if self.state == JobState.COMPLETED else live.get("download_rate", 0)
+        # With no peer nothing comes in, whatever rate was last reported: a job with no peer
+        # left showed 200 KiB/s and "10 s left" for half a minute.
+        moving = self.state != JobState.COMPLETED and live.get("peers", 0) > 0
+        rate = live.get("download_rate", 0) if moving else 0
         progress = 1.0 if self.state == JobState.COMPLETED else (done / total if total else 0.0)
         eta = None
         if self.state == JobState.DOWNLOADING and rate > 0 and total > done:

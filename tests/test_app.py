@@ -458,3 +458,14 @@ def test_a_seed_ratio_that_is_not_a_number_is_refused_with_a_sentence(make_app):
 
     with pytest.raises(ConfigError, match="HASHDROP_SEED_RATIO must be a number, not 'lots'"):
         make_app(SEED_RATIO="lots")
+
+
+def test_a_job_without_peers_shows_no_rate_and_no_eta(manager):
+    """The last rate reported can stay once no peer is left: a job waiting for a seed said
+    200 KiB/s and "10 s left" for half a minute."""
+    job = attached_job(manager)
+    manager.set_state(job, JobState.DOWNLOADING)
+    job.live = {**FINISHED, "total_wanted_done": 4, "finished": False, "download_rate": 2, "peers": 1}
+    assert (job.to_dict()["download_rate"], job.to_dict()["eta_seconds"]) == (2, 3)
+    job.live = {**job.live, "peers": 0}
+    assert (job.to_dict()["download_rate"], job.to_dict()["eta_seconds"]) == (0, None)
