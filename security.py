@@ -161,6 +161,7 @@ def serve(create_app, environ=None):
     """Serve the app with waitress on HASHDROP_HOST:HASHDROP_PORT; refuse an open exposure."""
     environ = os.environ if environ is None else environ
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("torrentp").setLevel(logging.WARNING)  # it logs every pause and resume at INFO
     host = environ.get("HASHDROP_HOST") or "127.0.0.1"
     port = environ.get("HASHDROP_PORT") or "5000"
     if not port.isdigit() or int(port) > 65535:

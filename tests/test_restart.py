@@ -169,6 +169,8 @@ def test_sigterm_saves_resume_data_and_paused_jobs_stay_paused(servers, tmp_path
     wait_until(lambda: server.job(running.info_hash)["downloaded_bytes"] > 0, 30, "no bytes arrived")
     assert server.stop(signal.SIGTERM) == 0
     assert (tmp_path / "data" / "resume" / f"{running.info_hash}.resume").is_file()
+    # torrentp logs every pause and resume at INFO: a line per job at every start of a library.
+    assert "INFO torrentp" not in (tmp_path / "server.log").read_text()
 
     again = start_server(servers, tmp_path, tracker)
     assert again.job(paused.info_hash)["state"] == "paused"
