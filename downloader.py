@@ -216,9 +216,12 @@ class TorrentSession:
         (session_impl::update_max_failcount); a pause and resume then puts the torrent back
         among those that want peers, and it dialed in 0.2 s. Trackers are asked again too.
         """
-        failcount = self.session.get_settings()["max_failcount"]
-        self.session.apply_settings({"max_failcount": failcount + 1})
-        self.session.apply_settings({"max_failcount": failcount})
+        session = self.session
+        if session is None:  # shutting down
+            return
+        failcount = session.get_settings()["max_failcount"]
+        session.apply_settings({"max_failcount": failcount + 1})
+        session.apply_settings({"max_failcount": failcount})
         handle.pause()
         handle.resume()
         reconnect(handle)
