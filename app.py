@@ -156,19 +156,37 @@ def state_word(state):
 
 JOBS_PER_PAGE = 50  # rows of the job table; 1,000 rows took 380 ms to render, every second
 
+# The table's filters (?show=), as qBittorrent's and Transmission's side bars have them.
+JOB_FILTERS = {
+    "all": None,
+    "active": {JobState.QUEUED, JobState.FETCHING_METADATA, JobState.DOWNLOADING},
+    "completed": {JobState.COMPLETED},
+    "paused": {JobState.PAUSED},
+    "failed": {JobState.FAILED},
+}
+
 
 def job_table(page=None):
-    """What _jobs.html shows: one page of jobs, newest first, and where it is among the pages."""
+    """What _jobs.html shows: one page of the filtered jobs, newest first, and where it is."""
     if page is None:
         page = request.args.get("page", "1")
     page = int(page) if str(page).isdigit() else 1
+    show = request.args.get("show", "all")
+    show = show if show in JOB_FILTERS else "all"
     start = (max(page, 1) - 1) * JOBS_PER_PAGE
-    jobs, total = manager().newest_first(start, JOBS_PER_PAGE)
+    jobs, total = manager().newest_first(start, JOBS_PER_PAGE, JOB_FILTERS[show])
     pages = max(1, -(-total // JOBS_PER_PAGE))
     if not jobs and total:  # past the last page (jobs were removed): show the last one
         return job_table(pages)
     return {"jobs": jobs, "total": total, "page": start // JOBS_PER_PAGE + 1, "pages": pages,
-            "running": manager().has_running()}
+            "show": show, "filter_counts": filter_counts(), "running": manager().has_running()}
+
+
+def filter_counts():
+    """How many jobs each of the table's filters holds."""
+    counts = manager().counts()
+    return {name: sum(counts[state.value] for state in states) if states else sum(counts.values())
+            for name, states in JOB_FILTERS.items()}
 
 
 @bp.get("/")
@@ -233,7 +251,7 @@ def job_action(info_hash, action):
     flash(f"{ACTION_WORDS[action]} {job.name or job.info_hash}.", "success")
     if request.headers.get("HX-Request"):
         return jobs_fragment()
-    return redirect(url_for("jobs.index", page=request.args.get("page")), code=303)
+    return redirect(url_for("jobs.index", page=request.args.get("page"), show=request.args.get("show")), code=303)
 
 
 ACTION_WORDS = {"pause": "Paused", "resume": "Resumed", "remove": "Removed"}

@@ -740,11 +740,11 @@ class JobManager:
         # Outside the lock: to_dict asks the file system for free space, which can hang on a NAS.
         return [job.to_dict(now) for job in chosen]
 
-    def newest_first(self, start, count):
-        """count jobs as dicts, newest first from position start, and how many jobs there are."""
+    def newest_first(self, start, count, states=None):
+        """count jobs (those in `states`) as dicts, newest first from position start, and how many there are."""
         now = utcnow()
         with self._lock:
-            jobs = list(self._jobs.values())
+            jobs = [job for job in self._jobs.values() if states is None or job.state in states]
         chosen = jobs[::-1][start:start + count]
         return [job.to_dict(now) for job in chosen], len(jobs)
 

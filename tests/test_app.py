@@ -369,6 +369,33 @@ def test_a_button_on_page_two_comes_back_to_page_two(client, manager):
     assert rows_of(fragment.get_data(as_text=True)) == rows
 
 
+
+def test_the_table_filters_by_state_and_its_buttons_keep_the_filter(client, manager):
+    """A library of hundreds: the failed or paused few should not be pages away."""
+    from swarm import wait_until
+
+    hashes = [f"{number:040x}" for number in range(1, 8)]
+    client.post("/start-downloads", data={"downloads": "\n".join(hashes)})
+    # Adding a torrent sets its job's state: set states by hand only after that.
+    wait_until(lambda: all(manager.get(h).torrent_handle for h in hashes), 10, "the jobs were not added")
+    manager.pause(hashes[1])
+    manager.pause(hashes[4])
+    manager.set_state(manager.get(hashes[2]), JobState.FAILED, error="No space left on device")
+    rows, page = page_rows(client, "/?show=paused")
+    assert rows == [hashes[4], hashes[1]] and "2 paused downloads" in page
+    assert 'aria-current="page">Paused <small>2</small>' in page and ">Failed <small>1</small>" in page
+    assert ">All <small>7</small>" in page and ">Active <small>4</small>" in page
+    assert page_rows(client, "/?show=failed")[0] == [hashes[2]]
+    assert page_rows(client, "/jobs?show=active")[0] == [hashes[6], hashes[5], hashes[3], hashes[0]]
+    assert page_rows(client, "/?show=nonsense")[0] == hashes[::-1]  # all
+    assert "No completed downloads." in client.get("/?show=completed").get_data(as_text=True)
+    # A button in a filtered table comes back to it, with and without htmx.
+    assert f"/jobs/{hashes[4]}/resume?page=1&amp;show=paused" in page
+    response = client.post(f"/jobs/{hashes[4]}/resume?page=1&show=paused")
+    assert response.status_code == 303 and response.headers["Location"].endswith("/?page=1&show=paused")
+    fragment = client.post(f"/jobs/{hashes[1]}/resume?page=1&show=paused", headers={"HX-Request": "true"})
+    assert "No paused downloads." in fragment.get_data(as_text=True)
+
 FINISHED = {"total_wanted": 10, "total_wanted_done": 10, "download_rate": 0, "upload_rate": 0,
             "all_time_upload": 0, "all_time_download": 10, "peers": 0, "seeds": 0, "finished": True}
 

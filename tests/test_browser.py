@@ -113,3 +113,6 @@ def test_screenshot_with_jobs_in_several_states(live_server, tracker, seed_new, 
     assert shot.stat().st_size > 10000
     if os.environ.get("HASHDROP_SCREENSHOT"):
         shutil.copy(shot, os.environ["HASHDROP_SCREENSHOT"])
+    page.click(".filters a:has-text('Paused')")
+    expect(page.locator("#jobs tbody tr")).to_have_count(1)
+    expect(page.locator(f"#job-{held.info_hash} .state")).to_contain_text("Paused")
