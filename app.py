@@ -12,7 +12,7 @@ from flask import (
 from werkzeug.exceptions import HTTPException
 
 from config import ConfigError, as_bool, as_int
-from downloader import DISK_BACKENDS
+from downloader import DISK_BACKENDS, free_bytes
 from jobs import JobError, JobManager, JobState
 import security
 
@@ -179,7 +179,14 @@ def job_table(page=None):
     if not jobs and total:  # past the last page (jobs were removed): show the last one
         return job_table(pages)
     return {"jobs": jobs, "total": total, "page": start // JOBS_PER_PAGE + 1, "pages": pages,
-            "show": show, "filter_counts": filter_counts(), "running": manager().has_running()}
+            "show": show, "filter_counts": filter_counts(), "running": manager().has_running(),
+            "status": status()}
+
+
+def status():
+    """What the whole app is doing: transfer rates, and the free space where downloads land."""
+    return {**manager().transfer_rates(), "free_bytes": free_bytes(current_app.config["SAVE_PATH"]),
+            "save_path": current_app.config["SAVE_PATH"]}
 
 
 def filter_counts():
@@ -273,6 +280,12 @@ def act(info_hash, action, delete_files=False):
 def api_jobs():
     """Every job, or with ?state=downloading,queued the jobs in those states."""
     return jsonify(manager().jobs(states=requested_states()))
+
+
+@bp.get("/api/status")
+def api_status():
+    """Transfer rates over every job, free space where downloads land, and jobs per state."""
+    return jsonify({**status(), "jobs": manager().counts()})
 
 
 def requested_states():

@@ -148,16 +148,21 @@ class Job:
             "completed_at": self.completed_at.isoformat() if self.completed_at else None,
         }
 
+    def rates(self):
+        """Bytes/s (in, out) now. With no peer nothing moves, whatever rate was last reported:
+        a job with no peer left showed 200 KiB/s and "10 s left" for half a minute."""
+        if not self.live.get("peers"):
+            return 0, 0
+        down = 0 if self.state == JobState.COMPLETED else self.live.get("download_rate", 0)
+        return down, self.live.get("upload_rate", 0)
+
     def to_dict(self, now=None):
         """The job as the API and the page show it."""
         now = now or utcnow()
         live = self.live
         total = live.get("total_wanted", 0)
         done = live.get("total_wanted_done", 0)
-        # With no peer nothing comes in, whatever rate was last reported: a job with no peer
-        # left showed 200 KiB/s and "10 s left" for half a minute.
-        moving = self.state != JobState.COMPLETED and live.get("peers", 0) > 0
-        rate = live.get("download_rate", 0) if moving else 0
+        rate, upload_rate = self.rates()
         progress = 1.0 if self.state == JobState.COMPLETED else (done / total if total else 0.0)
         eta = None
         if self.state == JobState.DOWNLOADING and rate > 0 and total > done:
@@ -175,7 +180,7 @@ class Job:
             "downloaded_bytes": total if self.state == JobState.COMPLETED and total else done,
             "uploaded_bytes": live.get("all_time_upload", 0),
             "download_rate": rate,
-            "upload_rate": live.get("upload_rate", 0),
+            "upload_rate": upload_rate,
             "peers": live.get("peers", 0),
             "seeds": live.get("seeds", 0),
             "eta_seconds": eta,
@@ -747,6 +752,13 @@ class JobManager:
             jobs = [job for job in self._jobs.values() if states is None or job.state in states]
         chosen = jobs[::-1][start:start + count]
         return [job.to_dict(now) for job in chosen], len(jobs)
+
+    def transfer_rates(self):
+        """Bytes/s in and out over every job."""
+        with self._lock:
+            jobs = list(self._jobs.values())
+        rates = [job.rates() for job in jobs]
+        return {"download_rate": sum(down for down, _ in rates), "upload_rate": sum(up for _, up in rates)}
 
     def counts(self):
         with self._lock:

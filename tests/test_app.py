@@ -491,8 +491,34 @@ def test_a_job_without_peers_shows_no_rate_and_no_eta(manager):
     """The last rate reported can stay once no peer is left: a job waiting for a seed said
     200 KiB/s and "10 s left" for half a minute."""
     job = attached_job(manager)
+    manager.torrents.forget(job.keys(), job.inbox.put)  # no real status (no peers) to overwrite the ones set here
     manager.set_state(job, JobState.DOWNLOADING)
-    job.live = {**FINISHED, "total_wanted_done": 4, "finished": False, "download_rate": 2, "peers": 1}
-    assert (job.to_dict()["download_rate"], job.to_dict()["eta_seconds"]) == (2, 3)
+    job.live = {**FINISHED, "total_wanted_done": 4, "finished": False, "download_rate": 2, "upload_rate": 5,
+                "peers": 1}
+    assert [job.to_dict()[key] for key in ("download_rate", "upload_rate", "eta_seconds")] == [2, 5, 3]
     job.live = {**job.live, "peers": 0}
-    assert (job.to_dict()["download_rate"], job.to_dict()["eta_seconds"]) == (0, None)
+    assert [job.to_dict()[key] for key in ("download_rate", "upload_rate", "eta_seconds")] == [0, 0, None]
+
+
+def test_the_page_and_the_api_show_the_transfer_rates_and_the_free_space(client, manager, app):
+    """qBittorrent's status bar: what moves now, and how much room the library has left."""
+    import shutil
+
+    from swarm import wait_until
+
+    hashes = [HASH_A, HASH_B]
+    client.post("/api/jobs", json={"hashes": hashes})
+    jobs = [manager.get(h) for h in hashes]
+    wait_until(lambda: all(job.torrent_handle for job in jobs), 10, "the jobs were not added")
+    for job in jobs:  # libtorrent's own statuses (no peers here) would overwrite the ones set below
+        manager.torrents.forget(job.keys(), job.inbox.put)
+    manager.set_state(jobs[0], JobState.DOWNLOADING)
+    jobs[0].live = {**FINISHED, "finished": False, "download_rate": 3 * 1024 * 1024, "upload_rate": 1024, "peers": 2}
+    jobs[1].live = {**FINISHED, "finished": False, "download_rate": 9999, "upload_rate": 9999, "peers": 0}
+    status = client.get("/api/status").get_json()
+    free = shutil.disk_usage(app.config["SAVE_PATH"]).free
+    assert status["download_rate"] == 3 * 1024 * 1024 and status["upload_rate"] == 1024
+    assert abs(status["free_bytes"] - free) < 64 * 1024 * 1024 and status["save_path"] == app.config["SAVE_PATH"]
+    assert status["jobs"]["downloading"] == 1 and sum(status["jobs"].values()) == 2
+    page = client.get("/").get_data(as_text=True)
+    assert "↓ 3.0 MiB/s · ↑ 1.0 KiB/s" in page and " free</span>" in page
