@@ -193,7 +193,8 @@ def test_htmx_requests_are_sent_to_login(client):
 
 @pytest.mark.parametrize("method, path", [
     ("GET", "/api/jobs"), ("POST", "/api/jobs"), ("GET", f"/api/jobs/{HASH_A}"),
-    ("DELETE", f"/api/jobs/{HASH_A}"), ("POST", f"/api/jobs/{HASH_A}/pause"), ("GET", "/api/nothing"),
+    ("DELETE", f"/api/jobs/{HASH_A}"), ("POST", f"/api/jobs/{HASH_A}/pause"), ("GET", "/api/status"),
+    ("GET", "/api/nothing"),
 ])
 def test_api_answers_401_json(client, method, path):
     response = client.open(path, method=method, json={"hashes": [HASH_A]})
