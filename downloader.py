@@ -147,6 +147,10 @@ class SessionClosed(Exception):
     """The session has been closed; no torrent can be added."""
 
 
+class DataMissing(Exception):
+    """A restored job's files are not where its resume data says they are."""
+
+
 class TorrentSession:
     """Owns the process's one libtorrent session and its `alerts` thread."""
 
@@ -339,6 +343,9 @@ def downloader(job):
             job.handle_event(*message)
     except SessionClosed:
         pass  # the app is shutting down; the job runs again at the next start
+    except DataMissing as exc:
+        log.warning("job %s: %s", job.info_hash, exc)
+        job.fail(str(exc))
     except Exception as exc:
         log.exception("job %s failed", job.info_hash)
         job.fail(describe_error(exc))
@@ -530,6 +537,16 @@ def vouched(data):
     """Whether encoded resume data carries vouch()'s mark."""
     entry = lt.bdecode(data)
     return isinstance(entry, dict) and entry.get(SYNCED_KEY) == 1
+
+
+def data_missing(params, save_path):
+    """True if resume data says pieces are done but not one of the torrent's files is on disk."""
+    if params.ti is None or not any(params.have_pieces):
+        return False
+    files = params.ti.layout()
+    paths = [files.file_path(index) for index in range(files.num_files())
+             if not files.file_flags(index) & lt.file_storage.flag_pad_file]
+    return not any(os.path.exists(os.path.join(save_path, path)) for path in paths)
 
 
 def drop_piece_claims(params):

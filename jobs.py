@@ -69,6 +69,7 @@ class Job:
     flushing: bool = False  # finished; completed once libtorrent has written out what it holds
     synced: bool = False  # completed and its files fsynced: its resume data may vouch for them
     detached: bool = False  # its thread has let go of its torrent, and no longer deletes files
+    restored: bool = False  # brought back at start, not retried since: its files should be on disk
     tracker: str | None = None  # what the last tracker answer said
 
     # Called from the job's own thread (see downloader.downloader) -------------------
@@ -396,8 +397,15 @@ class JobManager:
 
     def add_params(self, job):
         """Build libtorrent's add parameters: resume data if kept, else .torrent or magnet."""
-        os.makedirs(job.save_path, exist_ok=True)
         params, vouched = self._read_resume(job)
+        if params is not None and job.restored and job.state != JobState.PAUSED \
+                and torrents_mod.data_missing(params, job.save_path):
+            # A library on a disk that is not mounted (yet): downloading on would fill the
+            # empty mount point, and seeding would fail on every read. Transmission says "No
+            # data found!" here too.
+            raise torrents_mod.DataMissing(f"No data found in {job.save_path}: is its disk connected? "
+                              "Retry once it is (or to download it again).")
+        os.makedirs(job.save_path, exist_ok=True)
         if params is not None:
             # After a crash, only resume data saved once the files were fsynced is believed:
             # other resume data can claim pieces that were still in libtorrent's buffers or
@@ -661,6 +669,7 @@ class JobManager:
                 return job
             retry = job.state == JobState.FAILED
             job.error = None
+            job.restored = False  # a person asked: download again where files are missing
             if job.thread is None or not job.thread.is_alive():
                 job.state = JobState.FETCHING_METADATA
                 self.store.update(job.info_hash, state=job.state.value, error=None)
@@ -792,6 +801,7 @@ class JobManager:
             )
             if job.state in (JobState.DOWNLOADING, JobState.QUEUED):
                 job.state = JobState.FETCHING_METADATA
+            job.restored = True
             with self._lock:
                 self._register(job)
                 if job.state != JobState.FAILED:

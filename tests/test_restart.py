@@ -281,3 +281,29 @@ def test_a_resume_file_that_cannot_be_written_costs_only_itself(tmp_path):
     failed = write_all_atomically({bad: b"new", good: b"new"})
     assert list(failed) == [bad] and isinstance(failed[bad], FileNotFoundError)
     assert good.read_bytes() == b"new" and sorted(tmp_path.iterdir()) == [good]
+
+
+def test_a_library_whose_disk_is_not_mounted_fails_with_a_reason_and_writes_nothing(make_app, tmp_path):
+    """Downloading on would have filled the empty mount point, and seeding failed on every read.
+    Once the disk is back, Retry finds the files: nothing is downloaded again."""
+    manager, items = completed_library(make_app, tmp_path, size=2)
+    unknown = manager.submit_text("ab" * 20).started[0]  # no metadata, no data: nothing to miss
+    manager.shutdown()
+    downloads = tmp_path / "downloads"
+    downloads.rename(tmp_path / "unmounted")
+
+    again = make_app(RESUME_INTERVAL=0).extensions["hashdrop"]
+    jobs = [again.get(item.info_hash) for item in items]
+    wait_until(lambda: all(job.state.value == "failed" for job in jobs), 10, "the jobs did not fail")
+    assert all(job.error == f"No data found in {downloads}: is its disk connected? "
+                            "Retry once it is (or to download it again)." for job in jobs)
+    assert again.get(unknown.info_hash).state.value == "fetching_metadata"
+    assert list(downloads.iterdir()) == []  # made for the magnet job only; nothing of the library
+
+    downloads.rmdir()
+    (tmp_path / "unmounted").rename(downloads)
+    for job in jobs:
+        again.resume(job.info_hash)
+    wait_until(lambda: all(job.state.value == "completed" for job in jobs), 10, "the retried jobs did not complete")
+    for item in items:
+        check_files(item, downloads)
