@@ -251,6 +251,16 @@ def job_files(info_hash):
     return render_template("files.html", job=job.to_dict(), files=files)
 
 
+@bp.post("/jobs/retry-failed")
+def retry_failed():
+    """Retry every failed job: after a disk came back, there can be hundreds."""
+    count = len(manager().retry_failed())
+    flash(f"Retried {count} download{'s' if count != 1 else ''}.", "success" if count else "warning")
+    if request.headers.get("HX-Request"):
+        return jobs_fragment()
+    return redirect(url_for("jobs.index", show=request.args.get("show")), code=303)
+
+
 @bp.post("/jobs/<info_hash>/<action>")
 def job_action(info_hash, action):
     """Pause, resume or remove a job from the table's buttons."""

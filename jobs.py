@@ -688,6 +688,12 @@ class JobManager:
                 torrents_mod.reconnect(torrent.handle)
         return job
 
+    def retry_failed(self):
+        """Retry every failed job; return them."""
+        with self._lock:
+            failed = [job for job in self._jobs.values() if job.state == JobState.FAILED]
+        return [self.resume(job.info_hash) for job in failed]
+
     def remove(self, info_hash, delete_files=False):
         """Forget a job; its thread removes the torrent (and its files when asked)."""
         job = self.get(info_hash)

@@ -384,8 +384,11 @@ def test_the_table_filters_by_state_and_its_buttons_keep_the_filter(client, mana
     rows, page = page_rows(client, "/?show=paused")
     assert rows == [hashes[4], hashes[1]] and "2 paused downloads" in page
     assert 'aria-current="page">Paused <small>2</small>' in page and ">Failed <small>1</small>" in page
+    assert 'hx-get="/jobs?page=1&amp;show=paused"' in page  # the once-a-second refresh keeps the filter
     assert ">All <small>7</small>" in page and ">Active <small>4</small>" in page
     assert page_rows(client, "/?show=failed")[0] == [hashes[2]]
+    assert "Retry all 1</button>" in client.get("/?show=failed").get_data(as_text=True)
+    assert "Retry all" not in page
     assert page_rows(client, "/jobs?show=active")[0] == [hashes[6], hashes[5], hashes[3], hashes[0]]
     assert page_rows(client, "/?show=nonsense")[0] == hashes[::-1]  # all
     assert "No completed downloads." in client.get("/?show=completed").get_data(as_text=True)

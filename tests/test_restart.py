@@ -292,7 +292,8 @@ def test_a_library_whose_disk_is_not_mounted_fails_with_a_reason_and_writes_noth
     downloads = tmp_path / "downloads"
     downloads.rename(tmp_path / "unmounted")
 
-    again = make_app(RESUME_INTERVAL=0).extensions["hashdrop"]
+    app = make_app(RESUME_INTERVAL=0)
+    again, client = app.extensions["hashdrop"], app.test_client()
     jobs = [again.get(item.info_hash) for item in items]
     wait_until(lambda: all(job.state.value == "failed" for job in jobs), 10, "the jobs did not fail")
     assert all(job.error == f"No data found in {downloads}: is its disk connected? "
@@ -302,8 +303,9 @@ def test_a_library_whose_disk_is_not_mounted_fails_with_a_reason_and_writes_noth
 
     downloads.rmdir()
     (tmp_path / "unmounted").rename(downloads)
-    for job in jobs:
-        again.resume(job.info_hash)
+    assert "Retry all 2</button>" in client.get("/?show=failed").get_data(as_text=True)
+    response = client.post("/jobs/retry-failed?show=failed")
+    assert response.status_code == 303 and response.headers["Location"].endswith("/?show=failed")
     wait_until(lambda: all(job.state.value == "completed" for job in jobs), 10, "the retried jobs did not complete")
     for item in items:
         check_files(item, downloads)
