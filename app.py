@@ -251,13 +251,18 @@ def job_files(info_hash):
     return render_template("files.html", job=job.to_dict(), files=files)
 
 
+def acted():
+    """htmx's answer to a table button: the table, and the button's message in place of the old ones."""
+    return render_template("_acted.html", **job_table())
+
+
 @bp.post("/jobs/retry-failed")
 def retry_failed():
     """Retry every failed job: after a disk came back, there can be hundreds."""
     count = len(manager().retry_failed())
     flash(f"Retried {count} download{'s' if count != 1 else ''}.", "success" if count else "warning")
     if request.headers.get("HX-Request"):
-        return jobs_fragment()
+        return acted()
     return redirect(url_for("jobs.index", show=request.args.get("show")), code=303)
 
 
@@ -267,7 +272,7 @@ def job_action(info_hash, action):
     job = act(info_hash, action, delete_files=request.form.get("delete_files") == "true")
     flash(f"{ACTION_WORDS[action]} {job.name or job.info_hash}.", "success")
     if request.headers.get("HX-Request"):
-        return jobs_fragment()
+        return acted()
     return redirect(url_for("jobs.index", page=request.args.get("page"), show=request.args.get("show")), code=303)
 
 

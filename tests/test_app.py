@@ -367,6 +367,10 @@ def test_a_button_on_page_two_comes_back_to_page_two(client, manager):
     assert response.status_code == 303 and response.headers["Location"].endswith("/?page=2")
     fragment = client.post(f"/jobs/{rows[0]}/pause?page=2", headers={"HX-Request": "true"})
     assert rows_of(fragment.get_data(as_text=True)) == rows
+    # The button's message comes with the table (it used to wait for the next full page load).
+    assert re.search(r'<div id="messages"[^>]*hx-swap-oob="true">\s*<p class="flash flash-success">Paused ',
+                     fragment.get_data(as_text=True))
+    assert "flash-success" not in client.get("/").get_data(as_text=True)  # shown once, not again later
 
 
 

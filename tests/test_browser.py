@@ -51,6 +51,7 @@ def test_paste_watch_pause_resume_remove(live_server, tracker, seed_new, page):
     expect(slow_row.locator(".state")).to_contain_text("Downloading", timeout=20000)
     slow_row.locator("button", has_text="Pause").click()
     expect(slow_row.locator(".state")).to_contain_text("Paused")
+    expect(page.locator("#messages")).to_have_text(f"Paused {slow.name}.")  # the button's own message, alone
     slow_row.locator("button", has_text="Resume").click()
     expect(slow_row.locator(".state")).to_contain_text("Downloading")
 
