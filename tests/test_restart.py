@@ -298,7 +298,9 @@ def test_a_library_whose_disk_is_not_mounted_fails_with_a_reason_and_writes_noth
     wait_until(lambda: all(job.state.value == "failed" for job in jobs), 10, "the jobs did not fail")
     assert all(job.error == f"No data found in {downloads}: is its disk connected? "
                             "Retry once it is (or to download it again)." for job in jobs)
-    assert again.get(unknown.info_hash).state.value == "fetching_metadata"
+    magnet = again.get(unknown.info_hash)
+    wait_until(lambda: magnet.torrent_handle is not None, 10, "the magnet job was not added")
+    assert magnet.state.value == "fetching_metadata"
     assert list(downloads.iterdir()) == []  # made for the magnet job only; nothing of the library
 
     downloads.rmdir()
