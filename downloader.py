@@ -415,10 +415,14 @@ def disk_is_full(path):
 
 
 def free_bytes(directory):
-    """Bytes free for this user on the file system holding directory, or None if it cannot say."""
+    """Bytes free for this user on the file system that holds directory (or will, once it is
+    made: a fresh install's save path), or None if it cannot say."""
+    path = os.path.abspath(directory)
+    while not os.path.isdir(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
     try:
-        return shutil.disk_usage(directory).free
-    except OSError:  # gone, or not made yet
+        return shutil.disk_usage(path).free
+    except OSError:
         return None
 
 

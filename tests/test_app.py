@@ -529,3 +529,12 @@ def test_the_page_and_the_api_show_the_transfer_rates_and_the_free_space(client,
     assert status["jobs"]["downloading"] == 1 and sum(status["jobs"].values()) == 2
     page = client.get("/").get_data(as_text=True)
     assert "↓ 3.0 MiB/s · ↑ 1.0 KiB/s" in page and " free</span>" in page
+
+
+def test_a_fresh_install_shows_the_free_space_where_its_save_path_will_be(make_app, tmp_path):
+    import shutil
+
+    app = make_app(SAVE_PATH=str(tmp_path / "not" / "made" / "yet"))
+    status = app.test_client().get("/api/status").get_json()
+    assert abs(status["free_bytes"] - shutil.disk_usage(tmp_path).free) < 64 * 1024 * 1024
+    assert not (tmp_path / "not").exists()
