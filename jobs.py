@@ -755,24 +755,24 @@ class JobManager:
     def jobs(self, states=None):
         """Every job (or those in `states`) as a dict, oldest first."""
         now = utcnow()
-        with self._lock:
-            chosen = [job for job in self._jobs.values() if states is None or job.state in states]
-        # Outside the lock: to_dict asks the file system for free space, which can hang on a NAS.
-        return [job.to_dict(now) for job in chosen]
+        # to_dict runs outside the lock: it asks the file system for free space, which can hang on a NAS.
+        return [job.to_dict(now) for job in self._in_states(states)]
 
     def newest_first(self, start, count, states=None):
         """count jobs (those in `states`) as dicts, newest first from position start, and how many there are."""
         now = utcnow()
-        with self._lock:
-            jobs = [job for job in self._jobs.values() if states is None or job.state in states]
+        jobs = self._in_states(states)
         chosen = jobs[::-1][start:start + count]
         return [job.to_dict(now) for job in chosen], len(jobs)
 
+    def _in_states(self, states):
+        """The jobs in `states` (every job for None), oldest first."""
+        with self._lock:
+            return [job for job in self._jobs.values() if states is None or job.state in states]
+
     def transfer_rates(self):
         """Bytes/s in and out over every job."""
-        with self._lock:
-            jobs = list(self._jobs.values())
-        rates = [job.rates() for job in jobs]
+        rates = [job.rates() for job in self._in_states(None)]
         return {"download_rate": sum(down for down, _ in rates), "upload_rate": sum(up for _, up in rates)}
 
     def counts(self):
