@@ -385,15 +385,17 @@ class JobManager:
 
     # The job thread's side ----------------------------------------------------------
     def wait_for_submit(self):
-        """Take back every CPU, then return once no submit is starting jobs.
+        """Return once no submit is starting jobs, then take back every CPU.
 
         A new job's thread waits here first: were it to go on and add its torrent, it would
         take the GIL from the request that is still starting the other threads (a 100-hash
-        submit took up to 70 ms instead of 25).
+        submit took up to 70 ms instead of 25). It widens its CPUs only after the wait: until
+        a new thread blocks, the request that started it waits on the CPU they share (100
+        starts: 7.5 ms p50 this way round, 8.4 the other).
         """
-        cpus.all_cpus()
         with self._lock:
             pass
+        cpus.all_cpus()
 
     def add_params(self, job):
         """Build libtorrent's add parameters: resume data if kept, else .torrent or magnet."""
