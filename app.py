@@ -34,6 +34,7 @@ DEFAULTS = {
     "RESUME_INTERVAL": 10,
     "DISK_IO": "pread",
     "RECV_BUFFER": 0,
+    "PART_SUFFIX": ".part",
 }
 BOOLEANS = ("DHT", "LSD", "UPNP", "NATPMP")
 MAX_TORRENT_BYTES = 10 * 1024 * 1024
@@ -83,8 +84,18 @@ def normalize_config(config):
     if config["DISK_IO"] not in DISK_BACKENDS:
         raise ConfigError(f"HASHDROP_DISK_IO must be one of {', '.join(DISK_BACKENDS)}, "
                          f"not {config['DISK_IO']!r}")
+    config["PART_SUFFIX"] = part_suffix(config["PART_SUFFIX"])
     config["SAVE_PATH"] = os.path.abspath(config["SAVE_PATH"])
     config["DATA_DIR"] = os.path.abspath(config["DATA_DIR"])
+
+
+def part_suffix(value):
+    """What unfinished files' names end with ("" for nothing): a few characters, no folder."""
+    suffix = "" if value is None else str(value).strip()
+    if len(suffix) > 32 or any(c in suffix for c in "/\\\0"):
+        raise ConfigError(f"HASHDROP_PART_SUFFIX must be a short file name ending such as .part, "
+                          f"or empty for none, not {suffix!r}")
+    return suffix
 
 
 def installation_secret(data_dir):

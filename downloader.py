@@ -392,6 +392,8 @@ def translate(alert):
         return "resume_data", lt.write_resume_data_buf(alert.params)
     if isinstance(alert, lt.save_resume_data_failed_alert) and not not_modified(alert.error):
         log.warning("resume data not saved: %s", alert.message())
+    if isinstance(alert, lt.file_rename_failed_alert):
+        log.warning("%s", alert.message())  # the file keeps its name; the job goes on
     return None
 
 
@@ -547,10 +549,67 @@ def data_missing(params, save_path):
     """True if resume data says pieces are done but not one of the torrent's files is on disk."""
     if params.ti is None or not any(params.have_pieces):
         return False
-    files = params.ti.layout()
-    paths = [files.file_path(index) for index in range(files.num_files())
-             if not files.file_flags(index) & lt.file_storage.flag_pad_file]
-    return not any(os.path.exists(os.path.join(save_path, path)) for path in paths)
+    renamed = params.renamed_files
+    return not any(os.path.exists(os.path.join(save_path, renamed.get(index, path)))
+                   for index, path in real_files(params.ti.layout()))
+
+
+def real_files(files):
+    """(index, path as in the torrent) of each file of a file_storage that is not padding."""
+    return [(index, files.file_path(index)) for index in range(files.num_files())
+            if not files.file_flags(index) & lt.file_storage.flag_pad_file]
+
+
+# Unfinished files -----------------------------------------------------------------------
+# While a file downloads it is named <name><suffix> (HASHDROP_PART_SUFFIX, ".part" unless set),
+# so a media server scanning the save path does not take it for a whole film. hashdrop renames
+# no file for any other reason, so a file whose name is not its torrent's name is marked.
+
+def mark_partial(handle, suffix):
+    """Give each wanted file that is not complete, and not marked yet, the suffix; return how many."""
+    files = handle.torrent_file().layout()
+    renamed = handle.get_renamed_files()
+    done = handle.file_progress(lt.torrent_handle.piece_granularity)
+    priorities = handle.get_file_priorities()
+    count = 0
+    for index, path in real_files(files):
+        if priorities[index] > 0 and done[index] < files.file_size(index) \
+                and renamed.file_path(files, index) == path:
+            handle.rename_file(index, path + suffix)
+            count += 1
+    return count
+
+
+def unmark_complete(handle):
+    """Give each complete file that is marked its torrent's name back; return how many."""
+    files = handle.torrent_file().layout()
+    renamed = handle.get_renamed_files()
+    done = handle.file_progress(lt.torrent_handle.piece_granularity)
+    count = 0
+    for index, path in real_files(files):
+        if done[index] == files.file_size(index) and renamed.file_path(files, index) != path:
+            handle.rename_file(index, path)
+            count += 1
+    return count
+
+
+def match_names_on_disk(params, save_path, suffix):
+    """Point resume data at each file where it is on disk, marked or not.
+
+    Resume data can lag a rename by up to a save interval, and a crash can come in between:
+    libtorrent would then look for a file under the other name and find nothing.
+    """
+    if params.ti is None:
+        return
+    renamed = dict(params.renamed_files)
+    for index, path in real_files(params.ti.layout()):
+        names = [renamed.get(index, path), path, path + suffix]
+        found = next((name for name in names if os.path.exists(os.path.join(save_path, name))), None)
+        if found == path:
+            renamed.pop(index, None)
+        elif found is not None:
+            renamed[index] = found
+    params.renamed_files = renamed
 
 
 def drop_piece_claims(params):
@@ -566,11 +625,10 @@ def sync_files(handle, save_path):
     if info is None:  # no metadata: no files
         return
     files = info.layout()
-    for index in range(files.num_files()):
-        if files.file_flags(index) & lt.file_storage.flag_pad_file:
-            continue
+    renamed = handle.get_renamed_files()
+    for index, _ in real_files(files):
         try:
-            fd = os.open(os.path.join(save_path, files.file_path(index)), os.O_RDONLY)
+            fd = os.open(os.path.join(save_path, renamed.file_path(files, index)), os.O_RDONLY)
         except FileNotFoundError:  # an unwanted file that was never created
             continue
         try:

@@ -70,6 +70,8 @@ class Job:
     synced: bool = False  # completed and its files fsynced: its resume data may vouch for them
     detached: bool = False  # its thread has let go of its torrent, and no longer deletes files
     restored: bool = False  # brought back at start, not retried since: its files should be on disk
+    marked_for: int | None = None  # total_wanted when its unfinished files were last marked
+    unmarked: bool = False  # finishing: its complete files have been given their names back
     tracker: str | None = None  # what the last tracker answer said
 
     # Called from the job's own thread (see downloader.downloader) -------------------
@@ -95,15 +97,15 @@ class Job:
                 manager.finishing(self)
             if self.state == JobState.COMPLETED:
                 manager.check_seed_ratio(self)
+            manager.mark_partial(self)
         elif event == "metadata":
             name, keys = value
             manager.metadata_arrived(self, name, keys)
         elif event == "finished":  # translate() has asked libtorrent to write out (flush)
             self.live = value
-            if self.state in RUNNING:
+            if self.state in RUNNING or self.state == JobState.COMPLETED:
+                # completed: rechecked, or more files were wanted and are done
                 manager.finishing(self, flush_asked=True)
-            elif self.state == JobState.COMPLETED:  # rechecked, or more files wanted and done
-                manager.sync(self)
         elif event == "error":
             manager.set_state(self, JobState.FAILED, error=value)
         elif event == "tracker":
@@ -263,6 +265,7 @@ class JobManager:
         os.makedirs(self.resume_dir, exist_ok=True)
         self.max_active = int(config["MAX_ACTIVE"])
         self.seed_ratio = config["SEED_RATIO"]
+        self.part_suffix = config.get("PART_SUFFIX", "")
         self._lock = threading.RLock()
         self._jobs = {}      # info_hash -> Job, in the order they were added
         self._active = set()  # info hashes holding a download slot
@@ -400,6 +403,8 @@ class JobManager:
     def add_params(self, job):
         """Build libtorrent's add parameters: resume data if kept, else .torrent or magnet."""
         params, vouched = self._read_resume(job)
+        if params is not None and (params.renamed_files or not vouched):
+            torrents_mod.match_names_on_disk(params, job.save_path, self.part_suffix)
         if params is not None and job.restored and job.state != JobState.PAUSED \
                 and torrents_mod.data_missing(params, job.save_path):
             # A library on a disk that is not mounted (yet): downloading on would fill the
@@ -525,16 +530,57 @@ class JobManager:
             self.flushed(job)
 
     def flushed(self, job):
-        """libtorrent's buffers for this torrent are on disk: a finishing job is completed."""
+        """libtorrent's buffers for this torrent are on disk: a finishing job is completed,
+        once its files have their own names back."""
         with self._lock:
             if not job.flushing:
                 return
-            job.flushing = False
+        if not job.unmarked:
+            job.unmarked = True
+            if self._unmark_complete(job):
+                return  # flushed() comes again once the renames are done
+        with self._lock:
+            job.flushing = job.unmarked = False
             if job.state in RUNNING:
                 self.set_state(job, JobState.COMPLETED)
         if job.state == JobState.COMPLETED:
             self.sync(job)
         self.check_seed_ratio(job)
+
+    def _unmark_complete(self, job):
+        """Rename a finishing job's complete files back from the part suffix, then flush again.
+
+        A rename waits in libtorrent's disk queue for the writes before it and holds back those
+        after it, and so does the flush: its cache_flushed_alert comes once the renames are done.
+        """
+        torrent = job.torrent_handle
+        if torrent is None or not job.has_metadata:
+            return False
+        try:
+            if not torrents_mod.unmark_complete(torrent.handle):
+                return False
+            torrents_mod.flush(torrent.handle)
+        except RuntimeError:  # removed meanwhile
+            return False
+        return True
+
+    def mark_partial(self, job):
+        """Give a downloading job's unfinished files the part suffix, once it knows which.
+
+        Runs on each status: the first one after the files were checked, and the first after
+        more files were chosen (total_wanted changes), rename; the others return at once.
+        """
+        live = job.live
+        torrent = job.torrent_handle
+        if not self.part_suffix or torrent is None or not job.has_metadata \
+                or job.state not in (JobState.DOWNLOADING, JobState.QUEUED) \
+                or live.get("finished") or live.get("checking") or live.get("total_wanted") == job.marked_for:
+            return
+        try:
+            torrents_mod.mark_partial(torrent.handle, self.part_suffix)
+        except RuntimeError:  # removed meanwhile
+            return
+        job.marked_for = live.get("total_wanted")
 
     def sync(self, job):
         """fsync a completed job's files, then ask for resume data that vouches for them.
@@ -728,6 +774,7 @@ class JobManager:
         if params is None or not torrents_mod.has_metadata(params):
             return  # no metadata, so no files
         params.save_path = job.save_path
+        torrents_mod.match_names_on_disk(params, job.save_path, self.part_suffix)
         self.torrents.delete_files(params)
 
     def files(self, info_hash):

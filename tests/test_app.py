@@ -494,6 +494,17 @@ def test_a_seed_ratio_that_is_not_a_number_is_refused_with_a_sentence(make_app):
         make_app(SEED_RATIO="lots")
 
 
+def test_the_part_suffix_defaults_to_part_and_must_be_a_file_name_ending(make_app):
+    from app import DEFAULTS
+    from config import ConfigError
+
+    assert DEFAULTS["PART_SUFFIX"] == ".part"  # as Transmission names unfinished files
+    assert make_app(PART_SUFFIX=" .!hd ").extensions["hashdrop"].part_suffix == ".!hd"
+    assert make_app(PART_SUFFIX="").extensions["hashdrop"].part_suffix == ""
+    with pytest.raises(ConfigError, match="HASHDROP_PART_SUFFIX must be a short file name ending"):
+        make_app(PART_SUFFIX="/incomplete")
+
+
 def test_a_job_without_peers_shows_no_rate_and_no_eta(manager):
     """The last rate reported can stay once no peer is left: a job waiting for a seed said
     200 KiB/s and "10 s left" for half a minute."""

@@ -389,5 +389,10 @@ def test_choosing_more_files_of_a_completed_job_downloads_them(make_app, seeder,
     client.post(f"/api/jobs/{torrent.info_hash}/files", json={"wanted": list(files.values())})
     job = wait_for_state(app, torrent.info_hash, "downloading")
     assert job["progress"] < 1 and job["completed_at"] is not None
+    # The new file is unfinished (named .part); the one already done keeps its name.
+    folder = save_path(app) / torrent.name
+    wait_until(lambda: (folder / "later.bin.part").is_file(), 10, "the file chosen later is not named .part")
+    assert (folder / "first.bin").is_file() and not (folder / "later.bin").exists()
     wait_for_state(app, torrent.info_hash, "completed")
     check_files(torrent, save_path(app))
+    assert not (folder / "later.bin.part").exists()

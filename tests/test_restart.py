@@ -95,6 +95,7 @@ def test_kill_9_mid_download_then_restart_completes_without_starting_over(
     assert job["state"] in ("fetching_metadata", "downloading", "queued", "completed")
     wait_until(lambda: again.job(torrent.info_hash)["state"] == "completed", 60, "did not complete after the crash")
     check_files(torrent, tmp_path / "downloads")
+    assert not list((tmp_path / "downloads").rglob("*.part"))  # every file has its own name
     downloaded_again = seeder.uploaded(torrent) - uploaded_before
     # What was on disk at the last resume save (≥ half) is not downloaded again; allow for
     # the pieces that arrived after it (about 1 s at 2 MiB/s) and protocol slack.
@@ -123,8 +124,9 @@ def test_after_a_crash_pieces_the_resume_data_claims_but_the_disk_lost_are_fetch
     server.process.kill()  # SIGKILL: no shutdown code runs
     server.process.wait(10)
     assert (tmp_path / "data" / "running").is_file()
-    # What a power loss leaves of pages that were never written back: holes (zeros).
-    path = tmp_path / "downloads" / next(iter(torrent.files))
+    # What a power loss leaves of pages that were never written back: holes (zeros). The file
+    # is unfinished, so it is named with the part suffix.
+    path = tmp_path / "downloads" / f"{next(iter(torrent.files))}.part"
     with open(path, "r+b") as f:
         for index in claimed():
             f.seek(index * 256 * 1024)
@@ -133,6 +135,7 @@ def test_after_a_crash_pieces_the_resume_data_claims_but_the_disk_lost_are_fetch
     again = start_server(servers, tmp_path, tracker, RESUME_INTERVAL=1)
     wait_until(lambda: again.job(torrent.info_hash)["state"] == "completed", 60, "did not complete after the crash")
     check_files(torrent, tmp_path / "downloads")
+    assert not path.exists()
 
 
 def test_a_completed_jobs_resume_data_vouches_once_its_files_are_synced(make_app, tracker, seed_new, tmp_path):

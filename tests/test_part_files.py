@@ -1,0 +1,115 @@
+"""Unfinished files are named <name>.part, so a media server scanning the save path skips them."""
+from pathlib import Path
+
+import libtorrent as lt
+import pytest
+
+import downloader
+from swarm import check_files, make_payload, make_torrent, wait_until
+
+MiB = 1024 * 1024
+
+
+def part_files(root):
+    return sorted(str(path.relative_to(root)) for path in Path(root).rglob("*.part"))
+
+
+def job_of(app, info_hash):
+    return app.extensions["hashdrop"].get(info_hash).to_dict()
+
+
+def wait_for_state(app, info_hash, state, timeout=30):
+    wait_until(lambda: job_of(app, info_hash)["state"] == state, timeout,
+               f"job {info_hash} never reached {state}: {job_of(app, info_hash)}")
+
+
+@pytest.mark.swarm
+def test_unfinished_files_carry_the_suffix_until_the_job_is_completed(make_app, tracker, seed_new):
+    torrent = seed_new({"film.mkv": 3 * MiB, "extras/sample.mkv": MiB}, upload_limit=MiB)
+    app = make_app(TRACKERS=[tracker.announce_url])
+    client = app.test_client()
+    client.post("/api/jobs", json={"hashes": [torrent.info_hash]})
+    root = Path(app.config["SAVE_PATH"])
+    film = root / torrent.name / "film.mkv"
+    wait_until(lambda: Path(f"{film}.part").is_file(), 30, f"no film.mkv.part while downloading: {part_files(root)}")
+    assert not film.exists()
+    assert job_of(app, torrent.info_hash)["state"] == "downloading"
+    # The file list names the files as they will be.
+    listed = client.get(f"/api/jobs/{torrent.info_hash}/files").get_json()
+    assert sorted(f["path"] for f in listed) == sorted(torrent.files)
+
+    wait_for_state(app, torrent.info_hash, "completed", timeout=60)
+    assert part_files(root) == []
+    check_files(torrent, root)
+
+
+@pytest.mark.swarm
+def test_an_empty_suffix_keeps_the_names(make_app, tracker, seed_new):
+    torrent = seed_new(3 * MiB, upload_limit=MiB)
+    app = make_app(TRACKERS=[tracker.announce_url], PART_SUFFIX="")
+    app.test_client().post("/api/jobs", json={"hashes": [torrent.info_hash]})
+    root = Path(app.config["SAVE_PATH"])
+    wait_until(lambda: job_of(app, torrent.info_hash)["downloaded_bytes"] > 0, 30, "no bytes arrived")
+    assert (root / torrent.name).is_file() and part_files(root) == []
+    wait_for_state(app, torrent.info_hash, "completed", timeout=60)
+    check_files(torrent, root)
+
+
+@pytest.mark.swarm
+def test_removing_an_unfinished_job_with_its_files_deletes_the_part_file(make_app, tracker, seed_new):
+    torrent = seed_new(4 * MiB, upload_limit=MiB)
+    app = make_app(TRACKERS=[tracker.announce_url])
+    client = app.test_client()
+    client.post("/api/jobs", json={"hashes": [torrent.info_hash]})
+    root = Path(app.config["SAVE_PATH"])
+    wait_until(lambda: part_files(root) == [f"{torrent.name}.part"], 30, "no .part file while downloading")
+    assert client.delete(f"/api/jobs/{torrent.info_hash}?delete_files=true").status_code == 204
+    wait_until(lambda: part_files(root) == [], 10, f"left behind: {part_files(root)}")
+    assert not (root / torrent.name).exists()
+
+
+@pytest.mark.swarm
+def test_resume_data_saved_before_the_rename_still_finds_the_part_file(make_app, tracker, seeder, seed_new, tmp_path):
+    """Resume data can lag a rename by a save interval; a crash then leaves it naming the file
+    the download is no longer in. The next start looks under both names."""
+    torrent = seed_new(4 * MiB, upload_limit=MiB)
+    first = make_app(TRACKERS=[tracker.announce_url])
+    first.test_client().post("/api/jobs", json={"hashes": [torrent.info_hash]})
+    root = Path(first.config["SAVE_PATH"])
+    wait_until(lambda: job_of(first, torrent.info_hash)["downloaded_bytes"] >= 2 * MiB, 30, "too few bytes arrived")
+    first.extensions["hashdrop"].shutdown()
+    assert part_files(root) == [f"{torrent.name}.part"]
+    resume_file = tmp_path / "data" / "resume" / f"{torrent.info_hash}.resume"
+    params = lt.read_resume_data(resume_file.read_bytes())
+    assert params.renamed_files == {0: f"{torrent.name}.part"}
+    params.renamed_files = {}  # as saved before the rename
+    resume_file.write_bytes(lt.write_resume_data_buf(params))
+    uploaded_before = seeder.uploaded(torrent)
+
+    again = make_app(TRACKERS=[tracker.announce_url])
+    wait_for_state(again, torrent.info_hash, "completed", timeout=60)
+    check_files(torrent, root)
+    assert part_files(root) == []
+    assert seeder.uploaded(torrent) - uploaded_before < 3 * MiB  # what was on disk was kept
+
+
+def test_names_are_matched_to_the_disk_before_a_torrent_is_added(tmp_path):
+    payload = make_payload(tmp_path / "payload", "show", {"e1.mkv": 64 * 1024, "e2.mkv": 64 * 1024})
+    info = lt.torrent_info(make_torrent(payload).data)
+    save = tmp_path / "library"
+    (save / "show").mkdir(parents=True)
+    (save / "show" / "e1.mkv.part").write_bytes(b"x")  # renamed after the resume data was saved
+    (save / "show" / "e2.mkv").write_bytes(b"x")  # renamed back after it was saved
+    index = {path: number for number, path in downloader.real_files(info.layout())}
+    params = lt.add_torrent_params()
+    params.ti = info
+    params.renamed_files = {index["show/e2.mkv"]: "show/e2.mkv.part"}
+    params.have_pieces = [True] * info.num_pieces()
+    downloader.match_names_on_disk(params, str(save), ".part")
+    assert params.renamed_files == {index["show/e1.mkv"]: "show/e1.mkv.part"}
+    assert not downloader.data_missing(params, str(save))
+
+    (save / "show" / "e1.mkv.part").unlink()
+    (save / "show" / "e2.mkv").unlink()
+    downloader.match_names_on_disk(params, str(save), ".part")
+    assert downloader.data_missing(params, str(save))  # nothing under either name: a disk not mounted
