@@ -459,18 +459,18 @@ def describe_torrent(data):
 
 
 def file_list(handle):
-    """The files of a torrent with metadata: index, path, size, progress, wanted."""
+    """The files of a torrent with metadata: index, path, path on disk, size, progress, wanted."""
     files = handle.torrent_file().layout()
+    renamed = handle.get_renamed_files()
     done = handle.file_progress(lt.torrent_handle.piece_granularity)
     priorities = handle.get_file_priorities()
     listing = []
-    for index in range(files.num_files()):
-        if files.file_flags(index) & lt.file_storage.flag_pad_file:
-            continue
+    for index, path in real_files(files):
         size = files.file_size(index)
         listing.append({
             "index": index,
-            "path": files.file_path(index),
+            "path": path,
+            "path_on_disk": renamed.file_path(files, index),  # path + ".part" while unfinished
             "size": size,
             "progress": round(done[index] / size, 4) if size else 1.0,
             "wanted": priorities[index] > 0,

@@ -34,13 +34,18 @@ def test_unfinished_files_carry_the_suffix_until_the_job_is_completed(make_app, 
     wait_until(lambda: Path(f"{film}.part").is_file(), 30, f"no film.mkv.part while downloading: {part_files(root)}")
     assert not film.exists()
     assert job_of(app, torrent.info_hash)["state"] == "downloading"
-    # The file list names the files as they will be.
-    listed = client.get(f"/api/jobs/{torrent.info_hash}/files").get_json()
-    assert sorted(f["path"] for f in listed) == sorted(torrent.files)
+    # The file list names the files as they will be, and says where they are meanwhile.
+    listed = {f["path"]: f for f in client.get(f"/api/jobs/{torrent.info_hash}/files").get_json()}
+    assert sorted(listed) == sorted(torrent.files)
+    assert listed[f"{torrent.name}/film.mkv"]["path_on_disk"] == f"{torrent.name}/film.mkv.part"
+    page = client.get(f"/jobs/{torrent.info_hash}/files").get_data(as_text=True)
+    assert "on disk as film.mkv.part until it is complete" in page
 
     wait_for_state(app, torrent.info_hash, "completed", timeout=60)
     assert part_files(root) == []
     check_files(torrent, root)
+    listed = client.get(f"/api/jobs/{torrent.info_hash}/files").get_json()
+    assert all(f["path_on_disk"] == f["path"] for f in listed)
 
 
 @pytest.mark.swarm
