@@ -4,6 +4,8 @@ import logging
 import os
 import queue
 import threading
+import time
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
@@ -15,6 +17,11 @@ from downloader import STOP, TorrentSession, downloader, session_settings
 from store import JobStore, write_all_atomically, write_atomically
 
 log = logging.getLogger(__name__)
+
+# A shown rate is the bytes of the last RATE_WINDOW seconds of statuses; with less than
+# MIN_RATE_SPAN between the two counts it is libtorrent's own.
+RATE_WINDOW = 3.0
+MIN_RATE_SPAN = 0.5
 
 
 class JobState(str, Enum):
@@ -73,6 +80,7 @@ class Job:
     marked_for: int | None = None  # total_wanted when its unfinished files were last marked
     unmarked: bool = False  # finishing: its complete files have been given their names back
     tracker: str | None = None  # what the last tracker answer said
+    byte_counts: deque = field(default_factory=deque)  # (monotonic time, all-time down, up) per status
 
     # Called from the job's own thread (see downloader.downloader) -------------------
     def wait_for_submit(self):
@@ -88,7 +96,7 @@ class Job:
         """Apply one event from libtorrent (see downloader.translate) to this job."""
         manager = self.manager
         if event == "status":
-            self.live = value
+            self.live = self.measure_rates(value, time.monotonic())
             if not value["finished"] and not value.get("checking"):
                 self.synced = False  # pieces to fetch (more files wanted, or lost ones): not on disk yet
                 if self.state == JobState.COMPLETED and self.has_metadata:
@@ -114,6 +122,27 @@ class Job:
             manager.save_resume(self, value)
         elif event == "flushed":
             manager.flushed(self)
+
+    def measure_rates(self, status, now):
+        """The status, with its rates measured from the byte counts of the last few seconds.
+
+        libtorrent's rates are running averages that take in a fifth of each second's bytes
+        (stat.cpp), so they lag: a download at 4 MiB/s showed 1.3 MiB/s, and 29 s left for 9,
+        four seconds in. Runs in the job's thread only.
+        """
+        counts = self.byte_counts
+        if counts and now - counts[-1][0] > RATE_WINDOW:
+            counts.clear()  # no status for a while: what came in between is not a rate
+        counts.append((now, status["all_time_download"], status["all_time_upload"]))
+        while len(counts) > 2 and now - counts[0][0] > RATE_WINDOW:
+            counts.popleft()
+        then, down, up = counts[0]
+        span = now - then
+        if span < MIN_RATE_SPAN:
+            return status
+        return {**status,
+                "download_rate": int(max(0, status["all_time_download"] - down) / span),
+                "upload_rate": int(max(0, status["all_time_upload"] - up) / span)}
 
     def keys(self):
         """The hashes libtorrent may report this job's torrent under."""
