@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 # A shown rate is the bytes of the last RATE_WINDOW seconds of statuses; with less than
 # MIN_RATE_SPAN between the two counts it is libtorrent's own.
-RATE_WINDOW = 3.0
+RATE_WINDOW = 2.0
 MIN_RATE_SPAN = 0.5
 
 
