@@ -561,6 +561,7 @@ def real_files(files):
 
 
 # Unfinished files -----------------------------------------------------------------------
+NAME_MAX = 255
 # While a file downloads it is named <name><suffix> (HASHDROP_PART_SUFFIX, ".part" unless set),
 # so a media server scanning the save path does not take it for a whole film. hashdrop renames
 # no file for any other reason, so a file whose name is not its torrent's name is marked.
@@ -574,10 +575,19 @@ def mark_partial(handle, suffix):
     count = 0
     for index, path in real_files(files):
         if priorities[index] > 0 and done[index] < files.file_size(index) \
-                and renamed.file_path(files, index) == path:
+                and renamed.file_path(files, index) == path and name_fits(path + suffix):
             handle.rename_file(index, path + suffix)
             count += 1
     return count
+
+
+def name_fits(path):
+    """Whether a path's last part fits in a file name: 255 bytes on ext4, XFS, Btrfs and ZFS.
+
+    libtorrent cuts a longer name to about 250 bytes (torrent_info.cpp), so ".part" fits any
+    name it keeps; a longer suffix may not, and the first write would fail.
+    """
+    return len(os.fsencode(os.path.basename(path))) <= NAME_MAX
 
 
 def unmark_complete(handle):

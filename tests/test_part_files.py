@@ -1,4 +1,5 @@
 """Unfinished files are named <name>.part, so a media server scanning the save path skips them."""
+from io import BytesIO
 from pathlib import Path
 
 import libtorrent as lt
@@ -96,6 +97,35 @@ def test_resume_data_saved_before_the_rename_still_finds_the_part_file(make_app,
     check_files(torrent, root)
     assert part_files(root) == []
     assert seeder.uploaded(torrent) - uploaded_before < 3 * MiB  # what was on disk was kept
+
+
+@pytest.mark.swarm
+def test_a_file_name_with_no_room_for_the_suffix_keeps_its_name(make_app, tracker, seed_new):
+    """A file name may have at most 255 bytes. libtorrent cuts longer ones to about 250, so
+    ".part" always fits, but a longer suffix may not: the download would fail at its first write."""
+    long_name = "映" * 80 + ".mkv"  # 244 bytes in UTF-8, as libtorrent keeps it
+    suffix = ".incomplete-dl"  # 14 bytes: 258 in all
+    blocker = seed_new(3 * MiB, upload_limit=MiB)
+    torrent = seed_new({long_name: 2 * MiB, "short.mkv": 2 * MiB})
+    app = make_app(TRACKERS=[tracker.announce_url], PART_SUFFIX=suffix, MAX_ACTIVE=1)
+    client = app.test_client()
+    client.post("/api/jobs", json={"hashes": [blocker.info_hash]})
+    wait_for_state(app, blocker.info_hash, "downloading")
+    # Queued behind the blocker, with its metadata from the .torrent: marked before any byte.
+    client.post("/start-downloads", content_type="multipart/form-data",
+                data={"torrents": [(BytesIO(torrent.data), "long.torrent")]})
+    wait_for_state(app, torrent.info_hash, "queued")
+    on_disk = {}
+
+    def marked():
+        on_disk.update((f["path"].rsplit("/", 1)[1], f["path_on_disk"].rsplit("/", 1)[1])
+                       for f in client.get(f"/api/jobs/{torrent.info_hash}/files").get_json())
+        return on_disk.get("short.mkv") == f"short.mkv{suffix}"
+
+    wait_until(marked, 10, f"short.mkv was not marked: {on_disk}")
+    assert on_disk[long_name] == long_name
+    wait_for_state(app, torrent.info_hash, "completed", timeout=60)
+    check_files(torrent, Path(app.config["SAVE_PATH"]))
 
 
 def test_names_are_matched_to_the_disk_before_a_torrent_is_added(tmp_path):
