@@ -392,8 +392,11 @@ def translate(alert):
         return "resume_data", lt.write_resume_data_buf(alert.params)
     if isinstance(alert, lt.save_resume_data_failed_alert) and not not_modified(alert.error):
         log.warning("resume data not saved: %s", alert.message())
+    if isinstance(alert, lt.file_renamed_alert):
+        return "renamed", (int(alert.index), True)
     if isinstance(alert, lt.file_rename_failed_alert):
         log.warning("%s", alert.message())  # the file keeps its name; the job goes on
+        return "renamed", (int(alert.index), False)
     return None
 
 
@@ -566,19 +569,19 @@ NAME_MAX = 255
 # so a media server scanning the save path does not take it for a whole film. hashdrop renames
 # no file for any other reason, so a file whose name is not its torrent's name is marked.
 
-def mark_partial(handle, suffix):
-    """Give each wanted file that is not complete, and not marked yet, the suffix; return how many."""
+def mark_partial(handle, suffix, skip=()):
+    """Give each wanted file that is not complete, and not marked yet, the suffix; return their indices."""
     files = handle.torrent_file().layout()
     renamed = handle.get_renamed_files()
     done = handle.file_progress(lt.torrent_handle.piece_granularity)
     priorities = handle.get_file_priorities()
-    count = 0
+    indices = []
     for index, path in real_files(files):
-        if priorities[index] > 0 and done[index] < files.file_size(index) \
+        if priorities[index] > 0 and done[index] < files.file_size(index) and index not in skip \
                 and renamed.file_path(files, index) == path and name_fits(path + suffix):
             handle.rename_file(index, path + suffix)
-            count += 1
-    return count
+            indices.append(index)
+    return indices
 
 
 def name_fits(path):
@@ -590,17 +593,18 @@ def name_fits(path):
     return len(os.fsencode(os.path.basename(path))) <= NAME_MAX
 
 
-def unmark_complete(handle):
-    """Give each complete file that is marked its torrent's name back; return how many."""
+def unmark_complete(handle, skip=()):
+    """Give each complete file that is marked its torrent's name back; return their indices."""
     files = handle.torrent_file().layout()
     renamed = handle.get_renamed_files()
     done = handle.file_progress(lt.torrent_handle.piece_granularity)
-    count = 0
+    indices = []
     for index, path in real_files(files):
-        if done[index] == files.file_size(index) and renamed.file_path(files, index) != path:
+        if done[index] == files.file_size(index) and renamed.file_path(files, index) != path \
+                and index not in skip:
             handle.rename_file(index, path)
-            count += 1
-    return count
+            indices.append(index)
+    return indices
 
 
 def match_names_on_disk(params, save_path, suffix):

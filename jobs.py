@@ -78,7 +78,8 @@ class Job:
     detached: bool = False  # its thread has let go of its torrent, and no longer deletes files
     restored: bool = False  # brought back at start, not retried since: its files should be on disk
     marked_for: int | None = None  # total_wanted when its unfinished files were last marked
-    unmarked: bool = False  # finishing: its complete files have been given their names back
+    renaming: set = field(default_factory=set)  # indices of its files with a rename under way
+    unrenamable: set = field(default_factory=set)  # indices of files whose rename failed
     tracker: str | None = None  # what the last tracker answer said
     byte_counts: deque = field(default_factory=deque)  # (monotonic time, all-time down, up) per status
 
@@ -122,6 +123,8 @@ class Job:
             manager.save_resume(self, value)
         elif event == "flushed":
             manager.flushed(self)
+        elif event == "renamed":
+            manager.renamed(self, *value)
 
     def measure_rates(self, status, now):
         """The status, with its rates measured from the byte counts of the last few seconds.
@@ -564,12 +567,10 @@ class JobManager:
         with self._lock:
             if not job.flushing:
                 return
-        if not job.unmarked:
-            job.unmarked = True
-            if self._unmark_complete(job):
-                return  # flushed() comes again once the renames are done
+        if job.renaming or self._unmark_complete(job):
+            return  # renamed() comes back here once the renames are done
         with self._lock:
-            job.flushing = job.unmarked = False
+            job.flushing = False
             if job.state in RUNNING:
                 self.set_state(job, JobState.COMPLETED)
         if job.state == JobState.COMPLETED:
@@ -577,21 +578,28 @@ class JobManager:
         self.check_seed_ratio(job)
 
     def _unmark_complete(self, job):
-        """Rename a finishing job's complete files back from the part suffix, then flush again.
+        """Rename a finishing job's complete files back from the part suffix; True if any.
 
-        A rename waits in libtorrent's disk queue for the writes before it and holds back those
-        after it, and so does the flush: its cache_flushed_alert comes once the renames are done.
+        Its pieces are written by now (flushed), and libtorrent posts file_renamed_alert once
+        each file has its name on disk: renamed() then completes the job.
         """
         torrent = job.torrent_handle
         if torrent is None or not job.has_metadata:
             return False
         try:
-            if not torrents_mod.unmark_complete(torrent.handle):
-                return False
-            torrents_mod.flush(torrent.handle)
+            indices = torrents_mod.unmark_complete(torrent.handle, skip=job.unrenamable)
         except RuntimeError:  # removed meanwhile
             return False
-        return True
+        job.renaming.update(indices)
+        return bool(indices)
+
+    def renamed(self, job, index, ok):
+        """One of the job's files was renamed (or could not be: it keeps its name)."""
+        job.renaming.discard(index)
+        if not ok:
+            job.unrenamable.add(index)
+        if not job.renaming:
+            self.flushed(job)  # a finishing job waits for its renames; for any other, nothing
 
     def mark_partial(self, job):
         """Give a downloading job's unfinished files the part suffix, once it knows which.
@@ -606,7 +614,7 @@ class JobManager:
                 or live.get("finished") or live.get("checking") or live.get("total_wanted") == job.marked_for:
             return
         try:
-            torrents_mod.mark_partial(torrent.handle, self.part_suffix)
+            job.renaming.update(torrents_mod.mark_partial(torrent.handle, self.part_suffix, skip=job.unrenamable))
         except RuntimeError:  # removed meanwhile
             return
         job.marked_for = live.get("total_wanted")

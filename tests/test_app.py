@@ -429,6 +429,21 @@ def test_finished_is_completed_only_once_libtorrent_has_written_it_out(manager):
     assert job.state.value == "completed" and not job.flushing
 
 
+def test_a_finishing_job_waits_for_its_renames(manager):
+    """A file marked .part just before the torrent finished may still be waiting in libtorrent's
+    disk queue when the flush is done: completing then left it named .part for good."""
+    job = attached_job(manager)
+    manager.torrents.forget(job.keys(), job.inbox.put)  # only the events below
+    job.renaming.add(0)  # a rename under way
+    job.handle_event("finished", FINISHED)
+    job.handle_event("flushed", None)
+    assert job.state.value == "fetching_metadata" and job.flushing
+    job.handle_event("renamed", (0, True))  # file_renamed_alert
+    assert job.state.value == "completed" and not job.flushing
+    job.handle_event("renamed", (1, False))  # a failed rename: that file keeps its name for good
+    assert job.unrenamable == {1} and job.state.value == "completed"
+
+
 def test_a_finished_status_asks_libtorrent_to_write_out_and_then_completes(manager, tmp_path):
     """With metadata the torrent has storage: completed comes with libtorrent's cache_flushed_alert."""
     from hashes import parse_text
