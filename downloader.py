@@ -575,13 +575,40 @@ def mark_partial(handle, suffix, skip=()):
     renamed = handle.get_renamed_files()
     done = handle.file_progress(lt.torrent_handle.piece_granularity)
     priorities = handle.get_file_priorities()
+    paths = real_files(files)
     indices = []
-    for index, path in real_files(files):
+    for index, path in paths:
         if priorities[index] > 0 and done[index] < files.file_size(index) and index not in skip \
-                and renamed.file_path(files, index) == path and name_fits(path + suffix):
+                and renamed.file_path(files, index) == path and can_mark(path, suffix, paths):
             handle.rename_file(index, path + suffix)
             indices.append(index)
     return indices
+
+
+def mark_before_download(handle, save_path, suffix, wanted=None):
+    """As a torrent's files become known or wanted, before any of their bytes: name <name><suffix>
+    each file (in wanted, else every file) that is under neither name on disk, and take back one
+    kept under <name><suffix> (a job removed with its files kept, and added again). Return the
+    indices renamed and whether kept data was found: libtorrent found no file under the names
+    it knew, so it must check the files again."""
+    files = handle.torrent_file().layout()
+    renamed = handle.get_renamed_files()
+    paths = real_files(files)
+    indices, kept = [], False
+    for index, path in paths:
+        if (wanted is not None and index not in wanted) or renamed.file_path(files, index) != path \
+                or not files.file_size(index) or not can_mark(path, suffix, paths) \
+                or os.path.exists(os.path.join(save_path, path)):
+            continue
+        kept = kept or os.path.exists(os.path.join(save_path, path + suffix))
+        handle.rename_file(index, path + suffix)  # no file yet: libtorrent only notes the name
+        indices.append(index)
+    return indices, kept
+
+
+def can_mark(path, suffix, paths):
+    """Whether <path><suffix> can name a file: it fits, and is not another file of the torrent."""
+    return bool(suffix) and name_fits(path + suffix) and all(other != path + suffix for _, other in paths)
 
 
 def name_fits(path):
@@ -615,14 +642,18 @@ def match_names_on_disk(params, save_path, suffix):
     """
     if params.ti is None:
         return
+    files = params.ti.layout()
     renamed = dict(params.renamed_files)
-    for index, path in real_files(params.ti.layout()):
+    paths = real_files(files)
+    for index, path in paths:
         names = [renamed.get(index, path), path, path + suffix]
         found = next((name for name in names if os.path.exists(os.path.join(save_path, name))), None)
         if found == path:
             renamed.pop(index, None)
         elif found is not None:
             renamed[index] = found
+        elif files.file_size(index) and can_mark(path, suffix, paths):
+            renamed[index] = path + suffix  # not on disk yet: its first byte lands in <name><suffix>
     params.renamed_files = renamed
 
 

@@ -454,6 +454,7 @@ class JobManager:
                 torrents_mod.drop_piece_claims(params)
         if params is None and job.torrent:
             params = torrents_mod.params_from_torrent(job.torrent)
+            torrents_mod.match_names_on_disk(params, job.save_path, self.part_suffix)
         if params is None:
             params = torrents_mod.params_from_magnet(job.magnet)
         params.save_path = job.save_path
@@ -536,6 +537,7 @@ class JobManager:
             self.store.update(job.info_hash, name=name)
             if job.state == JobState.FETCHING_METADATA:
                 self._want_download(job)
+        self._mark_before_download(job)
 
     def finishing(self, job, flush_asked=False):
         """Every wanted piece is in: complete the job once libtorrent has written them all out.
@@ -595,11 +597,34 @@ class JobManager:
 
     def renamed(self, job, index, ok):
         """One of the job's files was renamed (or could not be: it keeps its name)."""
+        tracked = index in job.renaming
         job.renaming.discard(index)
         if not ok:
             job.unrenamable.add(index)
-        if not job.renaming:
-            self.flushed(job)  # a finishing job waits for its renames; for any other, nothing
+        if job.renaming:
+            return
+        if job.flushing:
+            self.flushed(job)  # it was waiting for its renames
+        elif tracked and job.torrent_handle:
+            # Renames alone do not make the periodic save (they are libtorrent's "state"),
+            # and resume data that names a file wrongly loses it after a crash.
+            try:
+                torrents_mod.save_resume(job.torrent_handle.handle)
+            except RuntimeError:  # removed meanwhile
+                pass
+
+    def _mark_before_download(self, job):
+        """Its metadata is in: mark its files before their first byte, or take back kept ones."""
+        torrent = job.torrent_handle
+        if not self.part_suffix or torrent is None:
+            return
+        try:
+            indices, kept = torrents_mod.mark_before_download(torrent.handle, job.save_path, self.part_suffix)
+            if kept:
+                torrent.handle.force_recheck()
+        except RuntimeError:  # removed meanwhile
+            return
+        job.renaming.update(indices)
 
     def mark_partial(self, job):
         """Give a downloading job's unfinished files the part suffix, once it knows which.
@@ -825,6 +850,12 @@ class JobManager:
         if not all(isinstance(i, int) and not isinstance(i, bool) for i in wanted):
             raise JobError('"wanted" must be a list of file indices.')
         wanted = set(wanted)
+        job = self.get(info_hash)
+        if self.part_suffix:  # libtorrent copies a new file's first pieces in at once: name it first
+            was_wanted = {i for i, priority in enumerate(torrent.handle.get_file_priorities()) if priority > 0}
+            torrents_mod.mark_before_download(torrent.handle, job.save_path, self.part_suffix, wanted - was_wanted)
+        with self._lock:
+            job.marked_for = None  # mark what is wanted now at the next status
         torrents_mod.set_wanted_files(torrent.handle, wanted)
         # libtorrent applies priorities asynchronously: answer with what was asked for.
         return [{**entry, "wanted": entry["index"] in wanted}

@@ -128,6 +128,39 @@ def test_a_file_name_with_no_room_for_the_suffix_keeps_its_name(make_app, tracke
     check_files(torrent, Path(app.config["SAVE_PATH"]))
 
 
+@pytest.mark.swarm
+@pytest.mark.parametrize("source", ["magnet", "torrent file"])
+def test_a_job_removed_with_its_files_kept_and_added_again_goes_on_from_them(
+        make_app, tracker, seeder, seed_new, source):
+    """Its data is in <name>.part, where libtorrent, which knows the file as <name>, does not
+    look: the job downloaded everything again over it (found in review)."""
+    torrent = seed_new(12 * MiB, upload_limit=2 * MiB)
+    app = make_app(TRACKERS=[tracker.announce_url])
+    client = app.test_client()
+    root = Path(app.config["SAVE_PATH"])
+
+    def add():
+        if source == "magnet":
+            client.post("/api/jobs", json={"hashes": [torrent.info_hash]})
+        else:
+            client.post("/start-downloads", content_type="multipart/form-data",
+                        data={"torrents": [(BytesIO(torrent.data), "kept.torrent")]})
+
+    add()
+    wait_until(lambda: job_of(app, torrent.info_hash)["downloaded_bytes"] >= 6 * MiB, 30, "too few bytes arrived")
+    assert client.delete(f"/api/jobs/{torrent.info_hash}").status_code == 204  # files kept
+    session = app.extensions["hashdrop"].torrents.session
+    wait_until(lambda: session.get_torrents() == [], 10, "the torrent is still in the session")
+    assert part_files(root) == [f"{torrent.name}.part"]
+    uploaded_before = seeder.uploaded(torrent)
+
+    add()
+    wait_for_state(app, torrent.info_hash, "completed", timeout=60)
+    check_files(torrent, root)
+    assert part_files(root) == []
+    assert seeder.uploaded(torrent) - uploaded_before < 9 * MiB  # what was kept was not fetched again
+
+
 def test_names_are_matched_to_the_disk_before_a_torrent_is_added(tmp_path):
     payload = make_payload(tmp_path / "payload", "show", {"e1.mkv": 64 * 1024, "e2.mkv": 64 * 1024})
     info = lt.torrent_info(make_torrent(payload).data)
