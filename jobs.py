@@ -526,8 +526,10 @@ class JobManager:
     def metadata_arrived(self, job, name, keys):
         """Record the name, then start downloading if a slot is free.
 
-        The metadata itself is kept with the resume data, asked for as it arrived.
+        The metadata itself is kept with the resume data, asked for as it arrived. The files
+        are named first: libtorrent is downloading already, and the store's writes can wait.
         """
+        self._mark_before_download(job)
         self.torrents.listen(keys, job.inbox.put)
         with self._lock:
             job.name = name
@@ -537,7 +539,6 @@ class JobManager:
             self.store.update(job.info_hash, name=name)
             if job.state == JobState.FETCHING_METADATA:
                 self._want_download(job)
-        self._mark_before_download(job)
 
     def finishing(self, job, flush_asked=False):
         """Every wanted piece is in: complete the job once libtorrent has written them all out.
