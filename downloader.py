@@ -463,17 +463,16 @@ def describe_torrent(data):
 
 def file_list(handle):
     """The files of a torrent with metadata: index, path, path on disk, size, progress, wanted."""
-    files = handle.torrent_file().layout()
-    renamed = handle.get_renamed_files()
+    files, named = named_files(handle)
     done = handle.file_progress(lt.torrent_handle.piece_granularity)
     priorities = handle.get_file_priorities()
     listing = []
-    for index, path in real_files(files):
+    for index, path, on_disk in named:
         size = files.file_size(index)
         listing.append({
             "index": index,
             "path": path,
-            "path_on_disk": renamed.file_path(files, index),  # path + ".part" while unfinished
+            "path_on_disk": on_disk,  # path + ".part" while unfinished
             "size": size,
             "progress": round(done[index] / size, 4) if size else 1.0,
             "wanted": priorities[index] > 0,
@@ -563,6 +562,14 @@ def real_files(files):
             if not files.file_flags(index) & lt.file_storage.flag_pad_file]
 
 
+def named_files(handle):
+    """A torrent's file_storage, and (index, path as in the torrent, path on disk now) of each
+    file that is not padding: the two paths differ for a file renamed to <name><suffix>."""
+    files = handle.torrent_file().layout()
+    renamed = handle.get_renamed_files()
+    return files, [(index, path, renamed.file_path(files, index)) for index, path in real_files(files)]
+
+
 # Unfinished files -----------------------------------------------------------------------
 NAME_MAX = 255
 # While a file downloads it is named <name><suffix> (HASHDROP_PART_SUFFIX, ".part" unless set),
@@ -571,15 +578,14 @@ NAME_MAX = 255
 
 def mark_partial(handle, suffix, skip=()):
     """Give each wanted file that is not complete, and not marked yet, the suffix; return their indices."""
-    files = handle.torrent_file().layout()
-    renamed = handle.get_renamed_files()
+    files, named = named_files(handle)
     done = handle.file_progress(lt.torrent_handle.piece_granularity)
     priorities = handle.get_file_priorities()
-    paths = real_files(files)
+    taken = {path for _, path, _ in named}
     indices = []
-    for index, path in paths:
+    for index, path, on_disk in named:
         if priorities[index] > 0 and done[index] < files.file_size(index) and index not in skip \
-                and renamed.file_path(files, index) == path and can_mark(path, suffix, paths):
+                and on_disk == path and can_mark(path, suffix, taken):
             handle.rename_file(index, path + suffix)
             indices.append(index)
     return indices
@@ -591,13 +597,12 @@ def mark_before_download(handle, save_path, suffix, wanted=None):
     kept under <name><suffix> (a job removed with its files kept, and added again). Return the
     indices renamed and whether kept data was found: libtorrent found no file under the names
     it knew, so it must check the files again."""
-    files = handle.torrent_file().layout()
-    renamed = handle.get_renamed_files()
-    paths = real_files(files)
+    files, named = named_files(handle)
+    taken = {path for _, path, _ in named}
     indices, kept = [], False
-    for index, path in paths:
-        if (wanted is not None and index not in wanted) or renamed.file_path(files, index) != path \
-                or not files.file_size(index) or not can_mark(path, suffix, paths) \
+    for index, path, on_disk in named:
+        if (wanted is not None and index not in wanted) or on_disk != path \
+                or not files.file_size(index) or not can_mark(path, suffix, taken) \
                 or os.path.exists(os.path.join(save_path, path)):
             continue
         kept = kept or os.path.exists(os.path.join(save_path, path + suffix))
@@ -606,9 +611,9 @@ def mark_before_download(handle, save_path, suffix, wanted=None):
     return indices, kept
 
 
-def can_mark(path, suffix, paths):
-    """Whether <path><suffix> can name a file: it fits, and is not another file of the torrent."""
-    return bool(suffix) and name_fits(path + suffix) and all(other != path + suffix for _, other in paths)
+def can_mark(path, suffix, taken):
+    """Whether <path><suffix> can name a file: it fits, and is not one of the torrent's paths (taken)."""
+    return bool(suffix) and name_fits(path + suffix) and path + suffix not in taken
 
 
 def name_fits(path):
@@ -622,13 +627,11 @@ def name_fits(path):
 
 def unmark_complete(handle, skip=()):
     """Give each complete file that is marked its torrent's name back; return their indices."""
-    files = handle.torrent_file().layout()
-    renamed = handle.get_renamed_files()
+    files, named = named_files(handle)
     done = handle.file_progress(lt.torrent_handle.piece_granularity)
     indices = []
-    for index, path in real_files(files):
-        if done[index] == files.file_size(index) and renamed.file_path(files, index) != path \
-                and index not in skip:
+    for index, path, on_disk in named:
+        if done[index] == files.file_size(index) and on_disk != path and index not in skip:
             handle.rename_file(index, path)
             indices.append(index)
     return indices
@@ -645,6 +648,7 @@ def match_names_on_disk(params, save_path, suffix):
     files = params.ti.layout()
     renamed = dict(params.renamed_files)
     paths = real_files(files)
+    taken = {path for _, path in paths}
     for index, path in paths:
         names = [renamed.get(index, path), path, path + suffix]
         found = next((name for name in names if os.path.exists(os.path.join(save_path, name))), None)
@@ -652,7 +656,7 @@ def match_names_on_disk(params, save_path, suffix):
             renamed.pop(index, None)
         elif found is not None:
             renamed[index] = found
-        elif files.file_size(index) and can_mark(path, suffix, paths):
+        elif files.file_size(index) and can_mark(path, suffix, taken):
             renamed[index] = path + suffix  # not on disk yet: its first byte lands in <name><suffix>
     params.renamed_files = renamed
 
@@ -666,14 +670,12 @@ def drop_piece_claims(params):
 
 def sync_files(handle, save_path):
     """fsync every file of the torrent that exists, so its pieces survive a power loss."""
-    info = handle.torrent_file()
-    if info is None:  # no metadata: no files
+    if handle.torrent_file() is None:  # no metadata: no files
         return
-    files = info.layout()
-    renamed = handle.get_renamed_files()
-    for index, _ in real_files(files):
+    _, named = named_files(handle)
+    for _, _, on_disk in named:
         try:
-            fd = os.open(os.path.join(save_path, renamed.file_path(files, index)), os.O_RDONLY)
+            fd = os.open(os.path.join(save_path, on_disk), os.O_RDONLY)
         except FileNotFoundError:  # an unwanted file that was never created
             continue
         try:
