@@ -3,6 +3,7 @@ import functools
 import logging
 import os
 import queue
+import sqlite3
 import threading
 import time
 from collections import deque
@@ -82,6 +83,7 @@ class Job:
     unrenamable: set = field(default_factory=set)  # indices of files whose rename failed
     tracker: str | None = None  # what the last tracker answer said
     byte_counts: deque = field(default_factory=deque)  # (monotonic time, all-time down, up) per status
+    uploaded_saved: int = 0  # its upload total as the store last recorded it
 
     # Called from the job's own thread (see downloader.downloader) -------------------
     def wait_for_submit(self):
@@ -98,6 +100,7 @@ class Job:
         manager = self.manager
         if event == "status":
             self.live = self.measure_rates(value, time.monotonic())
+            manager.save_upload_totals()
             if not value["finished"] and not value.get("checking"):
                 self.synced = False  # pieces to fetch (more files wanted, or lost ones): not on disk yet
                 if self.state == JobState.COMPLETED and self.has_metadata:
@@ -213,7 +216,7 @@ class Job:
             "progress": round(progress, 4),
             "total_bytes": total,
             "downloaded_bytes": total if self.state == JobState.COMPLETED and total else done,
-            "uploaded_bytes": live.get("all_time_upload", 0),
+            "uploaded_bytes": live.get("all_time_upload", self.uploaded_saved),
             "download_rate": rate,
             "upload_rate": upload_rate,
             "peers": live.get("peers", 0),
@@ -298,6 +301,8 @@ class JobManager:
         self.max_active = int(config["MAX_ACTIVE"])
         self.seed_ratio = config["SEED_RATIO"]
         self.part_suffix = config.get("PART_SUFFIX", "")
+        self.resume_interval = float(config["RESUME_INTERVAL"])
+        self._upload_totals_due = 0.0  # monotonic time of the next save of upload totals
         self._lock = threading.RLock()
         self._jobs = {}      # info_hash -> Job, in the order they were added
         self._active = set()  # info hashes holding a download slot
@@ -472,6 +477,8 @@ class JobManager:
         # drops a peer that says it is upload-only before sending it the metadata.
         torrents_mod.set_flag(params, "paused", paused)
         torrents_mod.set_flag(params, "upload_mode", not slot)
+        # After a crash the store's total is newer than the resume data's (see save_upload_totals).
+        params.total_uploaded = max(params.total_uploaded, job.uploaded_saved)
         return params
 
     def attach(self, job, torrent):
@@ -711,6 +718,30 @@ class JobManager:
                 self._want_download(waiting)
                 break
 
+    def save_upload_totals(self):
+        """Record the upload totals that grew, at most every resume_interval, in one transaction.
+
+        libtorrent keeps them in the resume data only, which is saved for them at shutdown alone
+        (see downloader.PERIODIC_RESUME_FLAGS): a crash lost every byte seeded since the last
+        clean stop, and the share ratio with it. Called with each status, from the job threads.
+        """
+        now = time.monotonic()
+        with self._lock:
+            if now < self._upload_totals_due or self._closed:
+                return
+            self._upload_totals_due = now + self.resume_interval
+            grown = [(job, job.live["all_time_upload"]) for job in self._jobs.values()
+                     if job.live.get("all_time_upload", 0) > job.uploaded_saved]
+            if not grown:
+                return
+            try:
+                self.store.save_upload_totals([(uploaded, job.info_hash) for job, uploaded in grown])
+            except sqlite3.Error as exc:
+                log.warning("cannot record upload totals: %s", exc)
+                return
+            for job, uploaded in grown:
+                job.uploaded_saved = uploaded
+
     def save_resume(self, job, data):
         """Keep libtorrent's resume data (with the metadata) for the next start."""
         data = self._resume_to_keep(job, data)
@@ -919,6 +950,7 @@ class JobManager:
                 save_path=record["save_path"],
                 category=record["category"],
                 sequential=bool(record["sequential"]),
+                uploaded_saved=record["uploaded_bytes"],
                 completed_at=(datetime.fromisoformat(record["completed_at"])
                               if record["completed_at"] else None),
                 manager=self,

@@ -17,9 +17,14 @@ CREATE TABLE IF NOT EXISTS jobs (
     save_path TEXT NOT NULL,
     category TEXT NOT NULL DEFAULT '',
     sequential INTEGER NOT NULL DEFAULT 0,
-    completed_at TEXT
+    completed_at TEXT,
+    uploaded_bytes INTEGER NOT NULL DEFAULT 0
 );
 """
+
+# Columns added after the first schema, with their definitions: a database made before
+# them gets them at open.
+ADDED_COLUMNS = {"uploaded_bytes": "INTEGER NOT NULL DEFAULT 0"}
 
 COLUMNS = (
     "info_hash", "v1_hash", "v2_hash", "name", "magnet", "torrent", "added_at", "state",
@@ -43,12 +48,19 @@ class JobStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(SCHEMA)
+            self._add_missing_columns()
             self._db.execute("SELECT count(*) FROM jobs").fetchone()
         except sqlite3.DatabaseError as exc:
             raise StoreError(
                 f"The job database {path} cannot be read ({exc}). "
                 "Move it aside to start with an empty job list, or restore it from a backup."
             ) from exc
+
+    def _add_missing_columns(self):
+        present = {row["name"] for row in self._db.execute("PRAGMA table_info(jobs)")}
+        for name, definition in ADDED_COLUMNS.items():
+            if name not in present:
+                self._db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {definition}")
 
     @classmethod
     def in_dir(cls, data_dir):
@@ -88,6 +100,13 @@ class JobStore:
                 f"UPDATE jobs SET {assignments} WHERE info_hash = ?",
                 [*fields.values(), info_hash],
             )
+
+    def save_upload_totals(self, totals):
+        """Record several jobs' uploaded bytes ((bytes, info_hash) pairs) in one transaction."""
+        with self._lock:
+            with self._db:
+                self._db.execute("BEGIN")
+                self._db.executemany("UPDATE jobs SET uploaded_bytes = ? WHERE info_hash = ?", totals)
 
     def delete(self, info_hash):
         with self._lock:

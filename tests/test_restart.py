@@ -138,6 +138,65 @@ def test_after_a_crash_pieces_the_resume_data_claims_but_the_disk_lost_are_fetch
     assert not path.exists()
 
 
+def test_a_crash_keeps_what_a_seeding_job_has_uploaded(servers, tmp_path, tracker, seeder, seed_new):
+    """libtorrent keeps the upload total in resume data, saved for it only at shutdown: a kill -9
+    lost every byte seeded since the last clean stop, and the share ratio with it."""
+    import sqlite3
+
+    from swarm import hermetic_settings, start_download
+
+    torrent = seed_new(4 * MiB)
+    server = start_server(servers, tmp_path, tracker, RESUME_INTERVAL=1)
+    server.request("POST", "/api/jobs", {"hashes": [torrent.info_hash]})
+    wait_until(lambda: server.job(torrent.info_hash)["state"] == "completed", 30, "the download did not complete")
+    seeder.remove(torrent)  # the app is the only one left to download it from
+    leecher = lt.session(hermetic_settings(listen="127.0.0.3:0"))
+    # Dialing from 127.0.0.1 would not do: the app dialed itself there once (the tracker lists
+    # it), so libtorrent refuses that address now.
+    leecher.apply_settings({"outgoing_interfaces": "127.0.0.3"})
+    try:
+        handle = start_download(leecher, torrent.magnet(), tmp_path / "leecher")
+        wait_until(lambda: handle.status().is_seeding, 30, "the leecher did not get the torrent from the app")
+    finally:
+        leecher.pause()
+
+    def recorded():  # the total the app showed, once its job database holds it too
+        shown = server.job(torrent.info_hash)["uploaded_bytes"]
+        with sqlite3.connect(tmp_path / "data" / "hashdrop.sqlite3") as db:
+            stored = db.execute("SELECT uploaded_bytes FROM jobs").fetchone()[0]
+        return shown >= torrent.total_size and shown == stored and shown
+
+    uploaded = wait_until(recorded, 10, "the app did not record what it uploaded")
+    server.process.kill()  # SIGKILL: no shutdown code runs
+    server.process.wait(10)
+
+    again = start_server(servers, tmp_path, tracker, RESUME_INTERVAL=1)
+    assert again.job(torrent.info_hash)["uploaded_bytes"] == uploaded
+    job = wait_until(lambda: again.job(torrent.info_hash)["state"] == "completed" and again.job(torrent.info_hash),
+                     30, "the job did not come back completed")
+    assert job["uploaded_bytes"] == uploaded  # libtorrent counts on from there
+
+
+def test_a_job_database_from_before_upload_totals_gets_the_column(tmp_path):
+    import sqlite3
+
+    from store import JobStore
+
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE jobs (info_hash TEXT PRIMARY KEY, v1_hash TEXT, v2_hash TEXT, name TEXT, "
+                   "magnet TEXT, torrent BLOB, added_at TEXT NOT NULL, state TEXT NOT NULL, error TEXT, "
+                   "save_path TEXT NOT NULL, category TEXT NOT NULL DEFAULT '', "
+                   "sequential INTEGER NOT NULL DEFAULT 0, completed_at TEXT)")
+        db.execute("INSERT INTO jobs (info_hash, added_at, state, save_path) VALUES ('ab', 'now', 'completed', '/x')")
+    db.close()
+    store = JobStore(str(path))
+    assert store.load()[0]["uploaded_bytes"] == 0
+    store.save_upload_totals([(123, "ab")])
+    store.close()
+    assert JobStore(str(path)).load()[0]["uploaded_bytes"] == 123
+
+
 def test_a_completed_jobs_resume_data_vouches_once_its_files_are_synced(make_app, tracker, seed_new, tmp_path):
     import downloader
 
