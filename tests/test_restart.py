@@ -150,10 +150,9 @@ def test_a_crash_keeps_what_a_seeding_job_has_uploaded(servers, tmp_path, tracke
     server.request("POST", "/api/jobs", {"hashes": [torrent.info_hash]})
     wait_until(lambda: server.job(torrent.info_hash)["state"] == "completed", 30, "the download did not complete")
     seeder.remove(torrent)  # the app is the only one left to download it from
-    leecher = lt.session(hermetic_settings(listen="127.0.0.3:0"))
-    # Dialing from 127.0.0.1 would not do: the app dialed itself there once (the tracker lists
-    # it), so libtorrent refuses that address now.
-    leecher.apply_settings({"outgoing_interfaces": "127.0.0.3"})
+    leecher = lt.session(hermetic_settings(listen="127.0.0.4:0"))
+    # Not from 127.0.0.1: the app met itself there (the tracker lists it) and bans that address.
+    leecher.apply_settings({"outgoing_interfaces": "127.0.0.4"})
     try:
         handle = start_download(leecher, torrent.magnet(), tmp_path / "leecher")
         wait_until(lambda: handle.status().is_seeding, 30, "the leecher did not get the torrent from the app")
