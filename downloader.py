@@ -382,7 +382,8 @@ def translate(alert):
         where = f": {alert.filename()}" if alert.filename() else ""
         return "error", f"{alert.error.message()}{where}"
     if isinstance(alert, lt.tracker_reply_alert):
-        return "tracker", f"{alert.num_peers} peers from {alert.tracker_url()}"
+        peers = "1 peer" if alert.num_peers == 1 else f"{alert.num_peers} peers"
+        return "tracker", f"{peers} from {alert.tracker_url()}"
     if isinstance(alert, lt.tracker_error_alert):
         reason = alert.failure_reason() or alert.error.message()
         return "tracker", f"{alert.tracker_url()}: {reason}"
