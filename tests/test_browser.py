@@ -113,3 +113,22 @@ def test_screenshot_with_jobs_in_several_states(live_server, tracker, seed_new, 
     page.click(".filters a:has-text('Paused')")
     expect(page.locator("#jobs tbody tr")).to_have_count(1)
     expect(page.locator(f"#job-{held.info_hash} .state")).to_contain_text("Paused")
+
+
+def test_on_a_phone_the_page_fits_its_width(live_server, tracker, seed_new, page):
+    """The table was 1,040 px wide at 390: a phone showed a third of it and scrolled sideways."""
+    from playwright.sync_api import expect
+
+    done = seed_new(MiB)
+    url = live_server(TRACKERS=[tracker.announce_url])
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(url + "/")
+    page.fill("#downloads", f"{done.info_hash}\n{NOBODY_HAS}")
+    page.click("form.submit button")
+    expect(page.locator(f"#job-{done.info_hash} .state")).to_contain_text("Completed", timeout=30000)
+    expect(page.locator(f"#job-{NOBODY_HAS} .state")).to_contain_text("Fetching metadata")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    row = page.locator(f"#job-{done.info_hash}")
+    for label in ("Size", "Down", "Up", "Peers", "ETA"):  # the column heads are hidden: each figure says what it is
+        assert row.locator(f"td[data-label={label}]").is_visible()
+    assert row.locator("button", has_text="Remove + delete files").is_visible()
