@@ -1,6 +1,6 @@
 """Take README's screenshot: the page with jobs in every state, from a real swarm on loopback.
 
-    .venv/bin/python docs/screenshot.py docs/screenshot.png [--save-path /srv/media]
+    .venv/bin/python docs/screenshot.py docs/screenshot.png [--phone docs/screenshot-phone.png] [--save-path /srv/media]
 
 It runs the test swarm (opentracker on 127.0.0.1, a seeder on 127.0.0.2; tests/swarm.py) and the
 app on loopback with discovery off, pastes magnets into the form with Debian's Chromium, and
@@ -56,7 +56,7 @@ def percent(page, torrent):
     return float(page.locator(f"#job-{torrent.info_hash} .percent").inner_text().split()[0])
 
 
-def take(out, save_path, work):
+def take(out, phone, save_path, work):
     from playwright.sync_api import sync_playwright
 
     with Tracker() as tracker, Seeder(log_dir=work) as seeder:
@@ -88,6 +88,9 @@ def take(out, save_path, work):
                            "the downloading film did not get far")
                 time.sleep(2.5)  # a rate measured over the 2 s window, as a person would see it
                 page.screenshot(path=str(out), full_page=True)
+                if phone:
+                    page.set_viewport_size({"width": 390, "height": 844})
+                    page.screenshot(path=str(phone), full_page=True)
                 browser.close()
         finally:
             server.shutdown()
@@ -97,11 +100,12 @@ def take(out, save_path, work):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path)
+    parser.add_argument("--phone", type=Path, help="also take the page 390 px wide, as on a phone")
     parser.add_argument("--save-path", type=Path, help="where the films go (default: a temporary folder)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="hashdrop-screenshot-") as work:
         work = Path(work)
-        take(args.out.resolve(), args.save_path or work / "downloads", work)
+        take(args.out.resolve(), args.phone and args.phone.resolve(), args.save_path or work / "downloads", work)
     print(f"wrote {args.out}")
 
 
