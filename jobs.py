@@ -186,6 +186,14 @@ class Job:
             "completed_at": self.completed_at.isoformat() if self.completed_at else None,
         }
 
+    def uploaded(self):
+        return self.live.get("all_time_upload", self.uploaded_saved)
+
+    def share_ratio(self):
+        """Bytes uploaded per byte wanted, as HASHDROP_SEED_RATIO counts it; None before metadata."""
+        wanted = self.live.get("total_wanted")
+        return self.uploaded() / wanted if wanted else None
+
     def rates(self):
         """Bytes/s (in, out) now. With no peer nothing moves, whatever rate was last reported:
         a job with no peer left showed 200 KiB/s and "10 s left" for half a minute."""
@@ -201,6 +209,7 @@ class Job:
         total = live.get("total_wanted", 0)
         done = live.get("total_wanted_done", 0)
         rate, upload_rate = self.rates()
+        ratio = self.share_ratio()
         progress = 1.0 if self.state == JobState.COMPLETED else (done / total if total else 0.0)
         eta = None
         if self.state == JobState.DOWNLOADING and rate > 0 and total > done:
@@ -216,7 +225,8 @@ class Job:
             "progress": round(progress, 4),
             "total_bytes": total,
             "downloaded_bytes": total if self.state == JobState.COMPLETED and total else done,
-            "uploaded_bytes": live.get("all_time_upload", self.uploaded_saved),
+            "uploaded_bytes": self.uploaded(),
+            "ratio": None if ratio is None else round(ratio, 3),
             "download_rate": rate,
             "upload_rate": upload_rate,
             "peers": live.get("peers", 0),
@@ -686,7 +696,7 @@ class JobManager:
             if self.seed_ratio is None or job.seeding_stopped or not job.torrent_handle:
                 return
             wanted = job.live.get("total_wanted") or 1
-            if job.live.get("all_time_upload", 0) / wanted >= self.seed_ratio:
+            if job.uploaded() / wanted >= self.seed_ratio:
                 job.seeding_stopped = True
                 job.torrent_handle.pause()
 

@@ -174,6 +174,7 @@ def test_a_crash_keeps_what_a_seeding_job_has_uploaded(servers, tmp_path, tracke
     job = wait_until(lambda: again.job(torrent.info_hash)["state"] == "completed" and again.job(torrent.info_hash),
                      30, "the job did not come back completed")
     assert job["uploaded_bytes"] == uploaded  # libtorrent counts on from there
+    assert job["ratio"] == round(uploaded / torrent.total_size, 3) >= 1
 
 
 def test_a_job_database_from_before_upload_totals_gets_the_column(tmp_path):
