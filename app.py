@@ -195,9 +195,12 @@ def job_table(page=None):
 
 
 def status():
-    """What the whole app is doing: transfer rates, and the free space where downloads land."""
+    """What the whole app is doing: transfer rates, the free space where downloads land, and
+    the ports peers can reach it on."""
+    torrents = manager().torrents
     return {**manager().transfer_rates(), "free_bytes": free_bytes(current_app.config["SAVE_PATH"]),
-            "save_path": current_app.config["SAVE_PATH"]}
+            "save_path": current_app.config["SAVE_PATH"], "listen_ports": sorted(torrents.listen_ports),
+            "listen_problem": torrents.listen_problem()}
 
 
 def filter_counts():

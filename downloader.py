@@ -76,6 +76,16 @@ def session_settings(config):
     }
 
 
+def configured_ports(listen_interfaces):
+    """The ports in a listen_interfaces setting ("0.0.0.0:6881,[::]:6881s"), without 0 (any port)."""
+    ports = set()
+    for item in listen_interfaces.split(","):
+        port = item.rpartition(":")[2].strip().rstrip("sl")
+        if port.isdigit() and int(port):
+            ports.add(int(port))
+    return ports
+
+
 def everyone_is_global():
     """A peer class filter that puts LAN and loopback peers under the global rate limits.
 
@@ -164,6 +174,9 @@ class TorrentSession:
         self._thread = None
         self.resume_interval = resume_interval  # seconds between saves of a changing torrent
         self._last_resume_save = {}
+        # From the listen alerts; replaced whole, never changed in place (requests read them).
+        self.listen_ports = frozenset()  # the TCP ports peers can reach this session on
+        self.listen_error = None  # why libtorrent could not listen, while it cannot
 
     def start(self):
         """Create the session (DHT etc. start now, with these settings) and the alert thread."""
@@ -265,15 +278,40 @@ class TorrentSession:
         if isinstance(alert, lt.torrent_removed_alert):
             self._last_resume_save.pop(str(alert.info_hashes.get_best()), None)
             return
+        if isinstance(alert, (lt.listen_succeeded_alert, lt.listen_failed_alert)):
+            self._note_listening(alert)
+            return
         handle = getattr(alert, "handle", None)
         if handle is None or not handle.is_valid():
-            if isinstance(alert, lt.listen_failed_alert):
-                log.error("libtorrent cannot listen: %s", alert.message())
             return
         listener = self._listener_for(handle.info_hashes())
         event = translate(alert) if listener else None
         if event:
             listener(event)
+
+    def _note_listening(self, alert):
+        if isinstance(alert, lt.listen_failed_alert):
+            log.error("libtorrent cannot listen: %s", alert.message())
+            self.listen_error = alert.message()
+        elif alert.socket_type == lt.socket_type_t.tcp:
+            self.listen_ports = self.listen_ports | {alert.port}
+
+    def listen_problem(self):
+        """What stops peers reaching this session as configured, in a sentence; None if nothing.
+
+        libtorrent moves on to the next port when one is taken (max_retry_port_bind), saying
+        nothing: a port forwarded on the router then leads nowhere.
+        """
+        ports, error = self.listen_ports, self.listen_error
+        if not ports:
+            return error and (f"Peers cannot connect to hashdrop ({error}); it still connects to them. "
+                              "Set HASHDROP_LISTEN_INTERFACES to a free address and port, and restart.")
+        wanted = configured_ports(self.settings["listen_interfaces"])
+        if not wanted or wanted & ports:
+            return None
+        port, configured = min(ports), min(wanted)
+        return (f"Peers reach hashdrop on port {port}, not {configured} as set: another program holds "
+                f"{configured}. Forward {port} on your router, or free {configured} and restart.")
 
     def _save_if_due(self, status):
         """Ask for resume data of a torrent that changed, at most every resume_interval."""

@@ -585,3 +585,41 @@ def test_a_fresh_install_shows_the_free_space_where_its_save_path_will_be(make_a
     status = app.test_client().get("/api/status").get_json()
     assert abs(status["free_bytes"] - shutil.disk_usage(tmp_path).free) < 64 * 1024 * 1024
     assert not (tmp_path / "not").exists()
+
+
+def test_a_taken_listen_port_is_said_on_the_page_and_in_the_status(make_app):
+    """libtorrent takes the next port when the one set is taken, and says nothing: a port
+    forwarded on the router then leads nowhere."""
+    import socket
+
+    from swarm import free_port, wait_until
+
+    with socket.socket() as other_program:
+        other_program.bind(("127.0.0.1", 0))
+        other_program.listen()
+        taken = other_program.getsockname()[1]
+        app = make_app(LISTEN_INTERFACES=f"127.0.0.1:{taken}")
+        client = app.test_client()
+        status = wait_until(lambda: client.get("/api/status").get_json()["listen_ports"] and
+                            client.get("/api/status").get_json(), 10, "libtorrent did not listen")
+    port = status["listen_ports"][0]
+    assert port != taken
+    assert status["listen_problem"] == (
+        f"Peers reach hashdrop on port {port}, not {taken} as set: another program holds {taken}. "
+        f"Forward {port} on your router, or free {taken} and restart.")
+    assert f"Peers reach hashdrop on port {port}, not {taken}" in client.get("/").get_data(as_text=True)
+
+    free = free_port()
+    client = make_app(LISTEN_INTERFACES=f"127.0.0.1:{free}", DATA_DIR=app.config["DATA_DIR"] + "2").test_client()
+    status = wait_until(lambda: client.get("/api/status").get_json()["listen_ports"] and
+                        client.get("/api/status").get_json(), 10, "libtorrent did not listen")
+    assert status["listen_ports"] == [free] and status["listen_problem"] is None
+    assert "Peers reach hashdrop" not in client.get("/").get_data(as_text=True)
+
+
+def test_ports_are_read_from_listen_interfaces():
+    from downloader import configured_ports
+
+    assert configured_ports("0.0.0.0:6881,[::]:6881") == {6881}
+    assert configured_ports("127.0.0.1:0") == set()
+    assert configured_ports("eth0:6881s, 10.0.0.2:7000") == {6881, 7000}
