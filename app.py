@@ -190,7 +190,7 @@ def job_table(page=None):
     if not jobs and total:  # past the last page (jobs were removed): show the last one
         return job_table(pages)
     return {"jobs": jobs, "total": total, "page": start // JOBS_PER_PAGE + 1, "pages": pages,
-            "show": show, "filter_counts": filter_counts(), "running": manager().has_running(),
+            "show": show, "filter_counts": filter_counts(), "running": manager().has_changing(),
             "status": status()}
 
 

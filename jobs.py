@@ -939,9 +939,12 @@ class JobManager:
             states = [job.state for job in self._jobs.values()]
         return {state.value: states.count(state) for state in JobState}
 
-    def has_running(self):
+    def has_changing(self):
+        """Whether some job's row will change without a click: it runs, or libtorrent's first
+        status for it is still to come (a job just started paused has no size or Files link yet)."""
         with self._lock:
-            return any(job.state in RUNNING for job in self._jobs.values())
+            return any(job.state in RUNNING or (not job.live and job.state not in ENDED)
+                       for job in self._jobs.values())
 
     # Start-up and shutdown ----------------------------------------------------------
     def restore(self):
@@ -1005,3 +1008,4 @@ class JobManager:
 
 
 RUNNING = {JobState.QUEUED, JobState.FETCHING_METADATA, JobState.DOWNLOADING}
+ENDED = {JobState.FAILED, JobState.CANCELLED}  # no torrent in the session: no status comes

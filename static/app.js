@@ -6,3 +6,15 @@ document.addEventListener("hashdrop-taken", () => {
     form.reset();
   }
 });
+
+// The Files page's "Choose all / none": tick or clear every file's box (saved with Save choice).
+document.addEventListener("click", (event) => {
+  const button = event.target.closest("button[data-choose]");
+  if (!button) {
+    return;
+  }
+  const wanted = button.dataset.choose === "all";
+  for (const box of document.querySelectorAll("#files input[name=wanted]")) {
+    box.checked = wanted;
+  }
+});

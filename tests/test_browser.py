@@ -132,3 +132,29 @@ def test_on_a_phone_the_page_fits_its_width(live_server, tracker, seed_new, page
     for label in ("Size", "Down", "Up", "Peers", "ETA"):  # the column heads are hidden: each figure says what it is
         assert row.locator(f"td[data-label={label}]").is_visible()
     assert row.locator("button", has_text="Remove + delete files").is_visible()
+
+
+def test_files_page_chooses_all_or_none_at_once(live_server, tracker, seed_new, page, tmp_path):
+    """A season pack has dozens of files: choosing a few went one box at a time."""
+    from playwright.sync_api import expect
+
+    torrent = seed_new({f"Show S01E0{n}.mkv": 64 * 1024 for n in range(1, 6)})
+    torrent_file = tmp_path / "season.torrent"
+    torrent_file.write_bytes(torrent.data)
+    url = live_server(TRACKERS=[tracker.announce_url])
+    page.goto(url + "/")
+    page.set_input_files("input[name=torrents]", str(torrent_file))
+    page.check("input[name=paused]")
+    page.click("form.submit button")
+    page.locator(f"#job-{torrent.info_hash} a", has_text="Files").click()
+    boxes = page.locator("#files input[name=wanted]")
+    expect(boxes).to_have_count(5)
+    page.click("button[data-choose=none]")
+    boxes.nth(1).check()
+    page.click("form.files button[type=submit]")
+    expect(boxes.nth(1)).to_be_checked()
+    assert [boxes.nth(i).is_checked() for i in range(5)] == [False, True, False, False, False]
+    page.click("button[data-choose=all]")
+    page.click("form.files button[type=submit]")
+    expect(boxes.nth(0)).to_be_checked()
+    assert all(boxes.nth(i).is_checked() for i in range(5))
