@@ -212,8 +212,8 @@ def filter_counts():
 
 @bp.get("/")
 def index():
-    """The form and the job table."""
-    return render_template("index.html", **job_table())
+    """The form and the job table; ?paste= fills the form (a magnet link the browser hands over)."""
+    return render_template("index.html", paste=request.args.get("paste", ""), **job_table())
 
 
 @bp.get("/jobs")

@@ -18,3 +18,21 @@ document.addEventListener("click", (event) => {
     box.checked = wanted;
   }
 });
+
+// Let the browser hand magnet links to this page (/?paste=<link> fills the form; nothing starts
+// until the person clicks Start). Browsers allow it on https:// and on localhost only.
+document.addEventListener("DOMContentLoaded", () => {
+  const button = document.getElementById("handle-magnets");
+  if (!button || !navigator.registerProtocolHandler || !window.isSecureContext) {
+    return;
+  }
+  button.hidden = false;
+  button.addEventListener("click", () => {
+    try {
+      navigator.registerProtocolHandler("magnet", `${location.origin}/?paste=%s`);
+      button.textContent = "Magnet links open here once your browser's prompt is accepted";
+    } catch (error) {
+      button.textContent = `This browser refused: ${error.message}`;
+    }
+  });
+});

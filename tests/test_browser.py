@@ -158,3 +158,28 @@ def test_files_page_chooses_all_or_none_at_once(live_server, tracker, seed_new, 
     page.click("form.files button[type=submit]")
     expect(boxes.nth(0)).to_be_checked()
     assert all(boxes.nth(i).is_checked() for i in range(5))
+
+
+def test_a_magnet_link_handed_over_by_the_browser_fills_the_form(live_server, tracker, seed_new, page):
+    """/?paste= is where the browser sends a clicked magnet link once hashdrop handles them."""
+    import urllib.parse
+
+    from playwright.sync_api import expect
+
+    torrent = seed_new(MiB)
+    url = live_server(TRACKERS=[tracker.announce_url], PASSWORD=PASSWORD, WTF_CSRF_ENABLED=True)
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(f"{url}/?paste={urllib.parse.quote(torrent.magnet(), safe='')}")
+    page.fill("#username", "admin")  # the login keeps where the link was going
+    page.fill("#password", PASSWORD)
+    page.click("form.login button")
+    expect(page.locator("#downloads")).to_have_value(torrent.magnet())
+    expect(page.locator(f"#job-{torrent.info_hash}")).to_have_count(0)  # nothing starts by itself
+    offer = page.locator("#handle-magnets")
+    expect(offer).to_be_visible()  # 127.0.0.1 is a secure context
+    offer.click()
+    expect(offer).not_to_have_text("Open magnet links with hashdrop")
+    page.click("form.submit button[type=submit]")
+    expect(page.locator(f"#job-{torrent.info_hash} .state")).to_contain_text("Completed", timeout=30000)
+    assert errors == []
