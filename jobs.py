@@ -917,10 +917,14 @@ class JobManager:
         # to_dict runs outside the lock: it asks the file system for free space, which can hang on a NAS.
         return [job.to_dict(now) for job in self._in_states(states)]
 
-    def newest_first(self, start, count, states=None):
-        """count jobs (those in `states`) as dicts, newest first from position start, and how many there are."""
+    def newest_first(self, start, count, states=None, text=""):
+        """count jobs (those in `states` whose name or hash holds `text`, in any case) as dicts,
+        newest first from position start, and how many there are."""
         now = utcnow()
         jobs = self._in_states(states)
+        if text:
+            text = text.casefold()
+            jobs = [job for job in jobs if text in (job.name or "").casefold() or text in job.info_hash]
         chosen = jobs[::-1][start:start + count]
         return [job.to_dict(now) for job in chosen], len(jobs)
 

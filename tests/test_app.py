@@ -388,7 +388,7 @@ def test_the_table_filters_by_state_and_its_buttons_keep_the_filter(client, mana
     rows, page = page_rows(client, "/?show=paused")
     assert rows == [hashes[4], hashes[1]] and "2 paused downloads" in page
     assert 'aria-current="page">Paused <small>2</small>' in page and ">Failed <small>1</small>" in page
-    assert 'hx-get="/jobs?page=1&amp;show=paused"' in page  # the once-a-second refresh keeps the filter
+    assert 'hx-get="/jobs?show=paused"' in page  # the once-a-second refresh keeps the filter
     assert ">All <small>7</small>" in page and ">Active <small>4</small>" in page
     assert page_rows(client, "/?show=failed")[0] == [hashes[2]]
     assert "Retry all 1</button>" in client.get("/?show=failed").get_data(as_text=True)
@@ -397,11 +397,32 @@ def test_the_table_filters_by_state_and_its_buttons_keep_the_filter(client, mana
     assert page_rows(client, "/?show=nonsense")[0] == hashes[::-1]  # all
     assert "No completed downloads." in client.get("/?show=completed").get_data(as_text=True)
     # A button in a filtered table comes back to it, with and without htmx.
-    assert f"/jobs/{hashes[4]}/resume?page=1&amp;show=paused" in page
+    assert f"/jobs/{hashes[4]}/resume?show=paused" in page
     response = client.post(f"/jobs/{hashes[4]}/resume?page=1&show=paused")
     assert response.status_code == 303 and response.headers["Location"].endswith("/?page=1&show=paused")
     fragment = client.post(f"/jobs/{hashes[1]}/resume?page=1&show=paused", headers={"HX-Request": "true"})
     assert "No paused downloads." in fragment.get_data(as_text=True)
+
+def test_the_table_finds_jobs_by_name_or_hash_and_keeps_the_search(client, manager):
+    """In a library of hundreds, one film is found by a word of its name."""
+    names = ["Sintel (2010)", "Big Buck Bunny (2008)", "Sintel – Director's Cut", "Tears of Steel"]
+    hashes = [f"{number:040x}" for number in range(1, 5)]
+    client.post("/start-downloads", data={"downloads": "\n".join(
+        f"magnet:?xt=urn:btih:{info_hash}&dn={name.replace(' ', '+')}" for info_hash, name in zip(hashes, names))})
+    rows, page = page_rows(client, "/?q=sintel")
+    assert rows == [hashes[2], hashes[0]] and "2 downloads matching “sintel”" in page
+    assert 'name="q" value="sintel"' in page and ">All <small>4</small>" in page  # counts are of every job
+    assert 'hx-get="/jobs?q=sintel"' in page  # the refresh keeps the search, and so do the buttons:
+    assert f"/jobs/{hashes[0]}/pause?q=sintel" in page
+    response = client.post(f"/jobs/{hashes[0]}/pause?q=sintel")
+    assert response.headers["Location"].endswith("/?q=sintel")
+    rows, page = page_rows(client, "/?q=sintel&show=paused")
+    assert rows == [hashes[0]] and 'name="show" value="paused"' in page
+    assert page_rows(client, f"/?q={hashes[3][-6:]}")[0] == [hashes[3]]  # by hash
+    assert "No downloads matching “nothing like it”." in client.get("/?q=nothing+like+it").get_data(as_text=True)
+    page = client.get("/?q=<b>x</b>").get_data(as_text=True)
+    assert "<b>x</b>" not in page and "“&lt;b&gt;x&lt;/b&gt;”" in page
+
 
 FINISHED = {"total_wanted": 10, "total_wanted_done": 10, "download_rate": 0, "upload_rate": 0,
             "all_time_upload": 0, "all_time_download": 10, "peers": 0, "seeds": 0, "finished": True}
