@@ -736,6 +736,8 @@ class JobManager:
         clean stop, and the share ratio with it. Called with each status, from the job threads.
         """
         now = time.monotonic()
+        if now < self._upload_totals_due:  # most calls: not due, no lock taken
+            return
         with self._lock:
             if now < self._upload_totals_due or self._closed:
                 return
