@@ -259,8 +259,11 @@ def job_files(info_hash):
     job = manager().get(info_hash)
     if request.method == "POST":
         wanted = [int(i) for i in request.form.getlist("wanted") if i.isdigit()]
-        manager().set_files(info_hash, wanted)
-        flash(f"Saved the file choice for {job.name or job.info_hash}.", "success")
+        try:
+            manager().set_files(info_hash, wanted)
+            flash(f"Saved the file choice for {job.name or job.info_hash}.", "success")
+        except JobError as exc:  # the boxes stay as they were saved: the page shows that
+            flash(exc.message, "error")
         return redirect(url_for("jobs.job_files", info_hash=job.info_hash), code=303)
     try:
         files = manager().files(info_hash)

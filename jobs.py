@@ -78,6 +78,7 @@ class Job:
     synced: bool = False  # completed and its files fsynced: its resume data may vouch for them
     detached: bool = False  # its thread has let go of its torrent, and no longer deletes files
     restored: bool = False  # brought back at start, not retried since: its files should be on disk
+    fetching_file_list: bool = False  # paused, but fetching its metadata: it downloads no file
     marked_for: int | None = None  # total_wanted when its unfinished files were last marked
     renaming: set = field(default_factory=set)  # indices of its files with a rename under way
     unrenamable: set = field(default_factory=set)  # indices of files whose rename failed
@@ -241,6 +242,8 @@ class Job:
             "save_path": self.save_path,
             "category": self.category,
             "sequential": self.sequential,
+            "has_metadata": self.has_metadata,
+            "fetching_file_list": self.fetching_file_list,
         }
 
 
@@ -479,14 +482,19 @@ class JobManager:
             if job.state == JobState.COMPLETED:
                 paused, slot = job.seeding_stopped, True
             elif job.state == JobState.PAUSED:
-                paused, slot = True, False
+                # Paused before its metadata came: it fetches the metadata all the same, so that
+                # its files can be chosen before any byte of them moves; libtorrent downloads no
+                # file whose priority was not set (default_dont_download).
+                job.fetching_file_list = not job.has_metadata
+                paused, slot = not job.fetching_file_list, False
             else:
                 paused, slot = False, not job.has_metadata or self._take_slot(job)
         # A torrent with metadata but no slot runs in upload mode: it requests no piece
         # and starts at once when a slot frees. One without metadata must not: a seed
         # drops a peer that says it is upload-only before sending it the metadata.
         torrents_mod.set_flag(params, "paused", paused)
-        torrents_mod.set_flag(params, "upload_mode", not slot)
+        torrents_mod.set_flag(params, "upload_mode", not slot and job.has_metadata)
+        torrents_mod.set_flag(params, "default_dont_download", job.fetching_file_list)
         # After a crash the store's total is newer than the resume data's (see save_upload_totals).
         params.total_uploaded = max(params.total_uploaded, job.uploaded_saved)
         return params
@@ -498,7 +506,8 @@ class JobManager:
         with self._lock:
             job.torrent_handle = torrent
             if job.state == JobState.PAUSED:
-                torrent.pause()
+                if not job.fetching_file_list:
+                    torrent.pause()
             elif job.state == JobState.COMPLETED:
                 pass
             elif not job.has_metadata:
@@ -554,8 +563,11 @@ class JobManager:
             for key in keys:
                 self._aliases[key] = job.info_hash
             self.store.update(job.info_hash, name=name)
+            fetched_file_list, job.fetching_file_list = job.fetching_file_list, False
             if job.state == JobState.FETCHING_METADATA:
                 self._want_download(job)
+            elif fetched_file_list and job.state == JobState.PAUSED and job.torrent_handle:
+                job.torrent_handle.pause()  # its files can be chosen now; Resume downloads them
 
     def finishing(self, job, flush_asked=False):
         """Every wanted piece is in: complete the job once libtorrent has written them all out.
@@ -701,6 +713,7 @@ class JobManager:
                 job.torrent_handle.pause()
 
     def _want_download(self, job):
+        self._release_held_files(job)
         slot = self._take_slot(job)
         was_queued = job.state == JobState.QUEUED
         self.set_state(job, JobState.DOWNLOADING if slot else JobState.QUEUED)
@@ -710,6 +723,19 @@ class JobManager:
             job.torrent_handle.resume()
             if slot and was_queued:
                 torrents_mod.reconnect(handle)  # seeds dropped it while it was upload-only
+
+    def _release_held_files(self, job):
+        """Want every file of a job whose files all wait for a choice (it was added paused
+        before its metadata, see add_params) once it is to download without one."""
+        torrent = job.torrent_handle
+        if torrent is None or not job.has_metadata:
+            return
+        try:
+            if any(torrent.handle.get_file_priorities()):
+                return
+            self._want_files(job, torrent.handle, set(range(torrent.handle.torrent_file().num_files())))
+        except RuntimeError:  # removed meanwhile
+            pass
 
     def _take_slot(self, job):
         if job.info_hash in self._active:
@@ -894,16 +920,21 @@ class JobManager:
         if not all(isinstance(i, int) and not isinstance(i, bool) for i in wanted):
             raise JobError('"wanted" must be a list of file indices.')
         wanted = set(wanted)
-        job = self.get(info_hash)
-        if self.part_suffix:  # libtorrent copies a new file's first pieces in at once: name it first
-            was_wanted = {i for i, priority in enumerate(torrent.handle.get_file_priorities()) if priority > 0}
-            torrents_mod.mark_before_download(torrent.handle, job.save_path, self.part_suffix, wanted - was_wanted)
-        with self._lock:
-            job.marked_for = None  # mark what is wanted now at the next status
-        torrents_mod.set_wanted_files(torrent.handle, wanted)
+        if not wanted:
+            raise JobError("Choose at least one file. To download nothing, pause or remove the job.")
+        self._want_files(self.get(info_hash), torrent.handle, wanted)
         # libtorrent applies priorities asynchronously: answer with what was asked for.
         return [{**entry, "wanted": entry["index"] in wanted}
                 for entry in torrents_mod.file_list(torrent.handle)]
+
+    def _want_files(self, job, handle, wanted):
+        """Download exactly the files whose indices are in wanted."""
+        if self.part_suffix:  # libtorrent copies a new file's first pieces in at once: name it first
+            was_wanted = {i for i, priority in enumerate(handle.get_file_priorities()) if priority > 0}
+            torrents_mod.mark_before_download(handle, job.save_path, self.part_suffix, wanted - was_wanted)
+        with self._lock:
+            job.marked_for = None  # mark what is wanted now at the next status
+        torrents_mod.set_wanted_files(handle, wanted)
 
     def _torrent_with_metadata(self, info_hash):
         job = self.get(info_hash)
@@ -949,7 +980,7 @@ class JobManager:
         """Whether some job's row will change without a click: it runs, or libtorrent's first
         status for it is still to come (a job just started paused has no size or Files link yet)."""
         with self._lock:
-            return any(job.state in RUNNING or (not job.live and job.state not in ENDED)
+            return any(job.state in RUNNING or job.fetching_file_list or (not job.live and job.state not in ENDED)
                        for job in self._jobs.values())
 
     # Start-up and shutdown ----------------------------------------------------------

@@ -238,6 +238,50 @@ def test_choose_files_downloads_only_those(swarm_app, seed_new):
     assert manager.get(torrent.info_hash).to_dict()["progress"] == 1.0
 
 
+def test_a_magnet_started_paused_fetches_its_file_list_and_downloads_nothing_until_resumed(swarm_app, seed_new):
+    """Paused meant no metadata, so a magnet's files could not be chosen before it downloaded
+    them all. Now it fetches the file list, stays paused, and gets only the files chosen."""
+    from swarm import sha256_file
+
+    torrent = seed_new({"E01.mkv": MiB, "E02.mkv": MiB})
+    client = swarm_app.test_client()
+    client.post("/api/jobs", json={"hashes": [torrent.magnet()], "paused": True})
+    files = file_list(client, torrent)
+    job = wait_until(lambda: not job_of(swarm_app, torrent.info_hash)["fetching_file_list"] and
+                     job_of(swarm_app, torrent.info_hash), 10, "the file list did not come")
+    assert job["state"] == "paused" and job["has_metadata"] and job["downloaded_bytes"] == 0
+    assert not [f for f in files if f["wanted"]]  # nothing until a choice, or Resume
+    handle = swarm_app.extensions["hashdrop"].get(torrent.info_hash).torrent_handle.handle
+    wait_until(lambda: handle.status().paused, 5, "the torrent was not paused once its file list came")
+    assert handle.status().total_payload_download == 0
+    assert not [path for path in save_path(swarm_app).rglob("*") if path.is_file()]
+    assert "fetching the file list" not in client.get("/").get_data(as_text=True)
+
+    second = next(f["index"] for f in files if f["path"].endswith("E02.mkv"))
+    refused = client.post(f"/api/jobs/{torrent.info_hash}/files", json={"wanted": []})
+    assert refused.status_code == 400 and "at least one file" in refused.get_json()["error"]
+    client.post(f"/api/jobs/{torrent.info_hash}/files", json={"wanted": [second]})
+    client.post(f"/api/jobs/{torrent.info_hash}/resume")
+    wait_for_state(swarm_app, torrent.info_hash, "completed")
+    assert sha256_file(save_path(swarm_app) / torrent.name / "E02.mkv") == torrent.files[f"{torrent.name}/E02.mkv"]
+    assert not (save_path(swarm_app) / torrent.name / "E01.mkv").exists()
+    assert not (save_path(swarm_app) / torrent.name / "E01.mkv.part").exists()
+
+
+def test_a_magnet_held_for_a_choice_downloads_everything_when_resumed_without_one(make_app, tracker, seed_new):
+    """Also after a restart, when nothing but its file priorities says its files were held."""
+    torrent = seed_new({"E01.mkv": MiB, "E02.mkv": MiB})
+    app = make_app(TRACKERS=[tracker.announce_url])
+    app.test_client().post("/api/jobs", json={"hashes": [torrent.magnet()], "paused": True})
+    wait_until(lambda: job_of(app, torrent.info_hash)["has_metadata"], 10, "the file list did not come")
+    app.extensions["hashdrop"].shutdown()
+    again = make_app(TRACKERS=[tracker.announce_url])
+    assert job_of(again, torrent.info_hash)["state"] == "paused"
+    again.test_client().post(f"/api/jobs/{torrent.info_hash}/resume")
+    wait_for_state(again, torrent.info_hash, "completed")
+    check_files(torrent, save_path(again))
+
+
 def test_download_limit_holds_for_loopback_peers(make_app, tracker, seed_new):
     limit = 256 * 1024
     app = make_app(TRACKERS=[tracker.announce_url], DOWNLOAD_LIMIT=limit)
