@@ -2,6 +2,7 @@
 import errno
 import logging
 import os
+import re
 import shutil
 import threading
 import time
@@ -501,7 +502,8 @@ def describe_torrent(data):
 
 
 def file_list(handle):
-    """The files of a torrent with metadata: index, path, path on disk, size, progress, wanted."""
+    """The files of a torrent with metadata (index, path, path on disk, size, progress, wanted),
+    by path as a person sorts them, not in the torrent's own order."""
     files, named = named_files(handle)
     done = handle.file_progress(lt.torrent_handle.piece_granularity)
     priorities = handle.get_file_priorities()
@@ -516,7 +518,12 @@ def file_list(handle):
             "progress": round(done[index] / size, 4) if size else 1.0,
             "wanted": priorities[index] > 0,
         })
-    return listing
+    return sorted(listing, key=lambda entry: natural_order(entry["path"]))
+
+
+def natural_order(text):
+    """A sort key that puts "E2" before "E10", in any case: episodes in the order they air."""
+    return [int(part) if part.isdigit() else part.casefold() for part in re.split(r"(\d+)", text)]
 
 
 def set_wanted_files(handle, wanted):

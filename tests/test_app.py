@@ -644,3 +644,11 @@ def test_ports_are_read_from_listen_interfaces():
     assert configured_ports("0.0.0.0:6881,[::]:6881") == {6881}
     assert configured_ports("127.0.0.1:0") == set()
     assert configured_ports("eth0:6881s, 10.0.0.2:7000") == {6881, 7000}
+
+
+def test_files_are_listed_as_a_person_sorts_them():
+    from downloader import natural_order
+
+    paths = ["Show/Show E10.mkv", "Show/extras/b.mkv", "Show/show E2.mkv", "Show/Show E1.mkv"]
+    assert sorted(paths, key=natural_order) == [
+        "Show/extras/b.mkv", "Show/Show E1.mkv", "Show/show E2.mkv", "Show/Show E10.mkv"]

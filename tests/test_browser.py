@@ -149,6 +149,8 @@ def test_files_page_chooses_all_or_none_at_once(live_server, tracker, seed_new, 
     page.locator(f"#job-{torrent.info_hash} a", has_text="Files").click()
     boxes = page.locator("#files input[name=wanted]")
     expect(boxes).to_have_count(5)
+    names = [text.split("\n")[0].rsplit("/", 1)[-1] for text in page.locator("#files td.path").all_inner_texts()]
+    assert names == [f"Show S01E0{n}.mkv" for n in range(1, 6)]  # in order, whatever the torrent's
     page.click("button[data-choose=none]")
     boxes.nth(1).check()
     page.click("form.files button[type=submit]")
