@@ -832,6 +832,7 @@ class JobManager:
                 job.seeding_stopped = True
             elif job.state != JobState.PAUSED:
                 self.set_state(job, JobState.PAUSED)
+            job.fetching_file_list = False  # paused outright: no metadata either
             if job.torrent_handle:
                 job.torrent_handle.pause()
         return job
@@ -849,6 +850,7 @@ class JobManager:
                 return job
             retry = job.state == JobState.FAILED
             job.error = None
+            job.fetching_file_list = False  # a held job's files are all wanted as its metadata comes
             job.restored = False  # a person asked: download again where files are missing
             if job.thread is None or not job.thread.is_alive():
                 job.state = JobState.FETCHING_METADATA
