@@ -482,7 +482,8 @@ def live_status(status):
         "all_time_download": status.all_time_download,
         "peers": status.num_peers,
         "seeds": status.num_seeds,
-        "finished": status.has_metadata and status.is_finished,
+        # Nothing wanted is not finished: a job added paused holds all its files for a choice.
+        "finished": status.has_metadata and status.is_finished and status.total_wanted > 0,
         "checking": status.state in CHECKING_STATES,
     }
 

@@ -79,6 +79,7 @@ class Job:
     detached: bool = False  # its thread has let go of its torrent, and no longer deletes files
     restored: bool = False  # brought back at start, not retried since: its files should be on disk
     fetching_file_list: bool = False  # paused, but fetching its metadata: it downloads no file
+    redial_due: bool = False  # its held files were just released: dial its seeds once it wants them
     marked_for: int | None = None  # total_wanted when its unfinished files were last marked
     renaming: set = field(default_factory=set)  # indices of its files with a rename under way
     unrenamable: set = field(default_factory=set)  # indices of files whose rename failed
@@ -102,6 +103,8 @@ class Job:
         if event == "status":
             self.live = self.measure_rates(value, time.monotonic())
             manager.save_upload_totals()
+            if self.redial_due and value["total_wanted"] > 0:
+                manager.redial_if_due(self)
             if not value["finished"] and not value.get("checking"):
                 self.synced = False  # pieces to fetch (more files wanted, or lost ones): not on disk yet
                 if self.state == JobState.COMPLETED and self.has_metadata:
@@ -116,7 +119,9 @@ class Job:
             manager.metadata_arrived(self, name, keys)
         elif event == "finished":  # translate() has asked libtorrent to write out (flush)
             self.live = value
-            if self.state in RUNNING or self.state == JobState.COMPLETED:
+            # Not finished by the time of its status: more files were wanted meanwhile, or
+            # none was yet (files held for a choice, released as the metadata came).
+            if value["finished"] and (self.state in RUNNING or self.state == JobState.COMPLETED):
                 # completed: rechecked, or more files were wanted and are done
                 manager.finishing(self, flush_asked=True)
         elif event == "error":
@@ -734,8 +739,21 @@ class JobManager:
             if any(torrent.handle.get_file_priorities()):
                 return
             self._want_files(job, torrent.handle, set(range(torrent.handle.torrent_file().num_files())))
+            job.redial_due = True
         except RuntimeError:  # removed meanwhile
             pass
+
+    def redial_if_due(self, job):
+        """Wanting nothing, a held job's torrent was finished: it let its seeds go and will not
+        dial them again (see TorrentSession.redial). Once its new priorities show (libtorrent
+        applies them after a disk job), make it. Without this it waited for the next announce."""
+        torrent = job.torrent_handle
+        job.redial_due = False
+        if torrent is not None:
+            try:
+                self.torrents.redial(torrent.handle)
+            except RuntimeError:  # removed meanwhile
+                pass
 
     def _take_slot(self, job):
         if job.info_hash in self._active:

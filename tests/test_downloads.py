@@ -282,6 +282,20 @@ def test_a_magnet_held_for_a_choice_downloads_everything_when_resumed_without_on
     check_files(torrent, save_path(again))
 
 
+def test_a_magnet_resumed_before_its_file_list_came_downloads_everything(swarm_app, seeder, seed_new):
+    torrent = seed_new({"E01.mkv": MiB, "E02.mkv": MiB}, seeded=False)  # no peer yet: no metadata
+    client = swarm_app.test_client()
+    # The seeder's address in the link: the tracker is asked again only minutes later.
+    client.post("/api/jobs", json={"hashes": [torrent.magnet(peer=seeder.peer)], "paused": True})
+    wait_until(lambda: job_of(swarm_app, torrent.info_hash)["fetching_file_list"], 10, "not fetching its file list")
+    client.post(f"/api/jobs/{torrent.info_hash}/resume")
+    job = job_of(swarm_app, torrent.info_hash)
+    assert job["state"] == "fetching_metadata" and not job["fetching_file_list"]
+    seeder.add(torrent)
+    wait_for_state(swarm_app, torrent.info_hash, "completed")
+    check_files(torrent, save_path(swarm_app))
+
+
 def test_download_limit_holds_for_loopback_peers(make_app, tracker, seed_new):
     limit = 256 * 1024
     app = make_app(TRACKERS=[tracker.announce_url], DOWNLOAD_LIMIT=limit)
