@@ -475,6 +475,7 @@ def live_status(status):
     """The fields of a torrent_status that the page and the API show."""
     return {
         "total_wanted": status.total_wanted,
+        "total_size": status.total,  # every file's bytes, wanted or not
         "total_wanted_done": status.total_wanted_done,
         "download_rate": status.download_payload_rate,
         "upload_rate": status.upload_payload_rate,

@@ -230,6 +230,7 @@ class Job:
             "state": self.state.value,
             "progress": round(progress, 4),
             "total_bytes": total,
+            "torrent_bytes": live.get("total_size", 0),
             "downloaded_bytes": total if self.state == JobState.COMPLETED and total else done,
             "uploaded_bytes": self.uploaded(),
             "ratio": None if ratio is None else round(ratio, 3),

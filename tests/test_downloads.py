@@ -250,6 +250,7 @@ def test_a_magnet_started_paused_fetches_its_file_list_and_downloads_nothing_unt
     job = wait_until(lambda: not job_of(swarm_app, torrent.info_hash)["fetching_file_list"] and
                      job_of(swarm_app, torrent.info_hash), 10, "the file list did not come")
     assert job["state"] == "paused" and job["has_metadata"] and job["downloaded_bytes"] == 0
+    assert job["total_bytes"] == 0 and job["torrent_bytes"] == 2 * MiB  # nothing wanted yet, of 2 MiB
     assert not [f for f in files if f["wanted"]]  # nothing until a choice, or Resume
     handle = swarm_app.extensions["hashdrop"].get(torrent.info_hash).torrent_handle.handle
     wait_until(lambda: handle.status().paused, 5, "the torrent was not paused once its file list came")
