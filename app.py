@@ -316,8 +316,9 @@ def act(info_hash, action, delete_files=False):
 
 @bp.get("/api/jobs")
 def api_jobs():
-    """Every job, or with ?state=downloading,queued the jobs in those states."""
-    return jsonify(manager().jobs(states=requested_states()))
+    """Every job; ?state=downloading,queued keeps those states, ?q=sintel the names or hashes holding it."""
+    query = request.args.get("q", "").strip()[:MAX_QUERY_CHARS]
+    return jsonify(manager().jobs(states=requested_states(), text=query))
 
 
 @bp.get("/api/status")

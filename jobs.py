@@ -965,27 +965,29 @@ class JobManager:
                 raise JobError("The file list is known once the metadata has arrived.", 409)
         return torrent
 
-    def jobs(self, states=None):
-        """Every job (or those in `states`) as a dict, oldest first."""
+    def jobs(self, states=None, text=""):
+        """Every job (or those in `states` whose name or hash holds `text`) as a dict, oldest first."""
         now = utcnow()
         # to_dict runs outside the lock: it asks the file system for free space, which can hang on a NAS.
-        return [job.to_dict(now) for job in self._in_states(states)]
+        return [job.to_dict(now) for job in self._in_states(states, text)]
 
     def newest_first(self, start, count, states=None, text=""):
         """count jobs (those in `states` whose name or hash holds `text`, in any case) as dicts,
         newest first from position start, and how many there are."""
         now = utcnow()
-        jobs = self._in_states(states)
-        if text:
-            text = text.casefold()
-            jobs = [job for job in jobs if text in (job.name or "").casefold() or text in job.info_hash]
+        jobs = self._in_states(states, text)
         chosen = jobs[::-1][start:start + count]
         return [job.to_dict(now) for job in chosen], len(jobs)
 
-    def _in_states(self, states):
-        """The jobs in `states` (every job for None), oldest first."""
+    def _in_states(self, states, text=""):
+        """The jobs in `states` (every job for None) whose name or hash holds `text` in any case,
+        oldest first."""
         with self._lock:
-            return [job for job in self._jobs.values() if states is None or job.state in states]
+            jobs = [job for job in self._jobs.values() if states is None or job.state in states]
+        if text:
+            text = text.casefold()
+            jobs = [job for job in jobs if text in (job.name or "").casefold() or text in job.info_hash]
+        return jobs
 
     def transfer_rates(self):
         """Bytes/s in and out over every job."""

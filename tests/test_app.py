@@ -419,6 +419,8 @@ def test_the_table_finds_jobs_by_name_or_hash_and_keeps_the_search(client, manag
     rows, page = page_rows(client, "/?q=sintel&show=paused")
     assert rows == [hashes[0]] and 'name="show" value="paused"' in page
     assert page_rows(client, f"/?q={hashes[3][-6:]}")[0] == [hashes[3]]  # by hash
+    assert [job["info_hash"] for job in client.get("/api/jobs?q=SINTEL").get_json()] == [hashes[0], hashes[2]]
+    assert [job["info_hash"] for job in client.get("/api/jobs?q=sintel&state=paused").get_json()] == [hashes[0]]
     assert "No downloads matching “nothing like it”." in client.get("/?q=nothing+like+it").get_data(as_text=True)
     page = client.get("/?q=<b>x</b>").get_data(as_text=True)
     assert "<b>x</b>" not in page and "“&lt;b&gt;x&lt;/b&gt;”" in page
