@@ -185,7 +185,7 @@ def job_table(page=None):
     page = int(page) if str(page).isdigit() else 1
     show = request.args.get("show", "all")
     show = show if show in JOB_FILTERS else "all"
-    query = request.args.get("q", "").strip()[:MAX_QUERY_CHARS]
+    query = requested_query()
     start = (max(page, 1) - 1) * JOBS_PER_PAGE
     jobs, total = manager().newest_first(start, JOBS_PER_PAGE, JOB_FILTERS[show], query)
     pages = max(1, -(-total // JOBS_PER_PAGE))
@@ -317,14 +317,18 @@ def act(info_hash, action, delete_files=False):
 @bp.get("/api/jobs")
 def api_jobs():
     """Every job; ?state=downloading,queued keeps those states, ?q=sintel the names or hashes holding it."""
-    query = request.args.get("q", "").strip()[:MAX_QUERY_CHARS]
-    return jsonify(manager().jobs(states=requested_states(), text=query))
+    return jsonify(manager().jobs(states=requested_states(), text=requested_query()))
 
 
 @bp.get("/api/status")
 def api_status():
     """Transfer rates over every job, free space where downloads land, and jobs per state."""
     return jsonify({**status(), "jobs": manager().counts()})
+
+
+def requested_query():
+    """The words of ?q= (the table's search), trimmed and cut to MAX_QUERY_CHARS."""
+    return request.args.get("q", "").strip()[:MAX_QUERY_CHARS]
 
 
 def requested_states():

@@ -177,6 +177,7 @@ class TorrentSession:
         self._last_resume_save = {}
         # From the listen alerts; replaced whole, never changed in place (requests read them).
         self.listen_ports = frozenset()  # the TCP ports peers can reach this session on
+        self.configured_ports = configured_ports(settings["listen_interfaces"])
         self.listen_error = None  # why libtorrent could not listen, while it cannot
 
     def start(self):
@@ -307,7 +308,7 @@ class TorrentSession:
         if not ports:
             return error and (f"Peers cannot connect to hashdrop ({error}); it still connects to them. "
                               "Set HASHDROP_LISTEN_INTERFACES to a free address and port, and restart.")
-        wanted = configured_ports(self.settings["listen_interfaces"])
+        wanted = self.configured_ports
         if not wanted or wanted & ports:
             return None
         port, configured = min(ports), min(wanted)

@@ -17,13 +17,12 @@ CREATE TABLE IF NOT EXISTS jobs (
     save_path TEXT NOT NULL,
     category TEXT NOT NULL DEFAULT '',
     sequential INTEGER NOT NULL DEFAULT 0,
-    completed_at TEXT,
-    uploaded_bytes INTEGER NOT NULL DEFAULT 0
+    completed_at TEXT
 );
 """
 
-# Columns added after the first schema, with their definitions: a database made before
-# them gets them at open.
+# Columns added after the first schema, with their definitions: every database, new or made
+# before them, gets them at open.
 ADDED_COLUMNS = {"uploaded_bytes": "INTEGER NOT NULL DEFAULT 0"}
 
 COLUMNS = (
@@ -87,10 +86,7 @@ class JobStore:
         """Insert several jobs in one transaction."""
         placeholders = ", ".join("?" for _ in COLUMNS)
         sql = f"INSERT OR REPLACE INTO jobs ({', '.join(COLUMNS)}) VALUES ({placeholders})"
-        with self._lock:
-            with self._db:
-                self._db.execute("BEGIN")
-                self._db.executemany(sql, [[r.get(c) for c in COLUMNS] for r in records])
+        self._execute_many(sql, [[r.get(c) for c in COLUMNS] for r in records])
 
     def update(self, info_hash, **fields):
         """Change some columns of one job."""
@@ -103,10 +99,14 @@ class JobStore:
 
     def save_upload_totals(self, totals):
         """Record several jobs' uploaded bytes ((bytes, info_hash) pairs) in one transaction."""
+        self._execute_many("UPDATE jobs SET uploaded_bytes = ? WHERE info_hash = ?", totals)
+
+    def _execute_many(self, sql, rows):
+        """Run one statement for each row, all in one transaction (one fsync)."""
         with self._lock:
             with self._db:
                 self._db.execute("BEGIN")
-                self._db.executemany("UPDATE jobs SET uploaded_bytes = ? WHERE info_hash = ?", totals)
+                self._db.executemany(sql, rows)
 
     def delete(self, info_hash):
         with self._lock:
