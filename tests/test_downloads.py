@@ -321,7 +321,8 @@ def test_metadata_that_never_comes_shows_the_wait(swarm_app, seed_new):
     assert job["state"] == "fetching_metadata" and job["name"] is None
     page = swarm_app.test_client().get("/").get_data(as_text=True)
     assert "Fetching metadata" in page
-    assert re.search(r"waiting \d+s, \d+ peers", page), page
+    # "1 peer" since aac4fb5 (the tracker may hand the app itself); any other count is "peers".
+    assert re.search(r"waiting \d+s, (1 peer|(?!1 peers)\d+ peers)<", page), page
 
 
 @pytest.fixture
