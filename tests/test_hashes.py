@@ -2,11 +2,13 @@
 import base64
 import re
 import time
+from unittest import mock
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import hashes
 from hashes import (
     ParseResult,
     Rejected,
@@ -474,6 +476,16 @@ def test_embedded_hashes_are_all_found_in_order(pieces, tail):
     assert result.rejected == []
     for target in result.targets + result.duplicates:
         assert (target.v1_hash or target.v2_hash) == target.info_hash
+
+
+@settings(max_examples=200)
+@given(st.one_of(hex40, hex64))
+def test_a_line_of_one_hash_parses_as_the_general_rules_parse_it(value):
+    fast = parse_text(value)
+    with mock.patch.object(hashes, "BARE_HASH", re.compile(r"(?!)")):  # the fast path never taken
+        general = parse_text(value)
+    assert fast == general
+    assert [t.info_hash for t in fast.targets] == [value.lower()]
 
 
 near_miss = st.text(HEX_CHARS + "ghxyzGHXYZ234567", min_size=0, max_size=70)
