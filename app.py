@@ -362,7 +362,9 @@ def api_submit():
         result = manager().submit_text(body["text"], **options)
     else:
         raise JobError('Send {"hashes": [...]} or {"text": "..."}.')
-    if result.refused or not (result.started or result.existing or result.duplicates):
+    if result.refused:
+        return jsonify(error=result.refused, **result.to_dict()), result.refused_status
+    if not (result.started or result.existing or result.duplicates):
         return jsonify(error=result.messages()[0][0], **result.to_dict()), 400
     return jsonify(result.to_dict()), 201 if result.started else 200
 

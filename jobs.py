@@ -262,6 +262,7 @@ class SubmitResult:
     existing: list = field(default_factory=list)    # hashes.Target already a job
     rejected: list = field(default_factory=list)    # hashes.Rejected
     refused: str | None = None                      # the whole submit was refused
+    refused_status: int = 400                       # and the HTTP status that says why
 
     def messages(self):
         """(message, category) pairs for flash(), in the order a person reads them."""
@@ -376,6 +377,7 @@ class JobManager:
         with self._lock:
             if self._closed:
                 result.refused = "hashdrop is shutting down; nothing was started."
+                result.refused_status = 503
                 return result
             for target, torrent in targets:
                 if self._find(target):
@@ -387,7 +389,15 @@ class JobManager:
                 self._register(job)
                 new_jobs.append(job)
             if new_jobs:
-                self.store.save_many([job.record() for job in new_jobs])
+                try:
+                    self.store.save_many([job.record() for job in new_jobs])
+                except sqlite3.Error as exc:  # a full disk, most often: the downloads filled it
+                    for job in new_jobs:
+                        self._unregister(job)
+                    result.refused = (f"The job database {self.store.path} could not record the new "
+                                      f"downloads ({exc}); nothing was started.")
+                    result.refused_status = 507
+                    return result
             with cpus.starting_on_this_cpu():
                 for job in new_jobs:
                     self._start(job)
@@ -405,6 +415,11 @@ class JobManager:
         for key in (job.v1_hash, job.v2_hash, job.info_hash):
             if key:
                 self._aliases[key] = job.info_hash
+
+    def _unregister(self, job):
+        del self._jobs[job.info_hash]
+        for key in [k for k, v in self._aliases.items() if v == job.info_hash]:
+            del self._aliases[key]
 
     def _new_job(self, target, save_path, category, sequential):
         return Job(
@@ -902,9 +917,7 @@ class JobManager:
             job.state = JobState.CANCELLED
             job.removing = True
             job.delete_files = delete_files
-            del self._jobs[job.info_hash]
-            for key in [k for k, v in self._aliases.items() if v == job.info_hash]:
-                del self._aliases[key]
+            self._unregister(job)
             self._release_slot(job)
             self.store.delete(job.info_hash)
             job.inbox.put(STOP)

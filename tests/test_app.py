@@ -272,6 +272,36 @@ def test_category_cannot_leave_the_save_path(client, category):
     assert client.get("/api/jobs").get_json() == []
 
 
+def test_a_full_job_database_refuses_the_submit_and_loses_nothing(client, manager):
+    """SQLite's own "database or disk is full", as when the downloads fill the data dir's disk:
+    the submit says so, and no job is left half made (listed, but with no thread and no row)."""
+    paste = [secrets.token_hex(20) for _ in range(50)]
+    database = manager.store._db
+    database.execute(f"PRAGMA max_page_count = {database.execute('PRAGMA page_count').fetchone()[0]}")
+
+    response = client.post("/start-downloads", data={"downloads": "\n".join(paste)})
+    assert response.status_code == 303
+    page = flashes(client)
+    assert "could not record the new downloads (database or disk is full); nothing was started." in page
+    htmx = client.post("/start-downloads", data={"downloads": "\n".join(paste)}, headers={"HX-Request": "true"})
+    assert "nothing was started" in htmx.get_data(as_text=True)
+    assert "HX-Trigger" not in htmx.headers  # the paste stays in the box
+    api = client.post("/api/jobs", json={"hashes": paste})
+    assert api.status_code == 507 and "database or disk is full" in api.get_json()["error"]
+    assert client.get("/api/jobs").get_json() == [] and manager.jobs() == []
+
+    database.execute("PRAGMA max_page_count = 1073741823")
+    response = client.post("/api/jobs", json={"hashes": paste})
+    assert response.status_code == 201 and len(response.get_json()["started"]) == 50
+
+
+def test_a_submit_while_shutting_down_is_refused_as_unavailable(client, manager):
+    manager.shutdown()
+    response = client.post("/api/jobs", json={"hashes": [HASH_A]})
+    assert response.status_code == 503
+    assert response.get_json()["error"] == "hashdrop is shutting down; nothing was started."
+
+
 def test_submit_paused_and_files_before_metadata(client):
     response = client.post("/api/jobs", json={"hashes": [HASH_A], "paused": True, "sequential": True})
     job = response.get_json()["started"][0]
