@@ -205,7 +205,7 @@ def status():
     torrents = manager().torrents
     return {**manager().transfer_rates(), "free_bytes": free_bytes(current_app.config["SAVE_PATH"]),
             "save_path": current_app.config["SAVE_PATH"], "listen_ports": sorted(torrents.listen_ports),
-            "listen_problem": torrents.listen_problem()}
+            "listen_problem": torrents.listen_problem(), "store_problem": manager().store.unsaved_problem()}
 
 
 def filter_counts():

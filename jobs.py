@@ -804,13 +804,8 @@ class JobManager:
             self._upload_totals_due = now + self.resume_interval
             grown = [(job, job.live["all_time_upload"]) for job in self._jobs.values()
                      if job.live.get("all_time_upload", 0) > job.uploaded_saved]
-            if not grown:
-                return
-            try:
-                self.store.save_upload_totals([(uploaded, job.info_hash) for job, uploaded in grown])
-            except sqlite3.Error as exc:
-                log.warning("cannot record upload totals: %s", exc)
-                return
+            # With none grown, this still retries changes that the database could not take.
+            self.store.save_upload_totals([(uploaded, job.info_hash) for job, uploaded in grown])
             for job, uploaded in grown:
                 job.uploaded_saved = uploaded
 

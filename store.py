@@ -1,7 +1,10 @@
 """SQLite job store: the schema, and one connection shared under a lock."""
+import logging
 import os
 import sqlite3
 import threading
+
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -41,6 +44,8 @@ class JobStore:
     def __init__(self, path):
         self.path = path
         self._lock = threading.Lock()
+        self._unsaved = {}  # info_hash -> {column: value} not written yet, or None: delete its row
+        self.problem = None  # why the last write failed; None once one succeeds
         try:
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             self._db.row_factory = sqlite3.Row
@@ -72,48 +77,83 @@ class JobStore:
             rows = self._db.execute("SELECT * FROM jobs ORDER BY added_at, rowid").fetchall()
         return [dict(row) for row in rows]
 
-    def save(self, record):
-        """Insert or replace one job (a dict with the COLUMNS keys)."""
-        values = [record.get(column) for column in COLUMNS]
-        placeholders = ", ".join("?" for _ in COLUMNS)
-        with self._lock:
-            self._db.execute(
-                f"INSERT OR REPLACE INTO jobs ({', '.join(COLUMNS)}) VALUES ({placeholders})",
-                values,
-            )
-
     def save_many(self, records):
-        """Insert several jobs in one transaction."""
+        """Insert several jobs in one transaction, after the changes still waiting; raise if it fails."""
         placeholders = ", ".join("?" for _ in COLUMNS)
         sql = f"INSERT OR REPLACE INTO jobs ({', '.join(COLUMNS)}) VALUES ({placeholders})"
-        self._execute_many(sql, [[r.get(c) for c in COLUMNS] for r in records])
+        with self._lock:
+            self._write_unsaved(lambda: self._db.executemany(sql, [[r.get(c) for c in COLUMNS] for r in records]))
+            if self.problem:
+                raise sqlite3.OperationalError(self.problem)
 
+    # A job's changes (state, name, removal, upload total) happened already: the app goes on
+    # with them when the database cannot take them (a full disk, most often), keeps them, and
+    # writes them with the next change that can be written.
     def update(self, info_hash, **fields):
         """Change some columns of one job."""
-        assignments = ", ".join(f"{name} = ?" for name in fields)
         with self._lock:
-            self._db.execute(
-                f"UPDATE jobs SET {assignments} WHERE info_hash = ?",
-                [*fields.values(), info_hash],
-            )
+            self._keep(info_hash, fields)
+            self._write_unsaved()
 
     def save_upload_totals(self, totals):
-        """Record several jobs' uploaded bytes ((bytes, info_hash) pairs) in one transaction."""
-        self._execute_many("UPDATE jobs SET uploaded_bytes = ? WHERE info_hash = ?", totals)
-
-    def _execute_many(self, sql, rows):
-        """Run one statement for each row, all in one transaction (one fsync)."""
+        """Record several jobs' uploaded bytes ((bytes, info_hash) pairs); retry what waits."""
         with self._lock:
-            with self._db:
-                self._db.execute("BEGIN")
-                self._db.executemany(sql, rows)
+            for uploaded, info_hash in totals:
+                self._keep(info_hash, {"uploaded_bytes": uploaded})
+            if self._unsaved:
+                self._write_unsaved()
 
     def delete(self, info_hash):
         with self._lock:
-            self._db.execute("DELETE FROM jobs WHERE info_hash = ?", (info_hash,))
+            self._unsaved[info_hash] = None
+            self._write_unsaved()
+
+    def _keep(self, info_hash, fields):
+        waiting = self._unsaved.setdefault(info_hash, {})
+        if waiting is not None:  # None: the row is to be deleted, and nothing changes that
+            waiting.update(fields)
+
+    def _write_unsaved(self, then=None):
+        """Write every waiting change, then run then(), in one transaction (one fsync)."""
+        try:
+            with self._db:
+                self._db.execute("BEGIN")
+                for info_hash, fields in self._unsaved.items():
+                    if fields is None:
+                        self._db.execute("DELETE FROM jobs WHERE info_hash = ?", (info_hash,))
+                    elif fields:
+                        assignments = ", ".join(f"{name} = ?" for name in fields)
+                        self._db.execute(f"UPDATE jobs SET {assignments} WHERE info_hash = ?",
+                                         [*fields.values(), info_hash])
+                if then is not None:
+                    then()
+        except sqlite3.Error as exc:
+            if self.problem is None:
+                log.warning("cannot write the job database %s: %s", self.path, exc)
+            self.problem = str(exc)
+            return
+        if self.problem is not None:
+            log.info("the job database %s is written again", self.path)
+        self._unsaved.clear()
+        self.problem = None
+
+    def unsaved_problem(self):
+        """A sentence for the page while changes wait to be written, else None."""
+        with self._lock:
+            if not self._unsaved:
+                return None
+            count = len(self._unsaved)
+            return (f"The job database {self.path} cannot be written ({self.problem}). Changes to "
+                    f"{count} job{'s' if count != 1 else ''} wait for the next write that succeeds, and "
+                    "are lost if hashdrop stops before it. A full disk is the usual cause: free some space.")
 
     def close(self):
+        """Write what waits (logging what is lost if it cannot), then close the connection."""
         with self._lock:
+            if self._unsaved:
+                self._write_unsaved()
+                if self._unsaved:
+                    log.error("changes to %d jobs are lost: %s", len(self._unsaved), self.problem)
             self._db.close()
 
 

@@ -177,6 +177,55 @@ def test_jobs_survive_a_restart(make_app, tmp_path):
     assert jobs == {HASH_A: "fetching_metadata", HASH_B: "paused"}
 
 
+HASH_C = "c" * 40
+# SQLite's own error from the real connection, as a full disk gives it for every write
+# (checked on a 4 MiB tmpfs filled up: updates and deletes failed with this text).
+REFUSE_WRITES = """
+CREATE TEMP TRIGGER no_update BEFORE UPDATE ON jobs BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;
+CREATE TEMP TRIGGER no_delete BEFORE DELETE ON jobs BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;
+"""
+
+
+def test_pause_and_remove_work_while_the_job_database_cannot_be_written(make_app):
+    """Pausing and removing are what a person does when the disk is full; they answered 500,
+    and a removal left its job's thread and torrent running, out of the list."""
+    app = make_app()
+    client, manager = app.test_client(), app.extensions["hashdrop"]
+    client.post("/api/jobs", json={"hashes": [HASH_A, HASH_B, HASH_C]})
+    removed = manager.get(HASH_B)
+    manager.store._db.executescript(REFUSE_WRITES)
+
+    assert client.post(f"/api/jobs/{HASH_A}/pause").get_json()["state"] == "paused"
+    assert client.delete(f"/api/jobs/{HASH_B}").status_code == 204
+    removed.thread.join(5)
+    assert not removed.thread.is_alive()
+    assert len(manager.torrents.session.get_torrents()) == 2
+    problem = client.get("/api/status").get_json()["store_problem"]
+    assert "cannot be written (database or disk is full). Changes to 2 jobs wait" in problem
+    assert 'id="store-problem"' in client.get("/").get_data(as_text=True)
+
+    manager.store._db.executescript("DROP TRIGGER no_update; DROP TRIGGER no_delete;")
+    assert client.post(f"/api/jobs/{HASH_C}/pause").status_code == 200  # the next write takes them all
+    assert client.get("/api/status").get_json()["store_problem"] is None
+    assert 'id="store-problem"' not in client.get("/").get_data(as_text=True)
+    manager.shutdown()
+    jobs = {job["info_hash"]: job["state"] for job in make_app().extensions["hashdrop"].jobs()}
+    assert jobs == {HASH_A: "paused", HASH_C: "paused"}
+
+
+def test_changes_that_wait_are_written_at_shutdown(make_app):
+    app = make_app()
+    client, manager = app.test_client(), app.extensions["hashdrop"]
+    client.post("/api/jobs", json={"hashes": [HASH_A, HASH_B]})
+    manager.store._db.executescript(REFUSE_WRITES)
+    client.post(f"/api/jobs/{HASH_A}/pause")
+    client.delete(f"/api/jobs/{HASH_B}")
+    manager.store._db.executescript("DROP TRIGGER no_update; DROP TRIGGER no_delete;")  # space came back
+    manager.shutdown()
+    jobs = {job["info_hash"]: job["state"] for job in make_app().extensions["hashdrop"].jobs()}
+    assert jobs == {HASH_A: "paused"}
+
+
 def test_config_from_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("HASHDROP_SAVE_PATH", str(tmp_path / "media"))
     monkeypatch.setenv("HASHDROP_DATA_DIR", str(tmp_path / "state"))
