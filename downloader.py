@@ -179,6 +179,7 @@ class TorrentSession:
         self.listen_ports = frozenset()  # the TCP ports peers can reach this session on
         self.configured_ports = configured_ports(settings["listen_interfaces"])
         self.listen_error = None  # why libtorrent could not listen, while it cannot
+        self.on_tick = None  # called in the alert thread about once a second, when set
 
     def start(self):
         """Create the session (DHT etc. start now, with these settings) and the alert thread."""
@@ -262,12 +263,20 @@ class TorrentSession:
             if now >= next_update:
                 self.session.post_torrent_updates()
                 next_update = now + STATUS_INTERVAL
+                self._tick()
             self.session.wait_for_alert(int(max(0.0, next_update - now) * 1000) + 1)
             for alert in self.session.pop_alerts():
                 try:
                     self._dispatch(alert)
                 except Exception:
                     log.exception("handling %s failed", type(alert).__name__)
+
+    def _tick(self):
+        if self.on_tick is not None:
+            try:
+                self.on_tick()
+            except Exception:
+                log.exception("the periodic work failed")
 
     def _dispatch(self, alert):
         if isinstance(alert, lt.state_update_alert):

@@ -102,7 +102,6 @@ class Job:
         manager = self.manager
         if event == "status":
             self.live = self.measure_rates(value, time.monotonic())
-            manager.save_upload_totals()
             if self.redial_due and value["total_wanted"] > 0:
                 manager.redial_if_due(self)
             if not value["finished"] and not value.get("checking"):
@@ -344,6 +343,7 @@ class JobManager:
                                   config["DISK_IO"])
         torrents.start()
         manager = cls(config, torrents, store)
+        torrents.on_tick = manager.save_upload_totals
         manager.restore()
         return manager
 
@@ -793,11 +793,10 @@ class JobManager:
 
         libtorrent keeps them in the resume data only, which is saved for them at shutdown alone
         (see downloader.PERIODIC_RESUME_FLAGS): a crash lost every byte seeded since the last
-        clean stop, and the share ratio with it. Called with each status, from the job threads.
+        clean stop, and the share ratio with it. Called about once a second by the alert thread;
+        it also retries the changes that the job database could not take (JobStore.update).
         """
         now = time.monotonic()
-        if now < self._upload_totals_due:  # most calls: not due, no lock taken
-            return
         with self._lock:
             if now < self._upload_totals_due or self._closed:
                 return
