@@ -125,6 +125,7 @@ class Job:
                 manager.finishing(self, flush_asked=True)
         elif event == "error":
             manager.set_state(self, JobState.FAILED, error=value)
+            manager.mark_failed(self)
         elif event == "tracker":
             self.tracker = value
         elif event == "resume_data":
@@ -689,11 +690,26 @@ class JobManager:
                 or job.state not in (JobState.DOWNLOADING, JobState.QUEUED) \
                 or live.get("finished") or live.get("checking") or live.get("total_wanted") == job.marked_for:
             return
+        if self._mark_unfinished(job):
+            job.marked_for = live.get("total_wanted")
+
+    def mark_failed(self, job):
+        """Mark the unfinished files of a job that failed, whatever its last status said.
+
+        A magnet's first pieces can land under the files' own names before its thread has
+        marked them (mark_before_download), and a full disk can fail it before the first
+        status marks them: a media library would take the unfinished files for finished ones.
+        """
+        if self.part_suffix and job.torrent_handle is not None and job.has_metadata:
+            self._mark_unfinished(job)
+
+    def _mark_unfinished(self, job):
         try:
-            job.renaming.update(torrents_mod.mark_partial(torrent.handle, self.part_suffix, skip=job.unrenamable))
+            job.renaming.update(torrents_mod.mark_partial(job.torrent_handle.handle, self.part_suffix,
+                                                          skip=job.unrenamable))
         except RuntimeError:  # removed meanwhile
-            return
-        job.marked_for = live.get("total_wanted")
+            return False
+        return True
 
     def sync(self, job):
         """fsync a completed job's files, then ask for resume data that vouches for them.

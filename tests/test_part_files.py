@@ -1,4 +1,5 @@
 """Unfinished files are named <name>.part, so a media server scanning the save path skips them."""
+import resource
 from io import BytesIO
 from pathlib import Path
 
@@ -47,6 +48,31 @@ def test_unfinished_files_carry_the_suffix_until_the_job_is_completed(make_app, 
     check_files(torrent, root)
     listed = client.get(f"/api/jobs/{torrent.info_hash}/files").get_json()
     assert all(f["path_on_disk"] == f["path"] for f in listed)
+
+
+@pytest.mark.swarm
+def test_a_job_that_fails_writing_leaves_no_unfinished_file_under_its_own_name(make_app, tracker, seed_new):
+    """A magnet's first pieces can land under the file's own name before its thread has marked
+    it, and a write error (a full disk, by hand on a tmpfs) can fail the job before the first
+    status marks it. Three jobs at once: without the fix, most runs left some file unmarked."""
+    torrents = [seed_new(16 * MiB) for _ in range(3)]
+    app = make_app(TRACKERS=[tracker.announce_url])
+    root = Path(app.config["SAVE_PATH"])
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    # In this process, a write past 4 MiB into any file now fails with EFBIG, as one into a
+    # full disk fails with ENOSPC (Python ignores the SIGXFSZ that comes with it).
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4 * MiB, hard))
+    try:
+        app.test_client().post("/api/jobs", json={"hashes": [t.info_hash for t in torrents]})
+        for torrent in torrents:
+            wait_for_state(app, torrent.info_hash, "failed")
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    for torrent in torrents:
+        assert "File too large" in job_of(app, torrent.info_hash)["error"]
+    expected = sorted(f"{torrent.name}.part" for torrent in torrents)
+    wait_until(lambda: sorted(path.name for path in root.iterdir()) == expected, 10,
+               f"unfinished files under their own names: {sorted(path.name for path in root.iterdir())}")
 
 
 @pytest.mark.swarm
