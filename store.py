@@ -45,7 +45,7 @@ class JobStore:
         self.path = path
         self._lock = threading.Lock()
         self._unsaved = {}  # info_hash -> {column: value} not written yet, or None: delete its row
-        self.problem = None  # why the last write failed; None once one succeeds
+        self._problem = None  # why the last write failed; None once one succeeds
         try:
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             self._db.row_factory = sqlite3.Row
@@ -83,8 +83,8 @@ class JobStore:
         sql = f"INSERT OR REPLACE INTO jobs ({', '.join(COLUMNS)}) VALUES ({placeholders})"
         with self._lock:
             self._write_unsaved(lambda: self._db.executemany(sql, [[r.get(c) for c in COLUMNS] for r in records]))
-            if self.problem:
-                raise sqlite3.OperationalError(self.problem)
+            if self._problem:
+                raise sqlite3.OperationalError(self._problem)
 
     # A job's changes (state, name, removal, upload total) happened already: the app goes on
     # with them when the database cannot take them (a full disk, most often), keeps them, and
@@ -128,14 +128,14 @@ class JobStore:
                 if then is not None:
                     then()
         except sqlite3.Error as exc:
-            if self.problem is None:
+            if self._problem is None:
                 log.warning("cannot write the job database %s: %s", self.path, exc)
-            self.problem = str(exc)
+            self._problem = str(exc)
             return
-        if self.problem is not None:
+        if self._problem is not None:
             log.info("the job database %s is written again", self.path)
         self._unsaved.clear()
-        self.problem = None
+        self._problem = None
 
     def unsaved_problem(self):
         """A sentence for the page while changes wait to be written, else None."""
@@ -143,7 +143,7 @@ class JobStore:
             if not self._unsaved:
                 return None
             count = len(self._unsaved)
-            return (f"The job database {self.path} cannot be written ({self.problem}). Changes to "
+            return (f"The job database {self.path} cannot be written ({self._problem}). Changes to "
                     f"{count} job{'s' if count != 1 else ''} wait for the next write that succeeds, and "
                     "are lost if hashdrop stops before it. A full disk is the usual cause: free some space.")
 
@@ -153,7 +153,7 @@ class JobStore:
             if self._unsaved:
                 self._write_unsaved()
                 if self._unsaved:
-                    log.error("changes to %d jobs are lost: %s", len(self._unsaved), self.problem)
+                    log.error("changes to %d jobs are lost: %s", len(self._unsaved), self._problem)
             self._db.close()
 
 
