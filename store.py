@@ -160,11 +160,15 @@ class JobStore:
 def write_atomically(path, data):
     """Write bytes to path so that a crash leaves either the old or the new file."""
     tmp = temporary_name(path)
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        remove_quietly(tmp)  # a full disk: what was written of it would only take more room
+        raise
     dir_fd = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
     try:
         os.fsync(dir_fd)

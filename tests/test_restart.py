@@ -345,6 +345,23 @@ def test_a_resume_file_that_cannot_be_written_costs_only_itself(tmp_path):
     assert good.read_bytes() == b"new" and sorted(tmp_path.iterdir()) == [good]
 
 
+def test_a_resume_file_that_fails_midway_keeps_the_old_one_and_leaves_no_temp_file(tmp_path):
+    import resource
+
+    from store import write_atomically
+
+    kept = tmp_path / "job.resume"
+    kept.write_bytes(b"old")
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (MiB, hard))  # a write past 1 MiB fails, as on a full disk
+    try:
+        with pytest.raises(OSError):
+            write_atomically(kept, b"x" * (2 * MiB))
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert kept.read_bytes() == b"old" and sorted(tmp_path.iterdir()) == [kept]
+
+
 def test_a_library_whose_disk_is_not_mounted_fails_with_a_reason_and_writes_nothing(make_app, tmp_path):
     """Downloading on would have filled the empty mount point, and seeding failed on every read.
     Once the disk is back, Retry finds the files: nothing is downloaded again."""
