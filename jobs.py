@@ -813,6 +813,8 @@ class JobManager:
         it also retries the changes that the job database could not take (JobStore.update).
         """
         now = time.monotonic()
+        if now < self._upload_totals_due:  # most calls: not due, and the alert thread takes no lock
+            return
         with self._lock:
             if now < self._upload_totals_due or self._closed:
                 return
