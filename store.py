@@ -1,6 +1,7 @@
 """SQLite job store: the schema, and one connection shared under a lock."""
 import logging
 import os
+import shutil
 import sqlite3
 import threading
 
@@ -55,10 +56,7 @@ class JobStore:
             self._add_missing_columns()
             self._db.execute("SELECT count(*) FROM jobs").fetchone()
         except sqlite3.DatabaseError as exc:
-            raise StoreError(
-                f"The job database {path} cannot be read ({exc}). "
-                "Move it aside to start with an empty job list, or restore it from a backup."
-            ) from exc
+            raise StoreError(open_problem(path, exc)) from exc
 
     def _add_missing_columns(self):
         present = {row["name"] for row in self._db.execute("PRAGMA table_info(jobs)")}
@@ -155,6 +153,25 @@ class JobStore:
                 if self._unsaved:
                     log.error("changes to %d jobs are lost: %s", len(self._unsaved), self._problem)
             self._db.close()
+
+
+def open_problem(path, exc):
+    """Why the job database cannot be opened, and what to do: a damaged file is not a full disk.
+
+    On a full disk, opening a database in WAL mode fails with "disk I/O error" (it cannot make
+    its -shm file); telling the person to move a sound job list aside would lose it.
+    """
+    if getattr(exc, "sqlite_errorcode", None) in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+        return (f"The job database {path} cannot be read ({exc}). "
+                "Move it aside to start with an empty job list, or restore it from a backup.")
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        free = f"{shutil.disk_usage(folder).free / 2**20:.1f} MiB"
+    except OSError:
+        free = "an unknown amount"
+    return (f"The job database {path} cannot be opened ({exc}); nothing in it was changed. Its disk "
+            f"has {free} free: free some space if that is little, else check that hashdrop may "
+            f"write to {folder}. Then start hashdrop again.")
 
 
 def write_atomically(path, data):

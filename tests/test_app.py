@@ -307,6 +307,31 @@ def test_corrupt_database_stops_startup_naming_the_file(make_app, tmp_path):
     with pytest.raises(Exception) as caught:
         make_app()
     assert str(data_dir / "hashdrop.sqlite3") in str(caught.value)
+    assert "cannot be read (file is not a database). Move it aside" in str(caught.value)
+
+
+def test_a_job_database_that_cannot_be_opened_is_not_called_damaged(make_app, tmp_path):
+    """On a full disk the database cannot make its -shm file, and SQLite says "disk I/O error";
+    start-up said to move the (sound) job list aside. Here a write past 4 KiB fails (EFBIG) in
+    the server's process, as one into a full disk fails (ENOSPC): both are SQLite's IOERR."""
+    import resource
+    import subprocess
+    import sys
+
+    from swarm import free_port, loopback_app_env
+
+    first = make_app()
+    first.test_client().post("/api/jobs", json={"hashes": [HASH_A]})
+    first.extensions["hashdrop"].shutdown()
+    env = loopback_app_env(free_port(), tmp_path / "downloads", tmp_path / "data", "http://127.0.0.1:1/announce")
+    server = subprocess.run(
+        [sys.executable, "app.py"], cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), env=env,
+        capture_output=True, text=True, timeout=60,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.getrlimit(resource.RLIMIT_FSIZE)[1])))
+    assert server.returncode == 1
+    assert "cannot be opened (disk I/O error); nothing in it was changed. Its disk has" in server.stderr
+    assert "Move it aside" not in server.stderr
+    assert [job["info_hash"] for job in make_app().extensions["hashdrop"].jobs()] == [HASH_A]
 
 
 @pytest.mark.parametrize("category, stored", [
