@@ -178,12 +178,19 @@ def test_jobs_survive_a_restart(make_app, tmp_path):
 
 
 HASH_C = "c" * 40
-# SQLite's own error from the real connection, as a full disk gives it for every write
-# (checked on a 4 MiB tmpfs filled up: updates and deletes failed with this text).
-REFUSE_WRITES = """
-CREATE TEMP TRIGGER no_update BEFORE UPDATE ON jobs BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;
-CREATE TEMP TRIGGER no_delete BEFORE DELETE ON jobs BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;
-"""
+
+
+def refuse_writes(manager):
+    """SQLite's own error from the real connection, as a full disk gives it for every write
+    (checked on a 4 MiB tmpfs filled up: updates and deletes failed with this text)."""
+    manager.store._db.executescript("""
+        CREATE TEMP TRIGGER no_update BEFORE UPDATE ON jobs BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;
+        CREATE TEMP TRIGGER no_delete BEFORE DELETE ON jobs BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;
+    """)
+
+
+def allow_writes(manager):  # space came back
+    manager.store._db.executescript("DROP TRIGGER no_update; DROP TRIGGER no_delete;")
 
 
 def test_pause_and_remove_work_while_the_job_database_cannot_be_written(make_app):
@@ -195,7 +202,7 @@ def test_pause_and_remove_work_while_the_job_database_cannot_be_written(make_app
     client, manager = app.test_client(), app.extensions["hashdrop"]
     client.post("/api/jobs", json={"hashes": [HASH_A, HASH_B, HASH_C]})
     removed = manager.get(HASH_B)
-    manager.store._db.executescript(REFUSE_WRITES)
+    refuse_writes(manager)
 
     assert client.post(f"/api/jobs/{HASH_A}/pause").get_json()["state"] == "paused"
     assert client.delete(f"/api/jobs/{HASH_B}").status_code == 204
@@ -206,7 +213,7 @@ def test_pause_and_remove_work_while_the_job_database_cannot_be_written(make_app
     assert "cannot be written (database or disk is full). Changes to 2 jobs wait" in problem
     assert 'id="store-problem"' in client.get("/").get_data(as_text=True)
 
-    manager.store._db.executescript("DROP TRIGGER no_update; DROP TRIGGER no_delete;")  # space came back
+    allow_writes(manager)
     wait_until(lambda: client.get("/api/status").get_json()["store_problem"] is None, 5,
                "the waiting changes were not retried")  # with no other write to carry them
     assert 'id="store-problem"' not in client.get("/").get_data(as_text=True)
@@ -218,16 +225,16 @@ def test_changes_that_wait_are_written_with_the_next_write_or_at_shutdown(make_a
     app = make_app()
     client, manager = app.test_client(), app.extensions["hashdrop"]
     client.post("/api/jobs", json={"hashes": [HASH_A, HASH_B, HASH_C]})
-    manager.store._db.executescript(REFUSE_WRITES)
+    refuse_writes(manager)
     client.post(f"/api/jobs/{HASH_A}/pause")
     client.delete(f"/api/jobs/{HASH_B}")
-    manager.store._db.executescript("DROP TRIGGER no_update; DROP TRIGGER no_delete;")
+    allow_writes(manager)
     client.post(f"/api/jobs/{HASH_C}/pause")
     assert {row["info_hash"]: row["state"] for row in manager.store.load()} == {HASH_A: "paused", HASH_C: "paused"}
 
-    manager.store._db.executescript(REFUSE_WRITES)
+    refuse_writes(manager)
     client.post(f"/api/jobs/{HASH_C}/resume")
-    manager.store._db.executescript("DROP TRIGGER no_update; DROP TRIGGER no_delete;")
+    allow_writes(manager)
     manager.shutdown()
     jobs = {job["info_hash"]: job["state"] for job in make_app().extensions["hashdrop"].jobs()}
     assert jobs == {HASH_A: "paused", HASH_C: "fetching_metadata"}
