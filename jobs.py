@@ -685,9 +685,7 @@ class JobManager:
         more files were chosen (total_wanted changes), rename; the others return at once.
         """
         live = job.live
-        torrent = job.torrent_handle
-        if not self.part_suffix or torrent is None or not job.has_metadata \
-                or job.state not in (JobState.DOWNLOADING, JobState.QUEUED) \
+        if job.state not in (JobState.DOWNLOADING, JobState.QUEUED) \
                 or live.get("finished") or live.get("checking") or live.get("total_wanted") == job.marked_for:
             return
         if self._mark_unfinished(job):
@@ -700,13 +698,15 @@ class JobManager:
         marked them (mark_before_download), and a full disk can fail it before the first
         status marks them: a media library would take the unfinished files for finished ones.
         """
-        if self.part_suffix and job.torrent_handle is not None and job.has_metadata:
-            self._mark_unfinished(job)
+        self._mark_unfinished(job)
 
     def _mark_unfinished(self, job):
+        """Give the job's unfinished wanted files the suffix; return whether it could look."""
+        torrent = job.torrent_handle
+        if not self.part_suffix or torrent is None or not job.has_metadata:
+            return False
         try:
-            job.renaming.update(torrents_mod.mark_partial(job.torrent_handle.handle, self.part_suffix,
-                                                          skip=job.unrenamable))
+            job.renaming.update(torrents_mod.mark_partial(torrent.handle, self.part_suffix, skip=job.unrenamable))
         except RuntimeError:  # removed meanwhile
             return False
         return True
