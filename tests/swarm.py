@@ -4,6 +4,7 @@ import json
 import os
 import queue
 import random
+import resource
 import secrets
 import shlex
 import shutil
@@ -16,6 +17,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +36,25 @@ ALERT_MASK = (
     | lt.alert_category.storage
     | lt.alert_category.tracker
 )
+
+
+def limit_file_size(limit):
+    """From now on, a write past `limit` bytes into any file fails in this process with EFBIG, as
+    one into a full disk fails with ENOSPC (Python ignores the SIGXFSZ that comes with it).
+    Return the limits it had."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    return soft, hard
+
+
+@contextmanager
+def file_size_limit(limit):
+    """limit_file_size(limit) for the block, then the limit as it was."""
+    before = limit_file_size(limit)
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, before)
 
 
 def wait_until(predicate, timeout, message, interval=0.05):

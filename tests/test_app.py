@@ -321,11 +321,10 @@ def test_a_job_database_that_cannot_be_opened_is_not_called_damaged(make_app, tm
     """On a full disk the database cannot make its -shm file, and SQLite says "disk I/O error";
     start-up said to move the (sound) job list aside. Here a write past 4 KiB fails (EFBIG) in
     the server's process, as one into a full disk fails (ENOSPC): both are SQLite's IOERR."""
-    import resource
     import subprocess
     import sys
 
-    from swarm import free_port, loopback_app_env
+    from swarm import free_port, limit_file_size, loopback_app_env
 
     first = make_app()
     first.test_client().post("/api/jobs", json={"hashes": [HASH_A]})
@@ -334,7 +333,7 @@ def test_a_job_database_that_cannot_be_opened_is_not_called_damaged(make_app, tm
     server = subprocess.run(
         [sys.executable, "app.py"], cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), env=env,
         capture_output=True, text=True, timeout=60,
-        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.getrlimit(resource.RLIMIT_FSIZE)[1])))
+        preexec_fn=lambda: limit_file_size(4096))
     assert server.returncode == 1
     assert "cannot be opened (disk I/O error); nothing in it was changed. Its disk has" in server.stderr
     assert "Move it aside" not in server.stderr

@@ -1,5 +1,4 @@
 """Unfinished files are named <name>.part, so a media server scanning the save path skips them."""
-import resource
 from io import BytesIO
 from pathlib import Path
 
@@ -7,7 +6,7 @@ import libtorrent as lt
 import pytest
 
 import downloader
-from swarm import check_files, make_payload, make_torrent, wait_until
+from swarm import check_files, file_size_limit, make_payload, make_torrent, wait_until
 
 MiB = 1024 * 1024
 
@@ -58,16 +57,10 @@ def test_a_job_that_fails_writing_leaves_no_unfinished_file_under_its_own_name(m
     torrents = [seed_new(16 * MiB) for _ in range(3)]
     app = make_app(TRACKERS=[tracker.announce_url])
     root = Path(app.config["SAVE_PATH"])
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    # In this process, a write past 4 MiB into any file now fails with EFBIG, as one into a
-    # full disk fails with ENOSPC (Python ignores the SIGXFSZ that comes with it).
-    resource.setrlimit(resource.RLIMIT_FSIZE, (4 * MiB, hard))
-    try:
+    with file_size_limit(4 * MiB):  # every write past 4 MiB fails, as on a full disk
         app.test_client().post("/api/jobs", json={"hashes": [t.info_hash for t in torrents]})
         for torrent in torrents:
             wait_for_state(app, torrent.info_hash, "failed")
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
     for torrent in torrents:
         assert "File too large" in job_of(app, torrent.info_hash)["error"]
     expected = sorted(f"{torrent.name}.part" for torrent in torrents)

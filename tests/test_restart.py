@@ -346,19 +346,13 @@ def test_a_resume_file_that_cannot_be_written_costs_only_itself(tmp_path):
 
 
 def test_a_resume_file_that_fails_midway_keeps_the_old_one_and_leaves_no_temp_file(tmp_path):
-    import resource
-
     from store import write_atomically
+    from swarm import file_size_limit
 
     kept = tmp_path / "job.resume"
     kept.write_bytes(b"old")
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (MiB, hard))  # a write past 1 MiB fails, as on a full disk
-    try:
-        with pytest.raises(OSError):
-            write_atomically(kept, b"x" * (2 * MiB))
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    with file_size_limit(MiB), pytest.raises(OSError):  # a write past 1 MiB fails, as on a full disk
+        write_atomically(kept, b"x" * (2 * MiB))
     assert kept.read_bytes() == b"old" and sorted(tmp_path.iterdir()) == [kept]
 
 
