@@ -12,7 +12,7 @@ from flask import (
 from werkzeug.exceptions import HTTPException
 
 from config import ConfigError, as_bool, as_int
-from downloader import DISK_BACKENDS, free_bytes
+from downloader import DISK_BACKENDS
 from jobs import JobError, JobManager, JobState
 import security
 
@@ -202,10 +202,7 @@ def job_table(page=None):
 def status():
     """What the whole app is doing: transfer rates, the free space where downloads land, and
     the ports peers can reach it on."""
-    torrents = manager().torrents
-    return {**manager().transfer_rates(), "free_bytes": free_bytes(current_app.config["SAVE_PATH"]),
-            "save_path": current_app.config["SAVE_PATH"], "listen_ports": sorted(torrents.listen_ports),
-            "listen_problem": torrents.listen_problem(), "store_problem": manager().store.unsaved_problem()}
+    return manager().status()
 
 
 def filter_counts():
@@ -256,21 +253,21 @@ def start_downloads():
 @bp.route("/jobs/<info_hash>/files", methods=["GET", "POST"])
 def job_files(info_hash):
     """List a job's files and choose which to download."""
-    job = manager().get(info_hash)
+    job = manager().job(info_hash)
     if request.method == "POST":
         wanted = [int(i) for i in request.form.getlist("wanted") if i.isdigit()]
         try:
             manager().set_files(info_hash, wanted)
-            flash(f"Saved the file choice for {job.name or job.info_hash}.", "success")
+            flash(f"Saved the file choice for {job['name'] or job['info_hash']}.", "success")
         except JobError as exc:  # the boxes stay as they were saved: the page shows that
             flash(exc.message, "error")
-        return redirect(url_for("jobs.job_files", info_hash=job.info_hash), code=303)
+        return redirect(url_for("jobs.job_files", info_hash=job["info_hash"]), code=303)
     try:
         files = manager().files(info_hash)
     except JobError as exc:
         flash(exc.message, "warning")
         files = []
-    return render_template("files.html", job=job.to_dict(), files=files)
+    return render_template("files.html", job=job, files=files)
 
 
 def acted():
@@ -281,7 +278,7 @@ def acted():
 @bp.post("/jobs/retry-failed")
 def retry_failed():
     """Retry every failed job: after a disk came back, there can be hundreds."""
-    count = len(manager().retry_failed())
+    count = manager().retry_failed()
     flash(f"Retried {count} download{'s' if count != 1 else ''}.", "success" if count else "warning")
     if request.headers.get("HX-Request"):
         return acted()
@@ -292,7 +289,7 @@ def retry_failed():
 def job_action(info_hash, action):
     """Pause, resume or remove a job from the table's buttons."""
     job = act(info_hash, action, delete_files=request.form.get("delete_files") == "true")
-    flash(f"{ACTION_WORDS[action]} {job.name or job.info_hash}.", "success")
+    flash(f"{ACTION_WORDS[action]} {job['name'] or job['info_hash']}.", "success")
     if request.headers.get("HX-Request"):
         return acted()
     return redirect(url_for("jobs.index", page=request.args.get("page"), show=request.args.get("show"),
@@ -343,7 +340,7 @@ def requested_states():
 
 @bp.get("/api/jobs/<info_hash>")
 def api_job(info_hash):
-    return jsonify(manager().get(info_hash).to_dict())
+    return jsonify(manager().job(info_hash))
 
 
 @bp.post("/api/jobs")
@@ -362,11 +359,12 @@ def api_submit():
         result = manager().submit_text(body["text"], **options)
     else:
         raise JobError('Send {"hashes": [...]} or {"text": "..."}.')
+    answer = manager().describe_submit(result)
     if result.refused:
-        return jsonify(error=result.refused, **result.to_dict()), result.refused_status
+        return jsonify(error=result.refused, **answer), result.refused_status
     if not (result.started or result.existing or result.duplicates):
-        return jsonify(error=result.messages()[0][0], **result.to_dict()), 400
-    return jsonify(result.to_dict()), 201 if result.started else 200
+        return jsonify(error=result.messages()[0][0], **answer), 400
+    return jsonify(answer), 201 if result.started else 200
 
 
 def job_options(body):
@@ -400,7 +398,7 @@ def api_set_files(info_hash):
 def api_action(info_hash, action):
     if action not in ("pause", "resume"):
         raise JobError(f"Unknown action {action!r}; use pause or resume.", 404)
-    return jsonify(act(info_hash, action).to_dict())
+    return jsonify(act(info_hash, action))
 
 
 @bp.delete("/api/jobs/<info_hash>")

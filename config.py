@@ -1,4 +1,5 @@
 """Reading settings from the environment: the few parsers the app and its security share."""
+import importlib
 
 
 class ConfigError(ValueError):
@@ -26,3 +27,13 @@ def as_int(key, value, minimum=0):
     if number < minimum:
         raise ConfigError(f"HASHDROP_{key} must be at least {minimum}")
     return number
+
+
+def load_factory(name, setting):
+    """The callable that "module:attribute" names, or a ConfigError that says why not."""
+    module_name, _, attribute = name.partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ConfigError(f"HASHDROP_{setting} must be a known name or module:factory, "
+                          f"not {name!r} ({exc})") from None

@@ -1,14 +1,13 @@
-"""Torrent knowledge: the one libtorrent session, its settings, and the job thread body."""
+"""The one libtorrent session, its settings and `alerts` thread, and downloader(), a job thread's body."""
 import errno
 import logging
-import os
-import re
-import shutil
 import threading
 import time
 
 import libtorrent as lt
 import torrentp
+
+from torrent_files import disk_is_full, info_hash_keys, set_flag
 
 log = logging.getLogger(__name__)
 
@@ -24,10 +23,9 @@ ALERT_MASK = (
 ADD_FLAGS = lt.torrent_flags.update_subscribe | lt.torrent_flags.apply_ip_filter
 
 STATUS_INTERVAL = 1.0  # seconds between batched status updates (post_torrent_updates)
-FULL_DISK_BYTES = 16 * 1024 * 1024  # less free than this at an I/O error: the disk is full
 # No flush_disk_cache: in 2.1 it does not wait for the write-out (see flush()), its purpose was file
 # timestamps that 2.x no longer keeps, and the release_files it queues mid-download left two disk
-# threads writing the one file at once (README, Design notes).
+# threads writing the one file at once (docs/design.md).
 RESUME_FLAGS = lt.save_resume_flags_t.save_info_dict
 # Resume data is worth writing between starts for new pieces, metadata or settings. Not for
 # libtorrent's counters, which it marks changed every second a torrent runs, nor for its state,
@@ -39,10 +37,9 @@ PERIODIC_RESUME_FLAGS = RESUME_FLAGS | IF_DOWNLOAD_PROGRESS | IF_CONFIG_CHANGED 
 SHUTDOWN_RESUME_FLAGS = RESUME_FLAGS | lt.save_resume_flags_t.only_if_modified
 RESUME_NOT_MODIFIED = 143  # libtorrent's errors::resume_data_not_modified: nothing to save
 CHECKING_STATES = (lt.torrent_status.checking_files, lt.torrent_status.checking_resume_data)
-SYNCED_KEY = b"hashdrop-synced"  # in resume data saved after the files were fsynced; libtorrent ignores it
 
 
-# libtorrent's disk back ends, by the name HASHDROP_DISK_IO takes (README, Design notes).
+# libtorrent's disk back ends, by the name HASHDROP_DISK_IO takes (docs/design.md).
 DISK_BACKENDS = {
     "pread": "pread_disk_io_constructor",  # libtorrent 2.1's default: pread/pwrite
     "mmap": "mmap_disk_io_constructor",  # 2.0's default: memory-mapped files
@@ -54,6 +51,7 @@ def session_settings(config):
     """Build the libtorrent settings for the app's session from the app config."""
     return {
         "listen_interfaces": config["LISTEN_INTERFACES"],
+        "outgoing_interfaces": config.get("OUTGOING_INTERFACES", ""),
         "enable_dht": config["DHT"],
         "enable_lsd": config["LSD"],
         "enable_upnp": config["UPNP"],
@@ -63,7 +61,7 @@ def session_settings(config):
         "alert_queue_size": 10000,
         "download_rate_limit": int(config["DOWNLOAD_LIMIT"]),
         "upload_rate_limit": int(config["UPLOAD_LIMIT"]),
-        # Measured on loopback (README, Performance): these three decide throughput.
+        # Measured on loopback (docs/performance.md): these three decide throughput.
         # Dial peers over TCP; uTP is still accepted from peers that prefer it.
         "enable_outgoing_utp": False,
         "enable_incoming_utp": True,
@@ -72,7 +70,7 @@ def session_settings(config):
         # A paused-then-resumed job must be able to redial a lone seeder soon.
         "min_reconnect_time": 2,
         # 0: the system's size, and TCP's autotuning. Larger lets uTP's one UDP socket take
-        # fast peers without drops, but libtorrent sets it on TCP sockets too (README).
+        # fast peers without drops, but libtorrent sets it on TCP sockets too (docs/performance.md).
         "recv_socket_buffer_size": int(config["RECV_BUFFER"]),
     }
 
@@ -98,16 +96,6 @@ def everyone_is_global():
     classes.add_rule("0.0.0.0", "255.255.255.255", global_class)
     classes.add_rule("::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", global_class)
     return classes
-
-
-def info_hash_keys(info_hashes):
-    """Return the hex strings (v1 and/or v2) that identify a torrent's info_hash_t."""
-    keys = []
-    if info_hashes.has_v1():
-        keys.append(str(info_hashes.v1))
-    if info_hashes.has_v2():
-        keys.append(str(info_hashes.v2))
-    return keys
 
 
 class SessionDownloader(torrentp.Downloader):
@@ -223,6 +211,22 @@ class TorrentSession:
             return
         torrent.stop(delete_files=True)
 
+    def is_open(self):
+        return self.session is not None
+
+    def current_settings(self):
+        """libtorrent's settings of the session as they are now."""
+        return self.session.get_settings()
+
+    def handles(self):
+        """The torrents in the session now (libtorrent handles); none once it is closed."""
+        session = self.session
+        return [] if session is None else session.get_torrents()
+
+    def resume_asked_at(self, key):
+        """When resume data was last asked for the torrent with this info hash (monotonic), or None."""
+        return self._last_resume_save.get(key)
+
     def listen_port(self):
         return self.session.listen_port()
 
@@ -245,6 +249,9 @@ class TorrentSession:
         handle.pause()
         handle.resume()
         reconnect(handle)
+
+    def apply_ip_filter(self, ip_filter):
+        self.session.set_ip_filter(ip_filter)
 
     def apply(self, settings):
         self.session.apply_settings(settings)
@@ -281,7 +288,7 @@ class TorrentSession:
     def _dispatch(self, alert):
         if isinstance(alert, lt.state_update_alert):
             for status in alert.status:
-                self._save_if_due(status)
+                self.save_if_due(status)
                 listener = self._listener_for(status.info_hashes)
                 if listener:
                     listener(translate(status))
@@ -324,7 +331,7 @@ class TorrentSession:
         return (f"Peers reach hashdrop on port {port}, not {configured} as set: another program holds "
                 f"{configured}. Forward {port} on your router, or free {configured} and restart.")
 
-    def _save_if_due(self, status):
+    def save_if_due(self, status):
         """Ask for resume data of a torrent that changed, at most every resume_interval."""
         if not status.need_save_resume:
             return
@@ -373,33 +380,35 @@ class TorrentSession:
 STOP = "stop"
 
 
-def downloader(job):
+def downloader(task):
     """Download one job's torrent into its save path until it is removed or the app stops.
 
-    Runs in the job's own thread: adds the torrent to the shared session, then sleeps on
-    the job's inbox, where the alert thread delivers this torrent's alerts and status
+    Runs in the job's own worker. task (jobs.task.JobTask) gives the session, the job's hashes
+    (keys()), its add parameters and its inbox; it takes the torrent (attach, detach), the
+    events (handle) and a failure (fail). This adds the torrent to the shared session, then
+    sleeps on the inbox, where the alert thread delivers the torrent's alerts and status
     updates, until it is told to stop.
     """
     torrent = None
     try:
-        job.wait_for_submit()
+        task.wait_for_submit()
         # Listen before adding: a torrent's first alerts (metadata, finished) can come
         # before add() returns, and an alert with no listener is dropped.
-        job.manager.torrents.listen(job.keys(), job.inbox.put)
-        torrent = job.manager.torrents.add(job.add_params())
-        job.attach(torrent)
-        for message in iter(job.inbox.get, STOP):  # (event, value) pairs from translate()
-            job.handle_event(*message)
+        task.session.listen(task.keys(), task.inbox.put)
+        torrent = task.session.add(task.add_params())
+        task.attach(torrent)
+        for message in iter(task.inbox.get, STOP):  # (event, value) pairs from translate()
+            task.handle(*message)
     except SessionClosed:
         pass  # the app is shutting down; the job runs again at the next start
     except DataMissing as exc:
-        log.warning("job %s: %s", job.info_hash, exc)
-        job.fail(str(exc))
+        log.warning("job %s: %s", task.info_hash, exc)
+        task.fail(str(exc))
     except Exception as exc:
-        log.exception("job %s failed", job.info_hash)
-        job.fail(describe_error(exc))
+        log.exception("job %s failed", task.info_hash)
+        task.fail(describe_error(exc))
     finally:
-        job.detach(torrent)
+        task.detach(torrent)
 
 
 def describe_error(exc):
@@ -463,24 +472,6 @@ def describe_file_error(error, filename):
     return text
 
 
-def disk_is_full(path):
-    """True if the file system holding path has less than FULL_DISK_BYTES free for this user."""
-    free = free_bytes(os.path.dirname(path) or ".")
-    return free is not None and free < FULL_DISK_BYTES
-
-
-def free_bytes(directory):
-    """Bytes free for this user on the file system that holds directory (or will, once it is
-    made: a fresh install's save path), or None if it cannot say."""
-    path = os.path.abspath(directory)
-    while not os.path.isdir(path) and os.path.dirname(path) != path:
-        path = os.path.dirname(path)
-    try:
-        return shutil.disk_usage(path).free
-    except OSError:
-        return None
-
-
 def live_status(status):
     """The fields of a torrent_status that the page and the API show."""
     return {
@@ -499,86 +490,13 @@ def live_status(status):
     }
 
 
-def describe_torrent(data):
-    """Read a .torrent file's bytes: (v1 hex or None, v2 hex or None, name). Raises ValueError."""
-    if not data:
-        raise ValueError("the file is empty")
-    try:
-        info = lt.torrent_info(data)
-    except RuntimeError as exc:
-        raise ValueError(str(exc).split(" [")[0]) from None
-    hashes = info.info_hashes()
-    v1 = str(hashes.v1) if hashes.has_v1() else None
-    v2 = str(hashes.v2) if hashes.has_v2() else None
-    return v1, v2, info.name()
-
-
-def file_list(handle):
-    """The files of a torrent with metadata (index, path, path on disk, size, progress, wanted),
-    by path as a person sorts them, not in the torrent's own order."""
-    files, named = named_files(handle)
-    done = handle.file_progress(lt.torrent_handle.piece_granularity)
-    priorities = handle.get_file_priorities()
-    listing = []
-    for index, path, on_disk in named:
-        size = files.file_size(index)
-        listing.append({
-            "index": index,
-            "path": path,
-            "path_on_disk": on_disk,  # path + ".part" while unfinished
-            "size": size,
-            "progress": round(done[index] / size, 4) if size else 1.0,
-            "wanted": priorities[index] > 0,
-        })
-    return sorted(listing, key=lambda entry: natural_order(entry["path"]))
-
-
-def natural_order(text):
-    """A sort key that puts "E2" before "E10", in any case: episodes in the order they air."""
-    return [int(part) if part.isdigit() else part.casefold() for part in re.split(r"(\d+)", text)]
-
-
-def set_wanted_files(handle, wanted):
-    """Download only the files whose indices are in wanted."""
-    count = handle.torrent_file().layout().num_files()
-    handle.prioritize_files([4 if index in wanted else 0 for index in range(count)])
-
-
-def params_from_magnet(magnet):
-    return lt.parse_magnet_uri(magnet)
-
-
-def params_from_torrent(data):
-    return lt.load_torrent_buffer(data)
-
-
-def params_from_resume(data):
-    return lt.read_resume_data(data)
-
-
-def has_metadata(params):
-    return params.ti is not None
-
-
-def set_flag(target, name, on):
-    """Set or clear one torrent flag on add parameters or on a torrent handle."""
-    flag = getattr(lt.torrent_flags, name)
-    if isinstance(target, lt.torrent_handle):
-        if on:
-            target.set_flags(flag)
-        else:
-            target.unset_flags(flag)
-    else:
-        target.flags = (target.flags | flag) if on else (target.flags & ~flag)
-
-
 def flush(handle):
     """Have libtorrent write out every block it holds for this torrent.
 
     cache_flushed_alert says when the blocks are written. save_resume_data's flush_disk_cache
     would not wait for that: libtorrent 2.1 posts the resume data first (torrent::save_resume_data).
     No resume data is asked for here: until the files are fsynced it would not be believed after
-    a crash anyway, and JobManager.sync asks for it once they are.
+    a crash anyway, and jobs.durability.sync asks for it once they are.
     """
     handle.flush_cache()
 
@@ -591,155 +509,6 @@ def not_modified(error):
 def save_resume(handle):
     handle.save_resume_data(RESUME_FLAGS)
 
-
-def vouch(data):
-    """Mark encoded resume data as saved once its torrent's files were fsynced (see jobs.py)."""
-    entry = lt.bdecode(data)
-    entry[SYNCED_KEY] = 1
-    return lt.bencode(entry)
-
-
-def vouched(data):
-    """Whether encoded resume data carries vouch()'s mark."""
-    entry = lt.bdecode(data)
-    return isinstance(entry, dict) and entry.get(SYNCED_KEY) == 1
-
-
-def data_missing(params, save_path):
-    """True if resume data says pieces are done but not one of the torrent's files is on disk."""
-    if params.ti is None or not any(params.have_pieces):
-        return False
-    renamed = params.renamed_files
-    return not any(os.path.exists(os.path.join(save_path, renamed.get(index, path)))
-                   for index, path in real_files(params.ti.layout()))
-
-
-def real_files(files):
-    """(index, path as in the torrent) of each file of a file_storage that is not padding."""
-    return [(index, files.file_path(index)) for index in range(files.num_files())
-            if not files.file_flags(index) & lt.file_storage.flag_pad_file]
-
-
-def named_files(handle):
-    """A torrent's file_storage, and (index, path as in the torrent, path on disk now) of each
-    file that is not padding: the two paths differ for a file renamed to <name><suffix>."""
-    files = handle.torrent_file().layout()
-    renamed = handle.get_renamed_files()
-    return files, [(index, path, renamed.file_path(files, index)) for index, path in real_files(files)]
-
-
-# Unfinished files -----------------------------------------------------------------------
-NAME_MAX = 255
-# While a file downloads it is named <name><suffix> (HASHDROP_PART_SUFFIX, ".part" unless set),
-# so a media server scanning the save path does not take it for a whole film. hashdrop renames
-# no file for any other reason, so a file whose name is not its torrent's name is marked.
-
-def mark_partial(handle, suffix, skip=()):
-    """Give each wanted file that is not complete, and not marked yet, the suffix; return their indices."""
-    files, named = named_files(handle)
-    done = handle.file_progress(lt.torrent_handle.piece_granularity)
-    priorities = handle.get_file_priorities()
-    taken = {path for _, path, _ in named}
-    indices = []
-    for index, path, on_disk in named:
-        if priorities[index] > 0 and done[index] < files.file_size(index) and index not in skip \
-                and on_disk == path and can_mark(path, suffix, taken):
-            handle.rename_file(index, path + suffix)
-            indices.append(index)
-    return indices
-
-
-def mark_before_download(handle, save_path, suffix, wanted=None):
-    """As a torrent's files become known or wanted, before any of their bytes: name <name><suffix>
-    each file (in wanted, else every file) that is under neither name on disk, and take back one
-    kept under <name><suffix> (a job removed with its files kept, and added again). Return the
-    indices renamed and whether kept data was found: libtorrent found no file under the names
-    it knew, so it must check the files again."""
-    files, named = named_files(handle)
-    taken = {path for _, path, _ in named}
-    indices, kept = [], False
-    for index, path, on_disk in named:
-        if (wanted is not None and index not in wanted) or on_disk != path \
-                or not files.file_size(index) or not can_mark(path, suffix, taken) \
-                or os.path.exists(os.path.join(save_path, path)):
-            continue
-        kept = kept or os.path.exists(os.path.join(save_path, path + suffix))
-        handle.rename_file(index, path + suffix)  # no file yet: libtorrent only notes the name
-        indices.append(index)
-    return indices, kept
-
-
-def can_mark(path, suffix, taken):
-    """Whether <path><suffix> can name a file: it fits, and is not one of the torrent's paths (taken)."""
-    return bool(suffix) and name_fits(path + suffix) and path + suffix not in taken
-
-
-def name_fits(path):
-    """Whether a path's last part fits in a file name: 255 bytes on ext4, XFS, Btrfs and ZFS.
-
-    libtorrent cuts a longer name to about 250 bytes (torrent_info.cpp), so ".part" fits any
-    name it keeps; a longer suffix may not, and the first write would fail.
-    """
-    return len(os.fsencode(os.path.basename(path))) <= NAME_MAX
-
-
-def unmark_complete(handle, skip=()):
-    """Give each complete file that is marked its torrent's name back; return their indices."""
-    files, named = named_files(handle)
-    done = handle.file_progress(lt.torrent_handle.piece_granularity)
-    indices = []
-    for index, path, on_disk in named:
-        if done[index] == files.file_size(index) and on_disk != path and index not in skip:
-            handle.rename_file(index, path)
-            indices.append(index)
-    return indices
-
-
-def match_names_on_disk(params, save_path, suffix):
-    """Point resume data at each file where it is on disk, marked or not.
-
-    Resume data can lag a rename by up to a save interval, and a crash can come in between:
-    libtorrent would then look for a file under the other name and find nothing.
-    """
-    if params.ti is None:
-        return
-    files = params.ti.layout()
-    renamed = dict(params.renamed_files)
-    paths = real_files(files)
-    taken = {path for _, path in paths}
-    for index, path in paths:
-        names = [renamed.get(index, path), path, path + suffix]
-        found = next((name for name in names if os.path.exists(os.path.join(save_path, name))), None)
-        if found == path:
-            renamed.pop(index, None)
-        elif found is not None:
-            renamed[index] = found
-        elif files.file_size(index) and can_mark(path, suffix, taken):
-            renamed[index] = path + suffix  # not on disk yet: its first byte lands in <name><suffix>
-    params.renamed_files = renamed
-
-
-def drop_piece_claims(params):
-    """Forget which pieces resume data says are done: libtorrent then checks the files on disk."""
-    params.have_pieces = []
-    params.verified_pieces = []
-    params.unfinished_pieces = {}
-
-
-def sync_files(handle, save_path):
-    """fsync every file of the torrent that exists, so its pieces survive a power loss."""
-    if handle.torrent_file() is None:  # no metadata: no files
-        return
-    _, named = named_files(handle)
-    for _, _, on_disk in named:
-        try:
-            fd = os.open(os.path.join(save_path, on_disk), os.O_RDONLY)
-        except FileNotFoundError:  # an unwanted file that was never created
-            continue
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def reconnect(handle):

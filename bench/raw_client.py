@@ -21,6 +21,7 @@ import downloader  # noqa: E402  (the app's module: its settings are what is mea
 
 LOOPBACK_CONFIG = {
     "LISTEN_INTERFACES": "127.0.0.1:0",
+    "OUTGOING_INTERFACES": "127.0.0.1",
     "DHT": False,
     "LSD": False,
     "UPNP": False,

@@ -1,12 +1,26 @@
 """Fixtures: a hermetic app (loopback only, no DHT/LSD/UPnP/NAT-PMP) and its client."""
+import os
 import threading
 
 import pytest
 
-from app import create_app
+# Every process a test starts (the app by `python app.py`, the bench's clients) inherits these:
+# no machine here may send a packet beyond loopback, and libtorrent's defaults would, at once.
+LOOPBACK_ENVIRONMENT = {
+    "HASHDROP_LISTEN_INTERFACES": "127.0.0.1:0",
+    "HASHDROP_OUTGOING_INTERFACES": "127.0.0.1",
+    "HASHDROP_DHT": "false",
+    "HASHDROP_LSD": "false",
+    "HASHDROP_UPNP": "false",
+    "HASHDROP_NATPMP": "false",
+}
+os.environ.update(LOOPBACK_ENVIRONMENT)
+
+from app import create_app  # noqa: E402  (after the environment: nothing may start without it)
 
 HERMETIC = {
     "LISTEN_INTERFACES": "127.0.0.1:0",
+    "OUTGOING_INTERFACES": "127.0.0.1",
     "DHT": False,
     "LSD": False,
     "UPNP": False,

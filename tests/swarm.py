@@ -69,10 +69,23 @@ def wait_until(predicate, timeout, message, interval=0.05):
         time.sleep(interval)
 
 
+def job_of(app, info_hash):
+    """The job as the API shows it."""
+    return app.extensions["hashdrop"].job(info_hash)
+
+
+def wait_for_state(app, info_hash, state, timeout=30):
+    """Wait until the job is in state; return it as the API shows it."""
+    wait_until(lambda: job_of(app, info_hash)["state"] == state, timeout,
+               f"job {info_hash} never reached {state}: {job_of(app, info_hash)}")
+    return job_of(app, info_hash)
+
+
 def hermetic_settings(listen=f"{CLIENT_HOST}:0", **overrides):
     """Return libtorrent settings for a session on loopback only, tuned for loopback speed."""
     settings = {
         "listen_interfaces": listen,
+        "outgoing_interfaces": listen.rpartition(":")[0].strip("[]"),
         "enable_dht": False,
         "enable_lsd": False,
         "enable_upnp": False,
@@ -88,7 +101,8 @@ def hermetic_settings(listen=f"{CLIENT_HOST}:0", **overrides):
         "min_reconnect_time": 1,
         **overrides,
     }
-    unknown = sorted(set(settings) - set(lt.default_settings()))
+    # default_settings() leaves out the string settings whose default is empty.
+    unknown = sorted(set(settings) - set(lt.default_settings()) - {"outgoing_interfaces"})
     if unknown:
         raise KeyError(f"not libtorrent settings: {unknown}")
     return settings
@@ -101,6 +115,7 @@ def loopback_app_env(port, save_path, data_dir, tracker_url, **settings):
         "HASHDROP_HOST": "127.0.0.1",
         "HASHDROP_PORT": str(port),
         "HASHDROP_LISTEN_INTERFACES": "127.0.0.1:0",
+        "HASHDROP_OUTGOING_INTERFACES": "127.0.0.1",
         "HASHDROP_DHT": "false",
         "HASHDROP_LSD": "false",
         "HASHDROP_UPNP": "false",

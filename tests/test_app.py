@@ -4,7 +4,9 @@ import os
 import re
 import secrets
 import stat
+import sqlite3
 import time
+from contextlib import closing
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -12,6 +14,7 @@ import pytest
 from app import create_app
 from conftest import HERMETIC
 from jobs import JobState
+from jobs.view import job_view
 
 HASH_A = "a" * 40
 HASH_B = "0123456789abcdef0123456789abcdef01234567"
@@ -151,10 +154,10 @@ def test_api_pause_resume_remove(client, manager):
     assert client.post(f"/api/jobs/{HASH_A}/resume").get_json()["state"] == "fetching_metadata"
     job = manager.get(HASH_A)
     assert client.delete(f"/api/jobs/{HASH_A}").status_code == 204
-    job.thread.join(5)
-    assert not job.thread.is_alive()
+    job.run.worker.join(5)
+    assert not job.run.worker.is_alive()
     assert client.get("/api/jobs").get_json() == []
-    assert manager.torrents.session.get_torrents() == []
+    assert manager.session.handles() == []
 
 
 def test_page_actions_without_javascript(client):
@@ -183,14 +186,16 @@ HASH_C = "c" * 40
 def refuse_writes(manager):
     """SQLite's own error from the real connection, as a full disk gives it for every write
     (checked on a 4 MiB tmpfs filled up: updates and deletes failed with this text)."""
-    manager.store._db.executescript("""
-        CREATE TEMP TRIGGER no_update BEFORE UPDATE ON jobs BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;
-        CREATE TEMP TRIGGER no_delete BEFORE DELETE ON jobs BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;
-    """)
+    with closing(sqlite3.connect(manager.store.location)) as database:
+        database.executescript("""
+            CREATE TRIGGER no_update BEFORE UPDATE ON jobs BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;
+            CREATE TRIGGER no_delete BEFORE DELETE ON jobs BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;
+        """)
 
 
 def allow_writes(manager):  # space came back
-    manager.store._db.executescript("DROP TRIGGER no_update; DROP TRIGGER no_delete;")
+    with closing(sqlite3.connect(manager.store.location)) as database:
+        database.executescript("DROP TRIGGER no_update; DROP TRIGGER no_delete;")
 
 
 def test_pause_and_remove_work_while_the_job_database_cannot_be_written(make_app):
@@ -206,9 +211,9 @@ def test_pause_and_remove_work_while_the_job_database_cannot_be_written(make_app
 
     assert client.post(f"/api/jobs/{HASH_A}/pause").get_json()["state"] == "paused"
     assert client.delete(f"/api/jobs/{HASH_B}").status_code == 204
-    removed.thread.join(5)
-    assert not removed.thread.is_alive()
-    assert len(manager.torrents.session.get_torrents()) == 2
+    removed.run.worker.join(5)
+    assert not removed.run.worker.is_alive()
+    assert len(manager.session.handles()) == 2
     problem = client.get("/api/status").get_json()["store_problem"]
     assert "cannot be written (database or disk is full). Changes to 2 jobs wait" in problem
     assert 'id="store-problem"' in client.get("/").get_data(as_text=True)
@@ -250,7 +255,7 @@ def test_config_from_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("HASHDROP_MAX_ACTIVE", "2")
     app = create_app()
     try:
-        settings = app.extensions["hashdrop"].torrents.session.get_settings()
+        settings = app.extensions["hashdrop"].session.current_settings()
         assert settings["enable_dht"] is False and settings["enable_lsd"] is False
         assert settings["enable_upnp"] is False and settings["enable_natpmp"] is False
         assert settings["listen_interfaces"] == "127.0.0.1:0"
@@ -286,7 +291,7 @@ def test_unusable_save_path_fails_only_that_job(make_app, tmp_path):
     client.post("/start-downloads", data={"downloads": HASH_A})
     manager = app.extensions["hashdrop"]
     job = manager.get(HASH_A)
-    job.thread.join(5)
+    job.run.worker.join(5)
     failed = client.get(f"/api/jobs/{HASH_A}").get_json()
     assert failed["state"] == "failed"
     assert "Not a directory" in failed["error"]
@@ -301,7 +306,7 @@ def test_failed_job_can_be_retried_and_removed(make_app, tmp_path):
     app = make_app(SAVE_PATH=str(blocker))
     client = app.test_client()
     client.post("/api/jobs", json={"hashes": [HASH_A]})
-    app.extensions["hashdrop"].get(HASH_A).thread.join(5)
+    app.extensions["hashdrop"].get(HASH_A).run.worker.join(5)
     blocker.unlink()
     assert client.post(f"/api/jobs/{HASH_A}/resume").get_json()["state"] == "fetching_metadata"
     assert client.delete(f"/api/jobs/{HASH_A}").status_code == 204
@@ -346,7 +351,7 @@ def test_a_job_database_that_cannot_be_opened_is_not_called_damaged(make_app, tm
 def test_category_is_a_subfolder(make_app, tmp_path, category, stored):
     app = make_app()
     app.test_client().post("/api/jobs", json={"hashes": [HASH_A], "category": category})
-    job = app.extensions["hashdrop"].get(HASH_A).to_dict()
+    job = app.extensions["hashdrop"].job(HASH_A)
     assert job["category"] == stored
     assert job["save_path"] == os.path.normpath(os.path.join(tmp_path, "downloads", stored))
 
@@ -363,8 +368,8 @@ def test_a_full_job_database_refuses_the_submit_and_loses_nothing(client, manage
     """SQLite's own "database or disk is full", as when the downloads fill the data dir's disk:
     the submit says so, and no job is left half made (listed, but with no thread and no row)."""
     paste = [secrets.token_hex(20) for _ in range(50)]
-    database = manager.store._db
-    database.execute(f"PRAGMA max_page_count = {database.execute('PRAGMA page_count').fetchone()[0]}")
+    database = sqlite3.connect(manager.store.location, isolation_level=None)
+    database.execute("CREATE TRIGGER no_insert BEFORE INSERT ON jobs BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END")
 
     response = client.post("/start-downloads", data={"downloads": "\n".join(paste)})
     assert response.status_code == 303
@@ -377,7 +382,8 @@ def test_a_full_job_database_refuses_the_submit_and_loses_nothing(client, manage
     assert api.status_code == 507 and "database or disk is full" in api.get_json()["error"]
     assert client.get("/api/jobs").get_json() == [] and manager.jobs() == []
 
-    database.execute("PRAGMA max_page_count = 1073741823")
+    database.execute("DROP TRIGGER no_insert")
+    database.close()
     response = client.post("/api/jobs", json={"hashes": paste})
     assert response.status_code == 201 and len(response.get_json()["started"]) == 50
 
@@ -415,15 +421,15 @@ def test_status_of_a_torrent_removed_since_the_update_is_skipped(manager):
     from swarm import wait_until
 
     job = manager.submit_text(HASH_A).started[0]
-    wait_until(lambda: job.torrent_handle is not None, 10, "the torrent was not added")
-    handle = job.torrent_handle.handle
+    wait_until(lambda: job.run.torrent is not None, 10, "the torrent was not added")
+    handle = job.run.torrent.handle
     wait_until(lambda: handle.status().need_save_resume, 10, "no resume data to save")
     status = handle.status()
-    manager.torrents.session.remove_torrent(handle)
+    manager.session.session.remove_torrent(handle)
     wait_until(lambda: not handle.is_valid(), 10, "the torrent was not removed")
-    manager.torrents.resume_interval = 0
-    manager.torrents._save_if_due(status)  # raised RuntimeError before the fix
-    assert str(status.info_hashes.get_best()) not in manager.torrents._last_resume_save  # due again
+    manager.session.resume_interval = 0
+    manager.session.save_if_due(status)  # raised RuntimeError before the fix
+    assert manager.session.resume_asked_at(str(status.info_hashes.get_best())) is None  # due again
 
 
 def test_a_removed_torrent_leaves_no_resume_timer_behind(manager):
@@ -432,11 +438,11 @@ def test_a_removed_torrent_leaves_no_resume_timer_behind(manager):
     from swarm import wait_until
 
     job = manager.submit_text(HASH_A).started[0]
-    wait_until(lambda: job.torrent_handle is not None, 10, "the torrent was not added")
-    key = str(job.torrent_handle.handle.info_hashes().get_best())
-    wait_until(lambda: key in manager.torrents._last_resume_save, 10, "no resume data was asked for")
+    wait_until(lambda: job.run.torrent is not None, 10, "the torrent was not added")
+    key = str(job.run.torrent.handle.info_hashes().get_best())
+    wait_until(lambda: manager.session.resume_asked_at(key) is not None, 10, "no resume data was asked for")
     manager.remove(HASH_A)
-    wait_until(lambda: key not in manager.torrents._last_resume_save, 10, "the removed torrent's timer stayed")
+    wait_until(lambda: manager.session.resume_asked_at(key) is None, 10, "the removed torrent's timer stayed")
 
 
 def test_a_paste_of_many_bad_lines_keeps_the_session_cookie_small(client, manager):
@@ -498,10 +504,10 @@ def test_the_table_filters_by_state_and_its_buttons_keep_the_filter(client, mana
     hashes = [f"{number:040x}" for number in range(1, 8)]
     client.post("/start-downloads", data={"downloads": "\n".join(hashes)})
     # Adding a torrent sets its job's state: set states by hand only after that.
-    wait_until(lambda: all(manager.get(h).torrent_handle for h in hashes), 10, "the jobs were not added")
+    wait_until(lambda: all(manager.get(h).run.torrent for h in hashes), 10, "the jobs were not added")
     manager.pause(hashes[1])
     manager.pause(hashes[4])
-    manager.set_state(manager.get(hashes[2]), JobState.FAILED, error="No space left on device")
+    manager.lifecycle.set_state(manager.get(hashes[2]), JobState.FAILED, error="No space left on device")
     rows, page = page_rows(client, "/?show=paused")
     assert rows == [hashes[4], hashes[1]] and "2 paused downloads" in page
     assert 'aria-current="page">Paused <small>2</small>' in page and ">Failed <small>1</small>" in page
@@ -551,37 +557,37 @@ def attached_job(manager):
     """A job whose torrent is in the session, with no periodic resume saves to race the test."""
     from swarm import wait_until
 
-    manager.torrents.resume_interval = 1e9
+    manager.session.resume_interval = 1e9
     job = manager.submit_text(HASH_B).started[0]
-    wait_until(lambda: job.torrent_handle is not None, 10, "the torrent was not added")
+    wait_until(lambda: job.run.torrent is not None, 10, "the torrent was not added")
     return job
 
 
 def test_finished_is_completed_only_once_libtorrent_has_written_it_out(manager):
     """libtorrent says finished while its last blocks can still be in its write buffer."""
     job = attached_job(manager)
-    job.handle_event("finished", FINISHED)
-    assert job.state.value == "fetching_metadata" and job.flushing
+    manager.lifecycle.handle(job, "finished", FINISHED)
+    assert job.state.value == "fetching_metadata" and job.finishing
     # libtorrent posts resume data before it has written out, even when asked to flush
-    job.handle_event("resume_data", b"d4:infod0:ee")
-    assert job.state.value == "fetching_metadata" and job.flushing
-    job.handle_event("flushed", None)  # cache_flushed_alert
-    assert job.state.value == "completed" and not job.flushing
+    manager.lifecycle.handle(job, "resume_data", b"d4:infod0:ee")
+    assert job.state.value == "fetching_metadata" and job.finishing
+    manager.lifecycle.handle(job, "flushed", None)  # cache_flushed_alert
+    assert job.state.value == "completed" and not job.finishing
 
 
 def test_a_finishing_job_waits_for_its_renames(manager):
     """A file marked .part just before the torrent finished may still be waiting in libtorrent's
     disk queue when the flush is done: completing then left it named .part for good."""
     job = attached_job(manager)
-    manager.torrents.forget(job.keys(), job.inbox.put)  # only the events below
-    job.renaming.add(0)  # a rename under way
-    job.handle_event("finished", FINISHED)
-    job.handle_event("flushed", None)
-    assert job.state.value == "fetching_metadata" and job.flushing
-    job.handle_event("renamed", (0, True))  # file_renamed_alert
-    assert job.state.value == "completed" and not job.flushing
-    job.handle_event("renamed", (1, False))  # a failed rename: that file keeps its name for good
-    assert job.unrenamable == {1} and job.state.value == "completed"
+    manager.session.forget(job.keys(), job.run.inbox.put)  # only the events below
+    job.marks.renaming.add(0)  # a rename under way
+    manager.lifecycle.handle(job, "finished", FINISHED)
+    manager.lifecycle.handle(job, "flushed", None)
+    assert job.state.value == "fetching_metadata" and job.finishing
+    manager.lifecycle.handle(job, "renamed", (0, True))  # file_renamed_alert
+    assert job.state.value == "completed" and not job.finishing
+    manager.lifecycle.handle(job, "renamed", (1, False))  # a failed rename: that file keeps its name for good
+    assert job.marks.unrenamable == {1} and job.state.value == "completed"
 
 
 def test_a_finished_status_asks_libtorrent_to_write_out_and_then_completes(manager, tmp_path):
@@ -590,17 +596,17 @@ def test_a_finished_status_asks_libtorrent_to_write_out_and_then_completes(manag
     from swarm import make_payload, make_torrent, wait_until
 
     torrent = make_torrent(make_payload(tmp_path, "flushed.bin", 64 * 1024))
-    manager.torrents.resume_interval = 1e9
+    manager.session.resume_interval = 1e9
     job = manager.submit(parse_text(""), uploads=[("flushed.torrent", torrent.data)]).started[0]
-    wait_until(lambda: job.torrent_handle is not None and job.has_metadata, 10, "the torrent was not added")
-    manager.set_state(job, JobState.DOWNLOADING)
-    job.inbox.put(("status", FINISHED))  # handled by the job's thread, as the alert thread does
+    wait_until(lambda: job.run.torrent is not None and job.has_metadata, 10, "the torrent was not added")
+    manager.lifecycle.set_state(job, JobState.DOWNLOADING)
+    job.run.inbox.put(("status", FINISHED))  # handled by the job's thread, as the alert thread does
     wait_until(lambda: job.state.value == "completed", 10, f"not completed: {job.state}")
 
 
 def test_disk_io_picks_a_back_end_and_refuses_others(make_app):
     app = make_app(DISK_IO=" MMAP ")
-    assert app.config["DISK_IO"] == "mmap" and app.extensions["hashdrop"].torrents.disk_io == "mmap"
+    assert app.config["DISK_IO"] == "mmap" and app.extensions["hashdrop"].session.disk_io == "mmap"
     with pytest.raises(ValueError, match="HASHDROP_DISK_IO must be one of pread, mmap, posix, not 'zfs'"):
         make_app(DISK_IO="zfs")
 
@@ -610,6 +616,7 @@ def test_an_io_error_on_a_full_disk_says_the_disk_is_full(tmp_path, monkeypatch)
     from collections import namedtuple
 
     import downloader
+    import torrent_files
 
     class FileError:
         def __init__(self, code):
@@ -623,11 +630,11 @@ def test_an_io_error_on_a_full_disk_says_the_disk_is_full(tmp_path, monkeypatch)
 
     usage = namedtuple("usage", "total used free")
     path = str(tmp_path / "show.mkv")
-    monkeypatch.setattr(downloader.shutil, "disk_usage", lambda p: usage(10 << 30, 10 << 30, 4096))
+    monkeypatch.setattr(torrent_files.shutil, "disk_usage", lambda p: usage(10 << 30, 10 << 30, 4096))
     assert downloader.describe_file_error(FileError(errno.EIO), path) == \
         f"Input/output error: {path} (the disk is full)"
     assert downloader.describe_file_error(FileError(errno.EACCES), path) == f"Permission denied: {path}"
-    monkeypatch.setattr(downloader.shutil, "disk_usage", lambda p: usage(10 << 30, 1 << 30, 9 << 30))
+    monkeypatch.setattr(torrent_files.shutil, "disk_usage", lambda p: usage(10 << 30, 1 << 30, 9 << 30))
     assert downloader.describe_file_error(FileError(errno.EIO), path) == f"Input/output error: {path}"
 
 
@@ -637,7 +644,7 @@ def test_the_receive_buffer_defaults_to_the_systems_and_must_be_a_number(make_ap
 
     assert DEFAULTS["RECV_BUFFER"] == 0  # the system's size, with TCP's autotuning
     app = make_app(RECV_BUFFER="2097152")
-    assert app.extensions["hashdrop"].torrents.session.get_settings()["recv_socket_buffer_size"] == 2097152
+    assert app.extensions["hashdrop"].session.current_settings()["recv_socket_buffer_size"] == 2097152
     with pytest.raises(ConfigError, match="HASHDROP_RECV_BUFFER must be a whole number, not '4M'"):
         make_app(RECV_BUFFER="4M")
 
@@ -654,8 +661,8 @@ def test_the_part_suffix_defaults_to_part_and_must_be_a_file_name_ending(make_ap
     from config import ConfigError
 
     assert DEFAULTS["PART_SUFFIX"] == ".part"  # as Transmission names unfinished files
-    assert make_app(PART_SUFFIX=" .!hd ").extensions["hashdrop"].part_suffix == ".!hd"
-    assert make_app(PART_SUFFIX="").extensions["hashdrop"].part_suffix == ""
+    assert make_app(PART_SUFFIX=" .!hd ").extensions["hashdrop"].services.part_files.suffix == ".!hd"
+    assert make_app(PART_SUFFIX="").extensions["hashdrop"].services.part_files.suffix == ""
     with pytest.raises(ConfigError, match="HASHDROP_PART_SUFFIX must be a short file name ending"):
         make_app(PART_SUFFIX="/incomplete")
 
@@ -664,25 +671,25 @@ def test_a_job_without_peers_shows_no_rate_and_no_eta(manager):
     """The last rate reported can stay once no peer is left: a job waiting for a seed said
     200 KiB/s and "10 s left" for half a minute."""
     job = attached_job(manager)
-    manager.torrents.forget(job.keys(), job.inbox.put)  # no real status (no peers) to overwrite the ones set here
-    manager.set_state(job, JobState.DOWNLOADING)
+    manager.session.forget(job.keys(), job.run.inbox.put)  # no real status (no peers) to overwrite the ones set here
+    manager.lifecycle.set_state(job, JobState.DOWNLOADING)
     job.live = {**FINISHED, "total_wanted_done": 4, "finished": False, "download_rate": 2, "upload_rate": 5,
                 "peers": 1}
-    assert [job.to_dict()[key] for key in ("download_rate", "upload_rate", "eta_seconds")] == [2, 5, 3]
+    assert [job_view(job)[key] for key in ("download_rate", "upload_rate", "eta_seconds")] == [2, 5, 3]
     job.live = {**job.live, "peers": 0}
-    assert [job.to_dict()[key] for key in ("download_rate", "upload_rate", "eta_seconds")] == [0, 0, None]
+    assert [job_view(job)[key] for key in ("download_rate", "upload_rate", "eta_seconds")] == [0, 0, None]
 
 
 def test_rates_are_measured_from_the_byte_counts_of_the_last_seconds(tmp_path):
     """libtorrent's rates take in a fifth of each second's bytes: 4 s into a 4 MiB/s download the
     table showed 1.3 MiB/s. The job measures them from libtorrent's byte counts instead."""
-    from jobs import Job
+    from jobs.model import RateMeter
 
-    job = Job(info_hash=HASH_A, save_path=str(tmp_path), manager=None)
+    meter = RateMeter()
     lagging = {**FINISHED, "finished": False, "download_rate": 800, "upload_rate": 100, "peers": 1}
 
     def status(at, down, up=0):
-        return job.measure_rates({**lagging, "all_time_download": down, "all_time_upload": up}, at)
+        return meter.measure({**lagging, "all_time_download": down, "all_time_upload": up}, at)
 
     assert status(100.0, 0)["download_rate"] == 800  # one count: libtorrent's own rate
     assert status(100.2, 500)["download_rate"] == 800  # 0.2 s apart: too short to tell
@@ -703,10 +710,10 @@ def test_the_page_and_the_api_show_the_transfer_rates_and_the_free_space(client,
     hashes = [HASH_A, HASH_B]
     client.post("/api/jobs", json={"hashes": hashes})
     jobs = [manager.get(h) for h in hashes]
-    wait_until(lambda: all(job.torrent_handle for job in jobs), 10, "the jobs were not added")
+    wait_until(lambda: all(job.run.torrent for job in jobs), 10, "the jobs were not added")
     for job in jobs:  # libtorrent's own statuses (no peers here) would overwrite the ones set below
-        manager.torrents.forget(job.keys(), job.inbox.put)
-    manager.set_state(jobs[0], JobState.DOWNLOADING)
+        manager.session.forget(job.keys(), job.run.inbox.put)
+    manager.lifecycle.set_state(jobs[0], JobState.DOWNLOADING)
     jobs[0].live = {**FINISHED, "finished": False, "download_rate": 3 * 1024 * 1024, "upload_rate": 1024, "peers": 2}
     jobs[1].live = {**FINISHED, "finished": False, "download_rate": 9999, "upload_rate": 9999, "peers": 0}
     status = client.get("/api/status").get_json()
@@ -766,7 +773,7 @@ def test_ports_are_read_from_listen_interfaces():
 
 
 def test_files_are_listed_as_a_person_sorts_them():
-    from downloader import natural_order
+    from torrent_files import natural_order
 
     paths = ["Show/Show E10.mkv", "Show/extras/b.mkv", "Show/show E2.mkv", "Show/Show E1.mkv"]
     assert sorted(paths, key=natural_order) == [

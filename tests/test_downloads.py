@@ -8,7 +8,7 @@ from pathlib import Path
 import libtorrent as lt
 import pytest
 
-from swarm import check_files, make_torrent, wait_until
+from swarm import job_of, wait_for_state, check_files, make_torrent, wait_until
 
 pytestmark = pytest.mark.swarm
 
@@ -20,15 +20,6 @@ def swarm_app(make_app, tracker):
     """An app whose bare hashes get the loopback tracker."""
     return make_app(TRACKERS=[tracker.announce_url])
 
-
-def job_of(app, info_hash):
-    return app.extensions["hashdrop"].get(info_hash).to_dict()
-
-
-def wait_for_state(app, info_hash, state, timeout=30):
-    wait_until(lambda: job_of(app, info_hash)["state"] == state, timeout,
-               f"job {info_hash} never reached {state}: {job_of(app, info_hash)}")
-    return job_of(app, info_hash)
 
 
 def save_path(app):
@@ -114,7 +105,7 @@ def test_pause_stops_the_bytes_and_resume_finishes(swarm_app, seed_new):
     client.post("/api/jobs", json={"hashes": [torrent.info_hash]})
     wait_until(lambda: job_of(swarm_app, torrent.info_hash)["downloaded_bytes"] > 0, 30, "no bytes arrived")
     assert client.post(f"/api/jobs/{torrent.info_hash}/pause").get_json()["state"] == "paused"
-    handle = swarm_app.extensions["hashdrop"].get(torrent.info_hash).torrent_handle.handle
+    handle = swarm_app.extensions["hashdrop"].get(torrent.info_hash).run.torrent.handle
     wait_until(lambda: handle.status().state is not None and handle.status().paused, 5, "torrent not paused")
     held = handle.status().total_wanted_done
     time.sleep(1.5)  # a paused torrent must not move: look again after a while
@@ -132,10 +123,10 @@ def test_remove_with_files_ends_the_thread_and_deletes(swarm_app, seed_new):
     wait_for_state(swarm_app, torrent.info_hash, "completed")
     job = swarm_app.extensions["hashdrop"].get(torrent.info_hash)
     assert client.delete(f"/api/jobs/{torrent.info_hash}?delete_files=true").status_code == 204
-    job.thread.join(5)
-    assert not job.thread.is_alive()
-    session = swarm_app.extensions["hashdrop"].torrents.session
-    wait_until(lambda: session.get_torrents() == [], 5, "torrent still in the session")
+    job.run.worker.join(5)
+    assert not job.run.worker.is_alive()
+    session = swarm_app.extensions["hashdrop"].session
+    wait_until(lambda: session.handles() == [], 5, "torrent still in the session")
     wait_until(lambda: not (save_path(swarm_app) / torrent.name).exists(), 5, "files not deleted")
     assert client.get(f"/api/jobs/{torrent.info_hash}").status_code == 404
 
@@ -146,8 +137,8 @@ def test_remove_keeps_files_by_default(swarm_app, seed_new):
     client.post("/api/jobs", json={"hashes": [torrent.info_hash]})
     wait_for_state(swarm_app, torrent.info_hash, "completed")
     assert client.delete(f"/api/jobs/{torrent.info_hash}").status_code == 204
-    session = swarm_app.extensions["hashdrop"].torrents.session
-    wait_until(lambda: session.get_torrents() == [], 5, "torrent still in the session")
+    session = swarm_app.extensions["hashdrop"].session
+    wait_until(lambda: session.handles() == [], 5, "torrent still in the session")
     check_files(torrent, save_path(swarm_app))
 
 
@@ -186,8 +177,8 @@ def test_a_download_over_utp_with_a_larger_receive_buffer(make_app, tracker, see
     import libtorrent as lt
 
     app = make_app(TRACKERS=[tracker.announce_url], RECV_BUFFER=MiB)
-    torrents = app.extensions["hashdrop"].torrents
-    assert torrents.session.get_settings()["recv_socket_buffer_size"] == MiB
+    torrents = app.extensions["hashdrop"].session
+    assert torrents.current_settings()["recv_socket_buffer_size"] == MiB
     # The app dials over TCP; here it dials over uTP only, to carry real bytes over it.
     torrents.apply({"enable_outgoing_utp": True, "enable_outgoing_tcp": False})
     torrent = seed_new(3 * MiB, upload_limit=MiB)  # a few seconds, to see the peer
@@ -196,7 +187,7 @@ def test_a_download_over_utp_with_a_larger_receive_buffer(make_app, tracker, see
     peers = []
 
     def peer_seen():
-        attached = app.extensions["hashdrop"].get(torrent.info_hash).torrent_handle
+        attached = app.extensions["hashdrop"].get(torrent.info_hash).run.torrent
         if attached is not None:
             peers.extend(bool(int(peer.flags) & utp_socket) for peer in attached.handle.get_peer_info())
         return bool(peers)
@@ -213,7 +204,7 @@ def test_seed_ratio_zero_stops_seeding_when_complete(make_app, tracker, seed_new
     app.test_client().post("/api/jobs", json={"hashes": [torrent.info_hash]})
     wait_for_state(app, torrent.info_hash, "completed")
     wait_until(lambda: job_of(app, torrent.info_hash)["seeding"] is False, 5, "still seeding")
-    handle = app.extensions["hashdrop"].get(torrent.info_hash).torrent_handle.handle
+    handle = app.extensions["hashdrop"].get(torrent.info_hash).run.torrent.handle
     wait_until(lambda: handle.status().paused, 5, "torrent not paused after completion")
 
 
@@ -235,7 +226,7 @@ def test_choose_files_downloads_only_those(swarm_app, seed_new):
     from swarm import sha256_file
     assert sha256_file(keep_path) == torrent.files[f"{torrent.name}/keep.bin"]
     assert job_of(swarm_app, torrent.info_hash)["total_bytes"] == MiB
-    assert manager.get(torrent.info_hash).to_dict()["progress"] == 1.0
+    assert manager.job(torrent.info_hash)["progress"] == 1.0
 
 
 def test_a_magnet_started_paused_fetches_its_file_list_and_downloads_nothing_until_resumed(swarm_app, seed_new):
@@ -252,7 +243,7 @@ def test_a_magnet_started_paused_fetches_its_file_list_and_downloads_nothing_unt
     assert job["state"] == "paused" and job["has_metadata"] and job["downloaded_bytes"] == 0
     assert job["total_bytes"] == 0 and job["torrent_bytes"] == 2 * MiB  # nothing wanted yet, of 2 MiB
     assert not [f for f in files if f["wanted"]]  # nothing until a choice, or Resume
-    handle = swarm_app.extensions["hashdrop"].get(torrent.info_hash).torrent_handle.handle
+    handle = swarm_app.extensions["hashdrop"].get(torrent.info_hash).run.torrent.handle
     wait_until(lambda: handle.status().paused, 5, "the torrent was not paused once its file list came")
     assert handle.status().total_payload_download == 0
     assert not [path for path in save_path(swarm_app).rglob("*") if path.is_file()]
@@ -304,7 +295,7 @@ def test_download_limit_holds_for_loopback_peers(make_app, tracker, seed_new):
     app.test_client().post("/api/jobs", json={"hashes": [torrent.info_hash]})
     handle = None
     wait_until(lambda: job_of(app, torrent.info_hash)["downloaded_bytes"] > 0, 30, "no bytes arrived")
-    handle = app.extensions["hashdrop"].get(torrent.info_hash).torrent_handle.handle
+    handle = app.extensions["hashdrop"].get(torrent.info_hash).run.torrent.handle
     before, started = handle.status().total_payload_download, time.monotonic()
     time.sleep(3)  # measure the rate over a few seconds
     rate = (handle.status().total_payload_download - before) / (time.monotonic() - started)
@@ -360,7 +351,7 @@ def test_full_disk_fails_that_job_only(small_disk, make_app, tracker, seed_new, 
     # to free the disk. A failed job is restored without a thread, and nothing deleted them.
     app.extensions["hashdrop"].shutdown()
     again = make_app(TRACKERS=[tracker.announce_url], SAVE_PATH=str(small_disk), DISK_IO=disk_io)
-    assert again.extensions["hashdrop"].get(big.info_hash).thread is None
+    assert again.extensions["hashdrop"].get(big.info_hash).run.worker is None
     # Named .part if its first status came before the disk filled up.
     left = [small_disk / big.name, small_disk / f"{big.name}.part"]
     assert any(path.exists() for path in left)
@@ -433,14 +424,14 @@ def test_choosing_more_files_of_a_completed_job_downloads_them(make_app, seeder,
     # As behind a NAT, the seed cannot dial the app: on loopback its connections come from 127.0.0.1.
     no_incoming = lt.ip_filter()
     no_incoming.add_rule("127.0.0.1", "127.0.0.1", 1)
-    app.extensions["hashdrop"].torrents.session.set_ip_filter(no_incoming)
+    app.extensions["hashdrop"].session.apply_ip_filter(no_incoming)
     client = app.test_client()
     upload_paused(client, torrent)
     files = {f["path"].rsplit("/", 1)[1]: f["index"] for f in file_list(client, torrent)}
     client.post(f"/api/jobs/{torrent.info_hash}/files", json={"wanted": [files["first.bin"]]})
     client.post(f"/api/jobs/{torrent.info_hash}/resume")
     host, port = seeder.peer.rsplit(":", 1)
-    handle = app.extensions["hashdrop"].get(torrent.info_hash).torrent_handle.handle
+    handle = app.extensions["hashdrop"].get(torrent.info_hash).run.torrent.handle
     handle.connect_peer((host, int(port)))
     wait_for_state(app, torrent.info_hash, "completed")
     # As when someone picks more files later: libtorrent has dropped the seed by then, and no

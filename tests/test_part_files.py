@@ -5,8 +5,8 @@ from pathlib import Path
 import libtorrent as lt
 import pytest
 
-import downloader
-from swarm import check_files, file_size_limit, make_payload, make_torrent, wait_until
+import torrent_files
+from swarm import job_of, wait_for_state, check_files, file_size_limit, make_payload, make_torrent, wait_until
 
 MiB = 1024 * 1024
 
@@ -14,14 +14,6 @@ MiB = 1024 * 1024
 def part_files(root):
     return sorted(str(path.relative_to(root)) for path in Path(root).rglob("*.part"))
 
-
-def job_of(app, info_hash):
-    return app.extensions["hashdrop"].get(info_hash).to_dict()
-
-
-def wait_for_state(app, info_hash, state, timeout=30):
-    wait_until(lambda: job_of(app, info_hash)["state"] == state, timeout,
-               f"job {info_hash} never reached {state}: {job_of(app, info_hash)}")
 
 
 @pytest.mark.swarm
@@ -168,8 +160,8 @@ def test_a_job_removed_with_its_files_kept_and_added_again_goes_on_from_them(
     add()
     wait_until(lambda: job_of(app, torrent.info_hash)["downloaded_bytes"] >= 6 * MiB, 30, "too few bytes arrived")
     assert client.delete(f"/api/jobs/{torrent.info_hash}").status_code == 204  # files kept
-    session = app.extensions["hashdrop"].torrents.session
-    wait_until(lambda: session.get_torrents() == [], 10, "the torrent is still in the session")
+    session = app.extensions["hashdrop"].session
+    wait_until(lambda: session.handles() == [], 10, "the torrent is still in the session")
     assert part_files(root) == [f"{torrent.name}.part"]
     uploaded_before = seeder.uploaded(torrent)
 
@@ -187,16 +179,16 @@ def test_names_are_matched_to_the_disk_before_a_torrent_is_added(tmp_path):
     (save / "show").mkdir(parents=True)
     (save / "show" / "e1.mkv.part").write_bytes(b"x")  # renamed after the resume data was saved
     (save / "show" / "e2.mkv").write_bytes(b"x")  # renamed back after it was saved
-    index = {path: number for number, path in downloader.real_files(info.layout())}
+    index = {path: number for number, path in torrent_files.real_files(info.layout())}
     params = lt.add_torrent_params()
     params.ti = info
     params.renamed_files = {index["show/e2.mkv"]: "show/e2.mkv.part"}
     params.have_pieces = [True] * info.num_pieces()
-    downloader.match_names_on_disk(params, str(save), ".part")
+    torrent_files.match_names_on_disk(params, str(save), ".part")
     assert params.renamed_files == {index["show/e1.mkv"]: "show/e1.mkv.part"}
-    assert not downloader.data_missing(params, str(save))
+    assert not torrent_files.data_missing(params, str(save))
 
     (save / "show" / "e1.mkv.part").unlink()
     (save / "show" / "e2.mkv").unlink()
-    downloader.match_names_on_disk(params, str(save), ".part")
-    assert downloader.data_missing(params, str(save))  # nothing under either name: a disk not mounted
+    torrent_files.match_names_on_disk(params, str(save), ".part")
+    assert torrent_files.data_missing(params, str(save))  # nothing under either name: a disk not mounted

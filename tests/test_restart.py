@@ -180,7 +180,7 @@ def test_a_crash_keeps_what_a_seeding_job_has_uploaded(servers, tmp_path, tracke
 def test_a_job_database_from_before_upload_totals_gets_the_column(tmp_path):
     import sqlite3
 
-    from store import JobStore
+    from store.sqlite import SQLiteJobStore
 
     path = tmp_path / "old.sqlite3"
     with sqlite3.connect(path) as db:
@@ -190,15 +190,15 @@ def test_a_job_database_from_before_upload_totals_gets_the_column(tmp_path):
                    "sequential INTEGER NOT NULL DEFAULT 0, completed_at TEXT)")
         db.execute("INSERT INTO jobs (info_hash, added_at, state, save_path) VALUES ('ab', 'now', 'completed', '/x')")
     db.close()
-    store = JobStore(str(path))
+    store = SQLiteJobStore(str(path))
     assert store.load()[0]["uploaded_bytes"] == 0
     store.save_upload_totals([(123, "ab")])
     store.close()
-    assert JobStore(str(path)).load()[0]["uploaded_bytes"] == 123
+    assert SQLiteJobStore(str(path)).load()[0]["uploaded_bytes"] == 123
 
 
 def test_a_completed_jobs_resume_data_vouches_once_its_files_are_synced(make_app, tracker, seed_new, tmp_path):
-    import downloader
+    import torrent_files
 
     torrent = seed_new(MiB)
     app = make_app(TRACKERS=[tracker.announce_url])
@@ -206,19 +206,19 @@ def test_a_completed_jobs_resume_data_vouches_once_its_files_are_synced(make_app
     assert (tmp_path / "data" / "running").is_file()
     app.test_client().post("/api/jobs", json={"hashes": [torrent.info_hash]})
     resume_file = tmp_path / "data" / "resume" / f"{torrent.info_hash}.resume"
-    wait_until(lambda: resume_file.is_file() and downloader.vouched(resume_file.read_bytes()), 30,
+    wait_until(lambda: resume_file.is_file() and torrent_files.vouched(resume_file.read_bytes()), 30,
                "no resume data vouched for the completed job's files")
     assert manager.get(torrent.info_hash).state.value == "completed"
     manager.shutdown()
     assert not (tmp_path / "data" / "running").exists()
     # Saved again at shutdown, still vouching: else the next crash would recheck a whole library.
-    assert downloader.vouched(resume_file.read_bytes())
+    assert torrent_files.vouched(resume_file.read_bytes())
     # And across a clean restart, whose first statuses (checking the resume data) are not finished.
     again = make_app(TRACKERS=[tracker.announce_url]).extensions["hashdrop"]
     job = again.get(torrent.info_hash)
     wait_until(lambda: job.live.get("finished"), 10, "the restored job is not finished")
     again.shutdown()
-    assert job.state.value == "completed" and downloader.vouched(resume_file.read_bytes())
+    assert job.state.value == "completed" and torrent_files.vouched(resume_file.read_bytes())
 
 
 def test_sigterm_saves_resume_data_and_paused_jobs_stay_paused(servers, tmp_path, tracker, seed_new):
@@ -270,7 +270,7 @@ def test_damaged_resume_data_rechecks_the_files(make_app, tracker, seeder, seed_
 
 def completed_library(make_app, tmp_path, size=5):
     """A manager whose jobs are files already in the save path: each is checked, then completed."""
-    import downloader
+    import torrent_files
     from hashes import parse_text
     from swarm import make_payload, make_torrent
 
@@ -280,7 +280,7 @@ def completed_library(make_app, tmp_path, size=5):
     manager.submit(parse_text(""), uploads=[(item.path.name, item.data) for item in items])
     resume_dir = tmp_path / "data" / "resume"
     wait_until(lambda: all((resume_dir / f"{item.info_hash}.resume").is_file()
-                           and downloader.vouched((resume_dir / f"{item.info_hash}.resume").read_bytes())
+                           and torrent_files.vouched((resume_dir / f"{item.info_hash}.resume").read_bytes())
                            for item in items), 20, "the library's jobs did not complete")
     return manager, items
 
@@ -303,8 +303,8 @@ def test_a_clean_restart_of_a_completed_library_writes_no_resume_data(make_app, 
     wait_until(lambda: all(job.live.get("finished") for job in jobs), 10, "the library did not come back")
     # Every torrent's status has been through the periodic save once (interval 0), which asks
     # libtorrent for resume data only if a piece, the metadata or a setting changed.
-    keys = [str(job.torrent_handle.handle.info_hashes().get_best()) for job in jobs]
-    wait_until(lambda: all(key in again.torrents._last_resume_save for key in keys), 10, "no periodic save")
+    keys = [str(job.run.torrent.handle.info_hashes().get_best()) for job in jobs]
+    wait_until(lambda: all(again.session.resume_asked_at(key) is not None for key in keys), 10, "no periodic save")
     time.sleep(1)  # the answers, and any write they would cause
     assert [job.state.value for job in jobs] == ["completed"] * len(items)
     assert resume_files_as_on_disk(tmp_path) == saved
@@ -315,11 +315,11 @@ def test_shutdown_writes_every_jobs_resume_data_with_two_syncs_in_all(make_app, 
     disk than the 10 s it is given; now the files are written, synced once, renamed, synced again."""
     import os
 
-    import downloader
+    import torrent_files
 
     manager, items = completed_library(make_app, tmp_path)
     magnet = manager.submit_text("ab" * 20).started[0]  # no peers: only shutdown has a reason to save it
-    wait_until(lambda: magnet.torrent_handle is not None, 10, "the magnet was not added")
+    wait_until(lambda: magnet.run.torrent is not None, 10, "the magnet was not added")
     manager.pause(magnet.info_hash)  # a change libtorrent's periodic save leaves to shutdown
     calls = []
     monkeypatch.setattr(os, "fsync", lambda fd: calls.append("fsync"))
@@ -330,13 +330,13 @@ def test_shutdown_writes_every_jobs_resume_data_with_two_syncs_in_all(make_app, 
     resume_dir = tmp_path / "data" / "resume"
     assert sorted(path.name for path in resume_dir.iterdir()) == sorted(
         f"{key}.resume" for key in [magnet.info_hash, *(item.info_hash for item in items)])  # no .tmp left
-    assert all(downloader.vouched((resume_dir / f"{item.info_hash}.resume").read_bytes()) for item in items)
+    assert all(torrent_files.vouched((resume_dir / f"{item.info_hash}.resume").read_bytes()) for item in items)
     kept = lt.read_resume_data((resume_dir / f"{magnet.info_hash}.resume").read_bytes())
     assert str(kept.info_hashes.get_best()) == magnet.info_hash
 
 
 def test_a_resume_file_that_cannot_be_written_costs_only_itself(tmp_path):
-    from store import write_all_atomically
+    from jobs.durability import write_all_atomically
 
     good, bad = tmp_path / "good.resume", tmp_path / "gone" / "bad.resume"
     good.write_bytes(b"old")
@@ -346,7 +346,7 @@ def test_a_resume_file_that_cannot_be_written_costs_only_itself(tmp_path):
 
 
 def test_a_resume_file_that_fails_midway_keeps_the_old_one_and_leaves_no_temp_file(tmp_path):
-    from store import write_atomically
+    from jobs.durability import write_atomically
     from swarm import file_size_limit
 
     kept = tmp_path / "job.resume"
@@ -372,7 +372,7 @@ def test_a_library_whose_disk_is_not_mounted_fails_with_a_reason_and_writes_noth
     assert all(job.error == f"No data found in {downloads}: is its disk connected? "
                             "Retry once it is (or to download it again)." for job in jobs)
     magnet = again.get(unknown.info_hash)
-    wait_until(lambda: magnet.torrent_handle is not None, 10, "the magnet job was not added")
+    wait_until(lambda: magnet.run.torrent is not None, 10, "the magnet job was not added")
     assert magnet.state.value == "fetching_metadata"
     assert list(downloads.iterdir()) == []  # made for the magnet job only; nothing of the library
 

@@ -1,9 +1,11 @@
-"""SQLite job store: the schema, and one connection shared under a lock."""
+"""The embedded job store: a SQLite file in the data dir, one connection shared under a lock."""
 import logging
 import os
 import shutil
 import sqlite3
 import threading
+
+from store.base import JobStore, StoreError, StoreWriteError
 
 log = logging.getLogger(__name__)
 
@@ -35,15 +37,11 @@ COLUMNS = (
 )
 
 
-class StoreError(Exception):
-    """The job database cannot be opened or read."""
-
-
-class JobStore:
+class SQLiteJobStore(JobStore):
     """Every job hashdrop knows, in a SQLite file in the data dir (WAL mode)."""
 
     def __init__(self, path):
-        self.path = path
+        self.path = self.location = path
         self._lock = threading.Lock()
         self._unsaved = {}  # info_hash -> {column: value} not written yet, or None: delete its row
         self._problem = None  # why the last write failed; None once one succeeds
@@ -64,11 +62,6 @@ class JobStore:
             if name not in present:
                 self._db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {definition}")
 
-    @classmethod
-    def in_dir(cls, data_dir):
-        os.makedirs(data_dir, exist_ok=True)
-        return cls(os.path.join(data_dir, "hashdrop.sqlite3"))
-
     def load(self):
         """Return every stored job as a dict, oldest first."""
         with self._lock:
@@ -82,7 +75,7 @@ class JobStore:
         with self._lock:
             self._write_unsaved(lambda: self._db.executemany(sql, [[r.get(c) for c in COLUMNS] for r in records]))
             if self._problem:
-                raise sqlite3.OperationalError(self._problem)
+                raise StoreWriteError(self._problem)
 
     # A job's changes (state, name, removal, upload total) happened already: the app goes on
     # with them when the database cannot take them (a full disk, most often), keeps them, and
@@ -172,61 +165,3 @@ def open_problem(path, exc):
     return (f"The job database {path} cannot be opened ({exc}); nothing in it was changed. Its disk "
             f"has {free} free: free some space if that is little, else check that hashdrop may "
             f"write to {folder}. Then start hashdrop again.")
-
-
-def write_atomically(path, data):
-    """Write bytes to path so that a crash leaves either the old or the new file."""
-    tmp = temporary_name(path)
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError:
-        remove_quietly(tmp)  # a full disk: what was written of it would only take more room
-        raise
-    dir_fd = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def write_all_atomically(files):
-    """Write {path: bytes} so that a crash leaves each file old or new; return {path: OSError}.
-
-    Two syncs for all the files rather than two fsyncs each: at shutdown a library of 1,000
-    jobs writes 1,000 resume files, and on a hard disk, at several ms a fsync, 2,000 fsyncs
-    would outlast the 10 s a shutdown is given.
-    """
-    failed, written = {}, []
-    for path, data in files.items():
-        tmp = temporary_name(path)
-        try:
-            with open(tmp, "wb") as f:
-                f.write(data)
-            written.append((tmp, path))
-        except OSError as exc:
-            failed[path] = exc
-            remove_quietly(tmp)
-    os.sync()  # every new file whole on disk before any name points at it
-    for tmp, path in written:
-        try:
-            os.replace(tmp, path)
-        except OSError as exc:
-            failed[path] = exc
-            remove_quietly(tmp)
-    os.sync()
-    return failed
-
-
-def temporary_name(path):
-    return f"{path}.{os.getpid()}-{threading.get_ident()}.tmp"
-
-
-def remove_quietly(path):
-    try:
-        os.remove(path)
-    except OSError:
-        pass

@@ -1,0 +1,231 @@
+"""How a job reacts to its torrent's events: one handler per event, and the state moves they make."""
+import logging
+import time
+
+import downloader
+import torrent_files
+from jobs import durability
+from jobs.model import RUNNING, JobState, utcnow
+
+log = logging.getLogger(__name__)
+
+
+class Lifecycle:
+    """The job state machine. Events come in the job's own thread (see jobs.task); user
+    commands (jobs.manager) share its moves. Shared job state changes under the registry's lock."""
+
+    def __init__(self, registry, slots, session, store, part_files, resume_files, seed_ratio):
+        self.registry = registry
+        self.lock = registry.lock
+        self.slots = slots
+        self.session = session
+        self.store = store
+        self.part_files = part_files
+        self.resume_files = resume_files
+        self.seed_ratio = seed_ratio
+        self._handlers = {
+            "status": self.on_status, "metadata": self.on_metadata, "finished": self.on_finished,
+            "error": self.on_error, "tracker": self.on_tracker, "resume_data": self.resume_files.save,
+            "flushed": self.flushed, "renamed": self.renamed,
+        }
+
+    def handle(self, job, event, value):
+        """Apply one event from libtorrent (see downloader.translate) to the job."""
+        self._handlers[event](job, value)
+
+    # Events ---------------------------------------------------------------------------
+    def on_status(self, job, status):
+        job.live = job.rate_meter.measure(status, time.monotonic())
+        if job.run.redial_due and status["total_wanted"] > 0:
+            self.redial_if_due(job)
+        if not status["finished"] and not status.get("checking"):
+            job.durability.synced = False  # pieces to fetch (more files, or lost ones): not on disk yet
+            if job.state == JobState.COMPLETED and job.has_metadata:
+                self.download_again(job)
+        if status["finished"] and job.state in (JobState.DOWNLOADING, JobState.QUEUED):
+            self.finish(job)
+        if job.state == JobState.COMPLETED:
+            self.check_seed_ratio(job)
+        self.part_files.mark_partial(job)
+
+    def on_metadata(self, job, value):
+        """Record the name, then start downloading if a slot is free.
+
+        The metadata itself is kept with the resume data, asked for as it arrived. The files
+        are named first: libtorrent is downloading already, and the store's writes can wait.
+        """
+        name, keys = value
+        self.part_files.mark_before_download(job)
+        self.session.listen(keys, job.run.inbox.put)
+        with self.lock:
+            job.name = name
+            job.has_metadata = True
+            for key in keys:
+                self.registry.add_alias(job, key)
+            self.store.update(job.info_hash, name=name)
+            fetched_file_list, job.fetching_file_list = job.fetching_file_list, False
+            if job.state == JobState.FETCHING_METADATA:
+                self.want_download(job)
+            elif fetched_file_list and job.state == JobState.PAUSED and job.run.torrent:
+                job.run.torrent.pause()  # its files can be chosen now; Resume downloads them
+
+    def on_finished(self, job, status):
+        """translate() has asked libtorrent to write the torrent out (flush) already."""
+        job.live = status
+        # Not finished by the time of its status: more files were wanted meanwhile, or none
+        # was yet (files held for a choice, released as the metadata came). A completed job
+        # comes here when rechecked, or when more files were wanted and are done.
+        if status["finished"] and (job.state in RUNNING or job.state == JobState.COMPLETED):
+            self.finish(job, flush_asked=True)
+
+    def on_error(self, job, error):
+        self.set_state(job, JobState.FAILED, error=error)
+        self.part_files.mark_unfinished(job)  # a library would take unfinished files for finished ones
+
+    def on_tracker(self, job, text):
+        job.tracker = text
+
+    # State moves ------------------------------------------------------------------------
+    def set_state(self, job, state, error=None):
+        """Move a job to a new state, record it, and hand its slot on when it frees one."""
+        with self.lock:
+            if job.removal is not None or (job.state == state and job.error == error):
+                return
+            job.state = state
+            job.error = error
+            if state == JobState.COMPLETED and job.completed_at is None:
+                job.completed_at = utcnow()
+            if state != JobState.DOWNLOADING:
+                self.release_slot(job)
+            self.store.update(job.info_hash, state=state.value, error=error,
+                              completed_at=job.record()["completed_at"])
+
+    def release_slot(self, job):
+        """Give up the job's download slot, if it holds one, to the first queued job."""
+        with self.lock:
+            waiting = self.registry.keys_in_order(
+                lambda other: other.state == JobState.QUEUED and other.run.torrent is not None)
+            next_key = self.slots.release(job.info_hash, waiting)
+            if next_key is not None:
+                self.want_download(self.registry.get(next_key))
+
+    def want_download(self, job):
+        """Download now if a slot is free, else queue (the torrent then only uploads)."""
+        self.release_held_files(job)
+        slot = self.slots.take(job.info_hash)
+        was_queued = job.state == JobState.QUEUED
+        self.set_state(job, JobState.DOWNLOADING if slot else JobState.QUEUED)
+        torrent = job.run.torrent
+        if torrent:
+            torrent_files.set_flag(torrent.handle, "upload_mode", not slot)
+            torrent.resume()
+            if slot and was_queued:
+                downloader.reconnect(torrent.handle)  # seeds dropped it while it was upload-only
+
+    def release_held_files(self, job):
+        """Want every file of a job whose files all wait for a choice (it was added paused
+        before its metadata, see jobs.task) once it is to download without one."""
+        torrent = job.run.torrent
+        if torrent is None or not job.has_metadata:
+            return
+        try:
+            if any(torrent.handle.get_file_priorities()):
+                return
+            every_file = set(range(torrent.handle.torrent_file().num_files()))
+            self.part_files.want_files(job, torrent.handle, every_file)
+            job.run.redial_due = True
+        except RuntimeError:  # removed meanwhile
+            pass
+
+    def redial_if_due(self, job):
+        """Wanting nothing, a held job's torrent was finished: it let its seeds go and will not
+        dial them again (see TorrentSession.redial). Once its new priorities show (libtorrent
+        applies them after a disk job), make it. Without this it waited for the next announce."""
+        torrent = job.run.torrent
+        job.run.redial_due = False
+        if torrent is not None:
+            try:
+                self.session.redial(torrent.handle)
+            except RuntimeError:  # removed meanwhile
+                pass
+
+    def download_again(self, job):
+        """A completed job has pieces to fetch again (more files chosen, or lost after a crash)."""
+        with self.lock:
+            if job.state != JobState.COMPLETED or job.removal is not None:
+                return
+            job.seeding_stopped = False
+            self.want_download(job)
+            if job.run.torrent:  # seeds dropped it once it was finished
+                self.session.redial(job.run.torrent.handle)
+
+    def check_seed_ratio(self, job):
+        """Stop seeding once the configured share ratio is reached (0: at once)."""
+        with self.lock:
+            if self.seed_ratio is None or job.seeding_stopped or not job.run.torrent:
+                return
+            wanted = job.live.get("total_wanted") or 1
+            if job.uploaded() / wanted >= self.seed_ratio:
+                job.seeding_stopped = True
+                job.run.torrent.pause()
+
+    # Finishing: flushed, then renamed, then completed --------------------------------------
+    def finish(self, job, flush_asked=False):
+        """Every wanted piece is in: complete the job once libtorrent has written them all out.
+
+        libtorrent says finished while the last blocks can still sit in its write buffer (a
+        1 GiB file was seen incomplete on disk for up to 0.9 s after). The job is completed at
+        the cache_flushed_alert of the flush asked for here, when its files are whole for
+        whoever reads them.
+        """
+        with self.lock:
+            if job.finishing:
+                return
+            job.finishing = True
+            torrent = job.run.torrent
+            buffered = torrent is not None and job.has_metadata
+        if flush_asked:
+            return
+        if not buffered:  # no torrent or no metadata yet: nothing of it can be in a buffer
+            self.flushed(job)
+            return
+        try:
+            downloader.flush(torrent.handle)
+        except RuntimeError:  # removed meanwhile
+            self.flushed(job)
+
+    def flushed(self, job, _value=None):
+        """libtorrent's buffers for this torrent are on disk: a finishing job is completed,
+        once its files have their own names back."""
+        with self.lock:
+            if not job.finishing:
+                return
+        if job.marks.renaming or self.part_files.unmark_complete(job):
+            return  # renamed() comes back here once the renames are done
+        with self.lock:
+            job.finishing = False
+            if job.state in RUNNING:
+                self.set_state(job, JobState.COMPLETED)
+        if job.state == JobState.COMPLETED:
+            durability.sync(job)
+        self.check_seed_ratio(job)
+
+    def renamed(self, job, value):
+        """One of the job's files was renamed (or could not be: it keeps its name)."""
+        index, ok = value
+        renaming = job.marks.renaming
+        tracked = index in renaming
+        renaming.discard(index)
+        if not ok:
+            job.marks.unrenamable.add(index)
+        if renaming:
+            return
+        if job.finishing:
+            self.flushed(job)  # it was waiting for its renames
+        elif tracked and job.run.torrent:
+            # Renames alone do not make the periodic save (they are libtorrent's "state"),
+            # and resume data that names a file wrongly loses it after a crash.
+            try:
+                downloader.save_resume(job.run.torrent.handle)
+            except RuntimeError:  # removed meanwhile
+                pass

@@ -1,0 +1,66 @@
+"""Every job this process knows, by info hash and by each of its v1/v2 hashes, under one lock."""
+import threading
+
+
+class JobRegistry:
+    """The jobs in the order they were added, and their aliases. Callers hold `lock` across a
+    read and the change that depends on it; each method takes it too (it is reentrant)."""
+
+    def __init__(self):
+        self.lock = threading.RLock()
+        self.closed = False  # shutting down: no job is added
+        self._jobs = {}  # info_hash -> Job, in the order they were added
+        self._aliases = {}  # every v1/v2 hash of a job -> its info_hash
+
+    def get(self, info_hash):
+        """The job with this info hash, or None."""
+        with self.lock:
+            return self._jobs.get((info_hash or "").lower())
+
+    def find(self, target):
+        """The job that target (a hashes.Target) names under any of its hashes, or None."""
+        with self.lock:
+            for key in (target.v1_hash, target.v2_hash, target.info_hash):
+                if key and key in self._aliases:
+                    return self._jobs.get(self._aliases[key])
+        return None
+
+    def by_key(self, key):
+        """The job whose torrent libtorrent reports under this hash, or None."""
+        with self.lock:
+            return self._jobs.get(self._aliases.get(key))
+
+    def add(self, job):
+        with self.lock:
+            self._jobs[job.info_hash] = job
+            for key in job.keys():
+                self._aliases[key] = job.info_hash
+
+    def add_alias(self, job, key):
+        with self.lock:
+            self._aliases[key] = job.info_hash
+
+    def discard(self, job):
+        with self.lock:
+            self._jobs.pop(job.info_hash, None)
+            for key in [k for k, v in self._aliases.items() if v == job.info_hash]:
+                del self._aliases[key]
+
+    def all(self):
+        """Every job, oldest first."""
+        with self.lock:
+            return list(self._jobs.values())
+
+    def matching(self, states=None, text=""):
+        """The jobs in `states` (every job for None) whose name or hash holds `text` in any
+        case, oldest first."""
+        with self.lock:
+            jobs = [job for job in self._jobs.values() if states is None or job.state in states]
+        if text:
+            text = text.casefold()
+            jobs = [job for job in jobs if text in (job.name or "").casefold() or text in job.info_hash]
+        return jobs
+
+    def keys_in_order(self, predicate):
+        """The info hashes of the jobs for which predicate(job) holds, oldest first, lazily."""
+        return (job.info_hash for job in list(self._jobs.values()) if predicate(job))

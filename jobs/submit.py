@@ -1,0 +1,56 @@
+"""What a submit makes of its input: the category's folder, uploaded .torrent files, new jobs."""
+import os
+from dataclasses import dataclass
+
+import hashes
+import torrent_files
+from jobs.model import Job, JobError, JobState
+
+
+def check_category(save_root, category):
+    """A category is a subfolder of the save path; refuse any that would leave it."""
+    category = (category or "").strip().strip("/")
+    if not category:
+        return ""
+    refusal = JobError(f"The category {category!r} must be a folder name inside the save path.")
+    if "\0" in category or os.path.isabs(category) or len(category) > 200:
+        raise refusal
+    root = os.path.realpath(save_root)
+    target = os.path.realpath(os.path.join(root, category))
+    if not target.startswith(root + os.sep):
+        raise refusal
+    return os.path.relpath(target, root)
+
+
+def uploaded_targets(uploads, rejected):
+    """(target, bytes) for each usable uploaded .torrent file ((filename, bytes) pairs); each
+    other one goes to rejected with the reason."""
+    targets = []
+    for filename, data in uploads:
+        try:
+            v1, v2, name = torrent_files.describe_torrent(data)
+        except ValueError as exc:
+            rejected.append(hashes.Rejected(filename, f"is not a usable .torrent file: {exc}"))
+            continue
+        target = hashes.Target(info_hash=v1 or v2, v1_hash=v1, v2_hash=v2, name=name, source=filename)
+        targets.append((target, data))
+    return targets
+
+
+@dataclass
+class JobOptions:
+    """What one submit asks of each of its new jobs."""
+
+    save_root: str
+    category: str
+    sequential: bool
+    paused: bool
+    trackers: list
+
+    def new_job(self, target, metainfo=None):
+        """A new job for a hashes.Target (and its .torrent file's bytes, if uploaded)."""
+        return Job(info_hash=target.info_hash, v1_hash=target.v1_hash, v2_hash=target.v2_hash,
+                   name=target.name, magnet=hashes.magnet_for(target, self.trackers), metainfo=metainfo,
+                   save_path=os.path.abspath(os.path.join(self.save_root, self.category)),
+                   category=self.category, sequential=self.sequential,
+                   state=JobState.PAUSED if self.paused else JobState.FETCHING_METADATA)

@@ -1,0 +1,154 @@
+"""What a job's worker is handed: downloader(task) adds the job's torrent, attaches it, and
+passes its events on. The task binds one job to the lifecycle that reacts to them."""
+import os
+from dataclasses import dataclass
+
+import cpus
+import torrent_files
+from downloader import DataMissing
+from jobs.model import JobState
+
+
+@dataclass
+class JobServices:
+    """What a job's task uses of the jobs package, built once by the JobManager."""
+
+    session: object  # downloader.TorrentSession
+    registry: object  # jobs.registry.JobRegistry
+    slots: object  # jobs.slots.SlotQueue
+    lifecycle: object  # jobs.lifecycle.Lifecycle
+    part_files: object  # jobs.part_files.PartFiles
+    resume_files: object  # jobs.durability.ResumeFiles
+    crash_marker: object  # jobs.durability.CrashMarker
+
+
+class JobTask:
+    """One job's download, as downloader.downloader() drives it (see its docstring)."""
+
+    def __init__(self, job, services):
+        self.job = job
+        self.info_hash = job.info_hash
+        self.inbox = job.run.inbox
+        self.session = services.session
+        self._jobs = services
+
+    def keys(self):
+        return self.job.keys()
+
+    def wait_for_submit(self):
+        """Return once no submit is starting jobs, then take back every CPU.
+
+        A new job's thread waits here first: were it to go on and add its torrent, it would
+        take the GIL from the request that is still starting the other threads (a 100-hash
+        submit took up to 70 ms instead of 25). It widens its CPUs only after the wait: until
+        a new thread blocks, the request that started it waits on the CPU they share.
+        """
+        with self._jobs.registry.lock:
+            pass
+        cpus.all_cpus()
+
+    def handle(self, event, value):
+        self._jobs.lifecycle.handle(self.job, event, value)
+
+    def fail(self, error):
+        self._jobs.lifecycle.set_state(self.job, JobState.FAILED, error=error)
+
+    # Adding ----------------------------------------------------------------------------
+    def add_params(self):
+        """libtorrent's add parameters: resume data if kept, else the .torrent or the magnet."""
+        job, jobs = self.job, self._jobs
+        params, vouched = jobs.resume_files.read(job)
+        if params is not None:
+            self._check_kept_files(params, vouched)
+        os.makedirs(job.save_path, exist_ok=True)
+        if params is None and job.metainfo:
+            params = torrent_files.params_from_torrent(job.metainfo)
+            jobs.part_files.match_names(params, job.save_path)
+        if params is None:
+            params = torrent_files.params_from_magnet(job.magnet)
+        params.save_path = job.save_path
+        torrent_files.set_flag(params, "sequential_download", job.sequential)
+        self._set_start_flags(params)
+        # After a crash the store's total is newer than the resume data's (see save_upload_totals).
+        params.total_uploaded = max(params.total_uploaded, job.durability.uploaded_saved)
+        return params
+
+    def _check_kept_files(self, params, vouched):
+        """Point resume data at the files on disk, and decide how far it is believed."""
+        job, unclean_start = self.job, self._jobs.crash_marker.unclean_start
+        if params.renamed_files or not vouched:
+            self._jobs.part_files.match_names(params, job.save_path)
+        if job.durability.restored and job.state != JobState.PAUSED \
+                and torrent_files.data_missing(params, job.save_path):
+            # A library on a disk that is not mounted (yet): downloading on would fill the
+            # empty mount point, and seeding would fail on every read. Transmission says "No
+            # data found!" here too.
+            raise DataMissing(f"No data found in {job.save_path}: is its disk connected? "
+                              "Retry once it is (or to download it again).")
+        # After a crash, only resume data saved once the files were fsynced is believed: other
+        # resume data can claim pieces that were still in libtorrent's buffers or in the page
+        # cache. A clean shutdown syncs everything (see JobManager.shutdown).
+        job.durability.synced = vouched or (not unclean_start and job.state == JobState.COMPLETED)
+        if unclean_start and not vouched:
+            torrent_files.drop_piece_claims(params)
+
+    def _set_start_flags(self, params):
+        """Whether the torrent starts paused, downloading, or only uploading (no slot yet)."""
+        job = self.job
+        with self._jobs.registry.lock:
+            job.has_metadata = torrent_files.has_metadata(params)
+            if job.state == JobState.COMPLETED:
+                paused, slot = job.seeding_stopped, True
+            elif job.state == JobState.PAUSED:
+                # Paused before its metadata came: it fetches the metadata all the same, so that
+                # its files can be chosen before any byte of them moves; libtorrent downloads no
+                # file whose priority was not set (default_dont_download).
+                job.fetching_file_list = not job.has_metadata
+                paused, slot = not job.fetching_file_list, False
+            else:
+                paused, slot = False, not job.has_metadata or self._jobs.slots.take(job.info_hash)
+        # A torrent with metadata but no slot runs in upload mode: it requests no piece and
+        # starts at once when a slot frees. One without metadata must not: a seed drops a peer
+        # that says it is upload-only before sending it the metadata.
+        torrent_files.set_flag(params, "paused", paused)
+        torrent_files.set_flag(params, "upload_mode", not slot and job.has_metadata)
+        torrent_files.set_flag(params, "default_dont_download", job.fetching_file_list)
+
+    # In the session, and out of it -------------------------------------------------------
+    def attach(self, torrent):
+        """The torrent is in the session: listen to it, and match it to the job's state,
+        which may have changed while it was being added."""
+        job, lifecycle = self.job, self._jobs.lifecycle
+        keys = torrent_files.info_hash_keys(torrent.handle.info_hashes())
+        with self._jobs.registry.lock:
+            job.run.torrent = torrent
+            if job.state == JobState.PAUSED:
+                if not job.fetching_file_list:
+                    torrent.pause()
+            elif job.state == JobState.COMPLETED:
+                pass
+            elif not job.has_metadata:
+                lifecycle.set_state(job, JobState.FETCHING_METADATA)
+                torrent.resume()
+            else:
+                lifecycle.want_download(job)
+        self.session.listen(keys, self.inbox.put)
+        # The first status arrives with the next batch; ask now so metadata-less jobs show
+        # their peers at once.
+        torrent.handle.post_status()
+
+    def detach(self, torrent):
+        """The worker is ending: its torrent leaves the session, unless the app stops."""
+        job, registry = self.job, self._jobs.registry
+        with registry.lock:
+            job.run.torrent = None
+            job.run.detached = True
+            self._jobs.lifecycle.release_slot(job)
+            closing = registry.closed
+            delete_files = job.removal is not None and job.removal.delete_files
+        self.session.forget(job.keys(), self.inbox.put)
+        if torrent is None or torrent.handle is None:
+            return
+        self.session.forget(torrent_files.info_hash_keys(torrent.handle.info_hashes()), self.inbox.put)
+        if not closing and self.session.is_open():
+            torrent.stop(delete_files=delete_files)

@@ -1,0 +1,49 @@
+"""The job store interface: what keeps jobs between starts. SQLite is the embedded default
+(store.sqlite); a shared database implements the same methods."""
+from abc import ABC, abstractmethod
+
+
+class StoreError(Exception):
+    """The job store cannot be opened or read; the text says which and what to do."""
+
+
+class StoreWriteError(Exception):
+    """The job store could not record new jobs; the text is the store's reason."""
+
+
+class JobStore(ABC):
+    """Every job's durable record (jobs.model.Job.record() plus uploaded_bytes), by info hash.
+
+    A change the store cannot write (a full disk) is kept and written with the next write that
+    succeeds; unsaved_problem() says so meanwhile. Methods may be called from any thread.
+    """
+
+    location = ""  # where the jobs are kept, for messages to a person
+
+    @abstractmethod
+    def load(self):
+        """Every stored job as a dict of its record's fields and uploaded_bytes, oldest first."""
+
+    @abstractmethod
+    def save_many(self, records):
+        """Insert several jobs at once, all or none; raise StoreWriteError if they are not kept."""
+
+    @abstractmethod
+    def update(self, info_hash, **fields):
+        """Change some fields of one job (kept for later if they cannot be written now)."""
+
+    @abstractmethod
+    def save_upload_totals(self, totals):
+        """Record several jobs' uploaded bytes ((bytes, info_hash) pairs); retry what waits."""
+
+    @abstractmethod
+    def delete(self, info_hash):
+        """Forget one job."""
+
+    @abstractmethod
+    def unsaved_problem(self):
+        """A sentence for the page while changes wait to be written, else None."""
+
+    @abstractmethod
+    def close(self):
+        """Write what waits, then let go of the store."""
