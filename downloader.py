@@ -437,8 +437,7 @@ def translate(alert):
     if isinstance(alert, lt.file_error_alert):
         return "error", describe_file_error(alert.error, alert.filename())
     if isinstance(alert, lt.torrent_error_alert):
-        where = f": {alert.filename()}" if alert.filename() else ""
-        return "error", f"{alert.error.message()}{where}"
+        return "error", alert.error.message()  # no file name: this alert does not carry one
     if isinstance(alert, lt.tracker_reply_alert):
         peers = "1 peer" if alert.num_peers == 1 else f"{alert.num_peers} peers"
         return "tracker", f"{peers} from {alert.tracker_url()}"

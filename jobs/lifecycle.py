@@ -79,6 +79,8 @@ class Lifecycle:
             self.finish(job, flush_asked=True)
 
     def on_error(self, job, error):
+        if job.state == JobState.FAILED and job.error:
+            return  # a torrent error follows the file error that caused it, which says more
         self.set_state(job, JobState.FAILED, error=error)
         self.part_files.mark_unfinished(job)  # a library would take unfinished files for finished ones
 
