@@ -24,23 +24,13 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import BadRequest, Forbidden, RequestEntityTooLarge
 from werkzeug.security import check_password_hash
 
-from config import ConfigError, as_int
+from config import ConfigError
 from store import StoreError
 
 log = logging.getLogger(__name__)
 bp = Blueprint("security", __name__)
 csrf = CSRFProtect()
 
-DEFAULTS = {
-    "HOST": "127.0.0.1",
-    "USERNAME": "admin",
-    "PASSWORD": None,
-    "ALLOWED_HOSTS": None,
-    "MAX_REQUEST_BYTES": 1024 * 1024,
-    "MAX_UPLOAD_BYTES": 32 * 1024 * 1024,
-    "MAX_LINES": 1000,
-    "MAX_LINE_CHARS": 4096,
-}
 LOGIN_FAILURES = 5              # failed logins from one address within LOGIN_WINDOW ...
 LOGIN_WINDOW = 15 * 60          # ... lock it out for LOCKOUT_SECONDS
 LOCKOUT_SECONDS = 5 * 60
@@ -66,14 +56,8 @@ SAFE_NEXT = re.compile(r"/(?![/\\])[^\x00-\x20\\]*")
 
 def init_app(app):
     """Wire login, CSRF, the Host check, input limits and security headers into the app."""
-    config = app.config
-    for key, value in DEFAULTS.items():
-        config.setdefault(key, value)
-    config["USERNAME"] = raw_setting(config, "USERNAME") or "admin"
-    config["PASSWORD"] = raw_setting(config, "PASSWORD") or None
-    config["ALLOWED_HOSTS"] = allowed_hosts(config)
-    for key in ("MAX_REQUEST_BYTES", "MAX_UPLOAD_BYTES", "MAX_LINES", "MAX_LINE_CHARS"):
-        config[key] = as_int(key, config[key], minimum=1)
+    config = app.config  # config.load has set, checked and normalised every hashdrop setting
+    config["ALLOWED_HOSTS"] = allowed_hosts(config["ALLOWED_HOSTS"])
     # Every body, and every text field of a form, is capped at MAX_REQUEST_BYTES; only the
     # paste form, which can carry .torrent files, may be larger in all (see guard()).
     config["MAX_CONTENT_LENGTH"] = config["MAX_FORM_MEMORY_SIZE"] = config["MAX_REQUEST_BYTES"]
@@ -99,24 +83,6 @@ def init_app(app):
     app.context_processor(lambda: {"current_user": current_user()})
     app.register_error_handler(CSRFError, csrf_error)
     app.register_error_handler(RequestEntityTooLarge, too_large)
-
-
-def raw_setting(config, key):
-    """A setting exactly as typed, when it came from the environment.
-
-    from_prefixed_env parses values as JSON, so HASHDROP_PASSWORD=1e5 would become 100000.0
-    and HASHDROP_PASSWORD=null no password at all; a password must stay the text typed.
-    """
-    value = config.get(key)
-    raw = os.environ.get(f"HASHDROP_{key}")
-    if raw is not None:
-        try:
-            parsed = json.loads(raw)
-        except (ValueError, RecursionError):
-            parsed = raw
-        if parsed == value:
-            return raw
-    return None if value is None else str(value)
 
 
 @dataclass
@@ -217,17 +183,9 @@ def split_host(value):
     return value.partition(":")[0]
 
 
-def allowed_hosts(config):
-    """The Host names answered: HASHDROP_ALLOWED_HOSTS, else loopback and HASHDROP_HOST."""
-    value = config.get("ALLOWED_HOSTS")
-    if value in (None, "", []):
-        names = ["localhost", "127.0.0.1", "[::1]", str(config["HOST"])]
-    elif isinstance(value, str):
-        names = value.split(",")
-    else:
-        names = [str(name) for name in value]
-    hosts = {split_host(name) for name in names if name.strip()}
-    return hosts - {"", "0.0.0.0", "[::]"}
+def allowed_hosts(names):
+    """The Host names answered, in split_host's form; 0.0.0.0 and [::] are bind-all addresses, not names."""
+    return {split_host(name) for name in names} - {"", "0.0.0.0", "[::]"}
 
 
 def check_host():

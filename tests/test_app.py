@@ -265,7 +265,7 @@ def test_config_from_environment(monkeypatch, tmp_path):
 
 
 def test_defaults_are_what_a_user_expects():
-    from app import DEFAULTS
+    from config import DEFAULTS
     assert DEFAULTS["LISTEN_INTERFACES"] == "0.0.0.0:6881"
     assert all(DEFAULTS[name] is True for name in ("DHT", "LSD", "UPNP", "NATPMP"))
     assert DEFAULTS["SAVE_PATH"] == "downloads"
@@ -632,7 +632,7 @@ def test_an_io_error_on_a_full_disk_says_the_disk_is_full(tmp_path, monkeypatch)
 
 
 def test_the_receive_buffer_defaults_to_the_systems_and_must_be_a_number(make_app):
-    from app import DEFAULTS
+    from config import DEFAULTS
     from config import ConfigError
 
     assert DEFAULTS["RECV_BUFFER"] == 0  # the system's size, with TCP's autotuning
@@ -650,7 +650,7 @@ def test_a_seed_ratio_that_is_not_a_number_is_refused_with_a_sentence(make_app):
 
 
 def test_the_part_suffix_defaults_to_part_and_must_be_a_file_name_ending(make_app):
-    from app import DEFAULTS
+    from config import DEFAULTS
     from config import ConfigError
 
     assert DEFAULTS["PART_SUFFIX"] == ".part"  # as Transmission names unfinished files

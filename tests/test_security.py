@@ -19,8 +19,8 @@ from werkzeug.security import generate_password_hash
 from werkzeug.test import encode_multipart
 
 import security
-from config import ConfigError
-from security import Credentials, LoginLimiter, exposure_problem, raw_setting
+from config import ConfigError, raw_setting
+from security import Credentials, LoginLimiter, exposure_problem
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "s3cret"
