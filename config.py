@@ -22,6 +22,9 @@ DEFAULTS = {
     "DISK_IO": "pread",
     "RECV_BUFFER": 0,
     "PART_SUFFIX": ".part",
+    "OUTGOING_INTERFACES": "",  # libtorrent's outgoing_interfaces; "" lets the system choose
+    "RUNNER": "thread",
+    "STORE": "sqlite",
     # Who may connect, and how much one request may carry.
     "HOST": "127.0.0.1",
     "USERNAME": "admin",
@@ -35,6 +38,7 @@ DEFAULTS = {
 BOOLEANS = ("DHT", "LSD", "UPNP", "NATPMP")
 COUNTS = ("MAX_ACTIVE", "DOWNLOAD_LIMIT", "UPLOAD_LIMIT", "RECV_BUFFER")  # whole numbers, at least 0
 LIMITS = ("MAX_REQUEST_BYTES", "MAX_UPLOAD_BYTES", "MAX_LINES", "MAX_LINE_CHARS")  # at least 1
+TEXTS = ("OUTGOING_INTERFACES", "RUNNER", "STORE")
 # The names HASHDROP_DISK_IO takes; downloader.DISK_BACKENDS maps each to libtorrent's constructor.
 DISK_IO_CHOICES = ("pread", "mmap", "posix")
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
@@ -66,6 +70,8 @@ def normalize_config(config):
     config["TRACKERS"] = trackers(config["TRACKERS"])
     config["DISK_IO"] = disk_io(config["DISK_IO"])
     config["PART_SUFFIX"] = part_suffix(config["PART_SUFFIX"])
+    for key in TEXTS:
+        config[key] = as_text(config[key])
     config["SAVE_PATH"] = os.path.abspath(config["SAVE_PATH"])
     config["DATA_DIR"] = os.path.abspath(config["DATA_DIR"])
     normalize_access(config)
@@ -101,6 +107,11 @@ def as_int(key, value, minimum=0):
     if number < minimum:
         raise ConfigError(f"HASHDROP_{key} must be at least {minimum}")
     return number
+
+
+def as_text(value):
+    """A setting as a string without surrounding blanks; unset (null) is ""."""
+    return "" if value is None else str(value).strip()
 
 
 def seed_ratio(value):

@@ -660,6 +660,16 @@ def test_the_part_suffix_defaults_to_part_and_must_be_a_file_name_ending(make_ap
         make_app(PART_SUFFIX="/incomplete")
 
 
+def test_outgoing_interfaces_runner_and_store_default_and_lose_their_blanks(make_app):
+    from config import DEFAULTS
+
+    assert (DEFAULTS["OUTGOING_INTERFACES"], DEFAULTS["RUNNER"], DEFAULTS["STORE"]) == ("", "thread", "sqlite")
+    config = make_app().config  # OUTGOING_INTERFACES aside: a test config may keep it on loopback
+    assert (config["RUNNER"], config["STORE"]) == ("thread", "sqlite")
+    config = make_app(OUTGOING_INTERFACES=" 127.0.0.1 ", RUNNER=" thread\n", STORE=" sqlite ").config
+    assert (config["OUTGOING_INTERFACES"], config["RUNNER"], config["STORE"]) == ("127.0.0.1", "thread", "sqlite")
+
+
 def test_a_job_without_peers_shows_no_rate_and_no_eta(manager):
     """The last rate reported can stay once no peer is left: a job waiting for a seed said
     200 KiB/s and "10 s left" for half a minute."""
