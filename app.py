@@ -15,6 +15,7 @@ import config
 from downloader import free_bytes
 from jobs import JobError, JobManager, JobState
 import security
+import serve
 
 log = logging.getLogger(__name__)
 bp = Blueprint("jobs", __name__)
@@ -365,4 +366,4 @@ def json_body():
 
 
 if __name__ == "__main__":
-    security.serve(create_app)
+    serve.serve(create_app)

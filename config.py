@@ -1,9 +1,11 @@
 """Every setting hashdrop has: its default, its HASHDROP_* environment variable, and what it accepts.
 
-Nothing else reads HASHDROP_* from the environment: create_app calls load().
+Nothing else reads HASHDROP_* from the environment: create_app calls load(), and the server
+asks server_settings() where to listen before any app exists.
 """
 import json
 import os
+from typing import NamedTuple
 
 DEFAULTS = {
     # Downloads and the libtorrent session (DATA_DIR defaults to Flask's instance folder).
@@ -34,6 +36,10 @@ DEFAULTS = {
     "MAX_UPLOAD_BYTES": 32 * 1024 * 1024,
     "MAX_LINES": 1000,
     "MAX_LINE_CHARS": 4096,
+    # Where `python app.py` serves: serve.py reads these (and HOST, PASSWORD) through
+    # server_settings, from the environment, before any app exists.
+    "PORT": 5000,
+    "TRUSTED_PROXY": None,
 }
 BOOLEANS = ("DHT", "LSD", "UPNP", "NATPMP")
 COUNTS = ("MAX_ACTIVE", "DOWNLOAD_LIMIT", "UPLOAD_LIMIT", "RECV_BUFFER")  # whole numbers, at least 0
@@ -46,6 +52,14 @@ LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
 
 class ConfigError(ValueError):
     """A HASHDROP_ setting the app cannot use; the text says which one and what it accepts."""
+
+
+class Server(NamedTuple):
+    """Where the production server listens, and what decides whether it may (exposure_problem)."""
+    host: str
+    port: int
+    trusted_proxy: "str | None"
+    password: "str | None"
 
 
 def load(app, test_config=None):
@@ -161,12 +175,22 @@ def host_names(config):
     return [name.strip() for name in names if name.strip()]
 
 
-def raw_setting(config, key):
-    """A setting exactly as typed, when it came from the environment.
+def server_settings(environ=None):
+    """HASHDROP_HOST, _PORT, _TRUSTED_PROXY and _PASSWORD as typed; a ConfigError for a bad port."""
+    # Read before create_app, so a refusal opens no libtorrent session and no port.
+    environ = os.environ if environ is None else environ
+    port = environ.get("HASHDROP_PORT") or str(DEFAULTS["PORT"])
+    if not port.isdigit() or int(port) > 65535:
+        raise ConfigError(f"HASHDROP_PORT must be a port number (0-65535), not {port!r}.")
+    return Server(host=environ.get("HASHDROP_HOST") or DEFAULTS["HOST"], port=int(port),
+                  trusted_proxy=environ.get("HASHDROP_TRUSTED_PROXY") or DEFAULTS["TRUSTED_PROXY"],
+                  password=environ.get("HASHDROP_PASSWORD"))
 
-    from_prefixed_env parses values as JSON, so HASHDROP_PASSWORD=1e5 would become 100000.0
-    and HASHDROP_PASSWORD=null no password at all; a password must stay the text typed.
-    """
+
+def raw_setting(config, key):
+    """A setting exactly as typed, when it came from the environment."""
+    # from_prefixed_env parses values as JSON, so HASHDROP_PASSWORD=1e5 would become 100000.0
+    # and HASHDROP_PASSWORD=null no password at all; a password must stay the text typed.
     value = config.get(key)
     raw = os.environ.get(f"HASHDROP_{key}")
     if raw is not None:

@@ -1,20 +1,15 @@
 """Make hashdrop safe to expose: login, CSRF, Host checks, input limits and security headers."""
-import gc
 import hmac
 import ipaddress
 import json
 import logging
 import math
-import os
 import re
-import signal
-import sys
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-import waitress
 from flask import (
     Blueprint, current_app, flash, has_request_context, jsonify, redirect, render_template,
     request, session, url_for,
@@ -25,7 +20,6 @@ from werkzeug.exceptions import BadRequest, Forbidden, RequestEntityTooLarge
 from werkzeug.security import check_password_hash
 
 from config import ConfigError
-from store import StoreError
 
 log = logging.getLogger(__name__)
 bp = Blueprint("security", __name__)
@@ -121,53 +115,6 @@ def exposure_problem(host, password, trusted_proxy=None):
     return (f"Refusing to serve on {host}: anyone who can reach that address could start "
             "downloads and delete files. Set HASHDROP_PASSWORD to a password (or a werkzeug "
             "password hash such as scrypt:...), or serve on loopback with HASHDROP_HOST=127.0.0.1.")
-
-
-def serve(create_app, environ=None):
-    """Serve the app with waitress on HASHDROP_HOST:HASHDROP_PORT; refuse an open exposure."""
-    environ = os.environ if environ is None else environ
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("torrentp").setLevel(logging.WARNING)  # it logs every pause and resume at INFO
-    host = environ.get("HASHDROP_HOST") or "127.0.0.1"
-    port = environ.get("HASHDROP_PORT") or "5000"
-    if not port.isdigit() or int(port) > 65535:
-        sys.exit(f"HASHDROP_PORT must be a port number (0-65535), not {port!r}.")
-    proxy = environ.get("HASHDROP_TRUSTED_PROXY") or None
-    problem = exposure_problem(host, environ.get("HASHDROP_PASSWORD"), proxy)
-    if problem:
-        sys.exit(problem)  # before create_app: no libtorrent session, no port opened
-    # What is loaded by now lives as long as the process; the cyclic GC's full collections
-    # scanned it all (20-45 ms each) and stalled whatever request was running then.
-    gc.collect()
-    gc.freeze()
-    try:
-        app = create_app()
-    except StoreError as exc:
-        sys.exit(str(exc))  # a damaged job database: say which file, wipe nothing
-    except ConfigError as exc:
-        sys.exit(str(exc))  # a setting it cannot use; a ValueError from a bug keeps its traceback
-    options = {}
-    if proxy:
-        # Client address and https from the proxy, so the lockout and Secure cookies work.
-        options = {"trusted_proxy": proxy, "clear_untrusted_proxy_headers": True,
-                   "trusted_proxy_headers": "x-forwarded-for x-forwarded-proto"}
-    stop_on_signals()
-    waitress.serve(app, host=host, port=int(port), **options)
-
-
-def stop_on_signals():
-    """SIGTERM and SIGINT stop the server through SystemExit, so the atexit shutdown runs.
-
-    Python's default SIGTERM ends the process without atexit, which would skip saving
-    resume data. waitress closes its listening socket on SystemExit (no new work), then
-    the job manager saves resume data for every torrent within its timeout.
-    """
-    def stop(signum, frame):
-        log.info("signal %s: shutting down", signum)
-        raise SystemExit(0)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
 
 
 def split_host(value):
