@@ -11,44 +11,21 @@ from flask import (
 )
 from werkzeug.exceptions import HTTPException
 
-from config import ConfigError, as_bool, as_int
-from downloader import DISK_BACKENDS
+import config
 from jobs import JobError, JobManager, JobState
 import security
+import serve
 
 log = logging.getLogger(__name__)
 bp = Blueprint("jobs", __name__)
 
-DEFAULTS = {
-    "SAVE_PATH": "downloads",
-    "LISTEN_INTERFACES": "0.0.0.0:6881",
-    "DHT": True,
-    "LSD": True,
-    "UPNP": True,
-    "NATPMP": True,
-    "TRACKERS": [],
-    "MAX_ACTIVE": 5,
-    "DOWNLOAD_LIMIT": 0,
-    "UPLOAD_LIMIT": 0,
-    "SEED_RATIO": None,
-    "RESUME_INTERVAL": 10,
-    "DISK_IO": "pread",
-    "RECV_BUFFER": 0,
-    "PART_SUFFIX": ".part",
-}
-BOOLEANS = ("DHT", "LSD", "UPNP", "NATPMP")
 MAX_TORRENT_BYTES = 10 * 1024 * 1024
 
 
 def create_app(test_config=None):
-    """Create the app: defaults, then environment (or test config), then the job manager."""
+    """Create the app: its settings (config.load), then the job manager, routes and security."""
     app = Flask(__name__, instance_relative_config=True)
-    app.config.from_mapping(DEFAULTS, DATA_DIR=app.instance_path)
-    if test_config is None:
-        app.config.from_prefixed_env("HASHDROP")
-    else:
-        app.config.update(test_config)
-    normalize_config(app.config)
+    config.load(app, test_config)
     os.makedirs(app.config["DATA_DIR"], exist_ok=True)
     app.secret_key = app.config.get("SECRET_KEY") or installation_secret(app.config["DATA_DIR"])
 
@@ -60,42 +37,6 @@ def create_app(test_config=None):
     app.register_error_handler(HTTPException, http_error)
     app.register_error_handler(JobError, job_error)
     return app
-
-
-def normalize_config(config):
-    """Turn environment strings into the types the app uses; raise ConfigError when wrong."""
-    for key in BOOLEANS:
-        config[key] = as_bool(key, config[key])
-    for key in ("MAX_ACTIVE", "DOWNLOAD_LIMIT", "UPLOAD_LIMIT", "RECV_BUFFER"):
-        config[key] = as_int(key, config[key])
-    if config["SEED_RATIO"] not in (None, ""):
-        try:
-            config["SEED_RATIO"] = float(config["SEED_RATIO"])
-        except ValueError:
-            raise ConfigError(
-                f"HASHDROP_SEED_RATIO must be a number, not {config['SEED_RATIO']!r}") from None
-    else:
-        config["SEED_RATIO"] = None
-    trackers = config["TRACKERS"]
-    if isinstance(trackers, str):
-        trackers = [t.strip() for t in trackers.replace("\n", ",").split(",")]
-    config["TRACKERS"] = [t for t in trackers if t]
-    config["DISK_IO"] = str(config["DISK_IO"]).strip().lower()
-    if config["DISK_IO"] not in DISK_BACKENDS:
-        raise ConfigError(f"HASHDROP_DISK_IO must be one of {', '.join(DISK_BACKENDS)}, "
-                         f"not {config['DISK_IO']!r}")
-    config["PART_SUFFIX"] = part_suffix(config["PART_SUFFIX"])
-    config["SAVE_PATH"] = os.path.abspath(config["SAVE_PATH"])
-    config["DATA_DIR"] = os.path.abspath(config["DATA_DIR"])
-
-
-def part_suffix(value):
-    """What unfinished files' names end with ("" for nothing): a few characters, no folder."""
-    suffix = "" if value is None else str(value).strip()
-    if len(suffix) > 32 or any(c in suffix for c in "/\\\0"):
-        raise ConfigError(f"HASHDROP_PART_SUFFIX must be a short file name ending such as .part, "
-                          f"or empty for none, not {suffix!r}")
-    return suffix
 
 
 def installation_secret(data_dir):
@@ -422,4 +363,4 @@ def json_body():
 
 
 if __name__ == "__main__":
-    security.serve(create_app)
+    serve.serve(create_app)

@@ -1,20 +1,15 @@
 """Make hashdrop safe to expose: login, CSRF, Host checks, input limits and security headers."""
-import gc
 import hmac
 import ipaddress
 import json
 import logging
 import math
-import os
 import re
-import signal
-import sys
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-import waitress
 from flask import (
     Blueprint, current_app, flash, has_request_context, jsonify, redirect, render_template,
     request, session, url_for,
@@ -24,23 +19,12 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import BadRequest, Forbidden, RequestEntityTooLarge
 from werkzeug.security import check_password_hash
 
-from config import ConfigError, as_int
-from store import StoreError
+from config import ConfigError
 
 log = logging.getLogger(__name__)
 bp = Blueprint("security", __name__)
 csrf = CSRFProtect()
 
-DEFAULTS = {
-    "HOST": "127.0.0.1",
-    "USERNAME": "admin",
-    "PASSWORD": None,
-    "ALLOWED_HOSTS": None,
-    "MAX_REQUEST_BYTES": 1024 * 1024,
-    "MAX_UPLOAD_BYTES": 32 * 1024 * 1024,
-    "MAX_LINES": 1000,
-    "MAX_LINE_CHARS": 4096,
-}
 LOGIN_FAILURES = 5              # failed logins from one address within LOGIN_WINDOW ...
 LOGIN_WINDOW = 15 * 60          # ... lock it out for LOCKOUT_SECONDS
 LOCKOUT_SECONDS = 5 * 60
@@ -66,14 +50,8 @@ SAFE_NEXT = re.compile(r"/(?![/\\])[^\x00-\x20\\]*")
 
 def init_app(app):
     """Wire login, CSRF, the Host check, input limits and security headers into the app."""
-    config = app.config
-    for key, value in DEFAULTS.items():
-        config.setdefault(key, value)
-    config["USERNAME"] = raw_setting(config, "USERNAME") or "admin"
-    config["PASSWORD"] = raw_setting(config, "PASSWORD") or None
-    config["ALLOWED_HOSTS"] = allowed_hosts(config)
-    for key in ("MAX_REQUEST_BYTES", "MAX_UPLOAD_BYTES", "MAX_LINES", "MAX_LINE_CHARS"):
-        config[key] = as_int(key, config[key], minimum=1)
+    config = app.config  # config.load has set, checked and normalised every hashdrop setting
+    config["ALLOWED_HOSTS"] = allowed_hosts(config["ALLOWED_HOSTS"])
     # Every body, and every text field of a form, is capped at MAX_REQUEST_BYTES; only the
     # paste form, which can carry .torrent files, may be larger in all (see guard()).
     config["MAX_CONTENT_LENGTH"] = config["MAX_FORM_MEMORY_SIZE"] = config["MAX_REQUEST_BYTES"]
@@ -99,24 +77,6 @@ def init_app(app):
     app.context_processor(lambda: {"current_user": current_user()})
     app.register_error_handler(CSRFError, csrf_error)
     app.register_error_handler(RequestEntityTooLarge, too_large)
-
-
-def raw_setting(config, key):
-    """A setting exactly as typed, when it came from the environment.
-
-    from_prefixed_env parses values as JSON, so HASHDROP_PASSWORD=1e5 would become 100000.0
-    and HASHDROP_PASSWORD=null no password at all; a password must stay the text typed.
-    """
-    value = config.get(key)
-    raw = os.environ.get(f"HASHDROP_{key}")
-    if raw is not None:
-        try:
-            parsed = json.loads(raw)
-        except (ValueError, RecursionError):
-            parsed = raw
-        if parsed == value:
-            return raw
-    return None if value is None else str(value)
 
 
 @dataclass
@@ -157,53 +117,6 @@ def exposure_problem(host, password, trusted_proxy=None):
             "password hash such as scrypt:...), or serve on loopback with HASHDROP_HOST=127.0.0.1.")
 
 
-def serve(create_app, environ=None):
-    """Serve the app with waitress on HASHDROP_HOST:HASHDROP_PORT; refuse an open exposure."""
-    environ = os.environ if environ is None else environ
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("torrentp").setLevel(logging.WARNING)  # it logs every pause and resume at INFO
-    host = environ.get("HASHDROP_HOST") or "127.0.0.1"
-    port = environ.get("HASHDROP_PORT") or "5000"
-    if not port.isdigit() or int(port) > 65535:
-        sys.exit(f"HASHDROP_PORT must be a port number (0-65535), not {port!r}.")
-    proxy = environ.get("HASHDROP_TRUSTED_PROXY") or None
-    problem = exposure_problem(host, environ.get("HASHDROP_PASSWORD"), proxy)
-    if problem:
-        sys.exit(problem)  # before create_app: no libtorrent session, no port opened
-    # What is loaded by now lives as long as the process; the cyclic GC's full collections
-    # scanned it all (20-45 ms each) and stalled whatever request was running then.
-    gc.collect()
-    gc.freeze()
-    try:
-        app = create_app()
-    except StoreError as exc:
-        sys.exit(str(exc))  # a damaged job database: say which file, wipe nothing
-    except ConfigError as exc:
-        sys.exit(str(exc))  # a setting it cannot use; a ValueError from a bug keeps its traceback
-    options = {}
-    if proxy:
-        # Client address and https from the proxy, so the lockout and Secure cookies work.
-        options = {"trusted_proxy": proxy, "clear_untrusted_proxy_headers": True,
-                   "trusted_proxy_headers": "x-forwarded-for x-forwarded-proto"}
-    stop_on_signals()
-    waitress.serve(app, host=host, port=int(port), **options)
-
-
-def stop_on_signals():
-    """SIGTERM and SIGINT stop the server through SystemExit, so the atexit shutdown runs.
-
-    Python's default SIGTERM ends the process without atexit, which would skip saving
-    resume data. waitress closes its listening socket on SystemExit (no new work), then
-    the job manager saves resume data for every torrent within its timeout.
-    """
-    def stop(signum, frame):
-        log.info("signal %s: shutting down", signum)
-        raise SystemExit(0)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-
-
 def split_host(value):
     """'Example.com:8080' -> 'example.com', '[::1]:5000' -> '[::1]', '::1' -> '[::1]'."""
     value = value.strip().lower()
@@ -217,17 +130,9 @@ def split_host(value):
     return value.partition(":")[0]
 
 
-def allowed_hosts(config):
-    """The Host names answered: HASHDROP_ALLOWED_HOSTS, else loopback and HASHDROP_HOST."""
-    value = config.get("ALLOWED_HOSTS")
-    if value in (None, "", []):
-        names = ["localhost", "127.0.0.1", "[::1]", str(config["HOST"])]
-    elif isinstance(value, str):
-        names = value.split(",")
-    else:
-        names = [str(name) for name in value]
-    hosts = {split_host(name) for name in names if name.strip()}
-    return hosts - {"", "0.0.0.0", "[::]"}
+def allowed_hosts(names):
+    """The Host names answered, in split_host's form; 0.0.0.0 and [::] are bind-all addresses, not names."""
+    return {split_host(name) for name in names} - {"", "0.0.0.0", "[::]"}
 
 
 def check_host():

@@ -270,7 +270,7 @@ def test_config_from_environment(monkeypatch, tmp_path):
 
 
 def test_defaults_are_what_a_user_expects():
-    from app import DEFAULTS
+    from config import DEFAULTS
     assert DEFAULTS["LISTEN_INTERFACES"] == "0.0.0.0:6881"
     assert all(DEFAULTS[name] is True for name in ("DHT", "LSD", "UPNP", "NATPMP"))
     assert DEFAULTS["SAVE_PATH"] == "downloads"
@@ -639,7 +639,7 @@ def test_an_io_error_on_a_full_disk_says_the_disk_is_full(tmp_path, monkeypatch)
 
 
 def test_the_receive_buffer_defaults_to_the_systems_and_must_be_a_number(make_app):
-    from app import DEFAULTS
+    from config import DEFAULTS
     from config import ConfigError
 
     assert DEFAULTS["RECV_BUFFER"] == 0  # the system's size, with TCP's autotuning
@@ -657,7 +657,7 @@ def test_a_seed_ratio_that_is_not_a_number_is_refused_with_a_sentence(make_app):
 
 
 def test_the_part_suffix_defaults_to_part_and_must_be_a_file_name_ending(make_app):
-    from app import DEFAULTS
+    from config import DEFAULTS
     from config import ConfigError
 
     assert DEFAULTS["PART_SUFFIX"] == ".part"  # as Transmission names unfinished files
@@ -665,6 +665,16 @@ def test_the_part_suffix_defaults_to_part_and_must_be_a_file_name_ending(make_ap
     assert make_app(PART_SUFFIX="").extensions["hashdrop"].services.part_files.suffix == ""
     with pytest.raises(ConfigError, match="HASHDROP_PART_SUFFIX must be a short file name ending"):
         make_app(PART_SUFFIX="/incomplete")
+
+
+def test_outgoing_interfaces_runner_and_store_default_and_lose_their_blanks(make_app):
+    from config import DEFAULTS
+
+    assert (DEFAULTS["OUTGOING_INTERFACES"], DEFAULTS["RUNNER"], DEFAULTS["STORE"]) == ("", "thread", "sqlite")
+    config = make_app().config  # OUTGOING_INTERFACES aside: a test config may keep it on loopback
+    assert (config["RUNNER"], config["STORE"]) == ("thread", "sqlite")
+    config = make_app(OUTGOING_INTERFACES=" 127.0.0.1 ", RUNNER=" thread\n", STORE=" sqlite ").config
+    assert (config["OUTGOING_INTERFACES"], config["RUNNER"], config["STORE"]) == ("127.0.0.1", "thread", "sqlite")
 
 
 def test_a_job_without_peers_shows_no_rate_and_no_eta(manager):

@@ -19,8 +19,9 @@ from werkzeug.security import generate_password_hash
 from werkzeug.test import encode_multipart
 
 import security
-from config import ConfigError
-from security import Credentials, LoginLimiter, exposure_problem, raw_setting
+import serve
+from config import ConfigError, raw_setting
+from security import Credentials, LoginLimiter, exposure_problem
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "s3cret"
@@ -103,10 +104,10 @@ def test_serve_refuses_before_creating_the_app():
         raise AssertionError("no app (and no libtorrent session) may be made")
 
     with pytest.raises(SystemExit) as refused:
-        security.serve(create_app, environ={"HASHDROP_HOST": "0.0.0.0"})
+        serve.serve(create_app, environ={"HASHDROP_HOST": "0.0.0.0"})
     assert "HASHDROP_PASSWORD" in str(refused.value.code)
     with pytest.raises(SystemExit) as refused:
-        security.serve(create_app, environ={"HASHDROP_PORT": "http"})
+        serve.serve(create_app, environ={"HASHDROP_PORT": "http"})
     assert "HASHDROP_PORT" in str(refused.value.code)
 
 
@@ -115,14 +116,14 @@ def test_serve_says_which_setting_is_wrong_without_a_traceback():
         raise ConfigError("HASHDROP_DHT must be true or false, not 'maybe'")
 
     with pytest.raises(SystemExit) as refused:
-        security.serve(create_app, environ={})
+        serve.serve(create_app, environ={})
     assert refused.value.code == "HASHDROP_DHT must be true or false, not 'maybe'"
 
     def create_app_with_a_bug():
         raise ValueError("a bug, not a setting")
 
     with pytest.raises(ValueError, match="a bug, not a setting"):  # keeps its traceback
-        security.serve(create_app_with_a_bug, environ={})
+        serve.serve(create_app_with_a_bug, environ={})
 
 
 @pytest.mark.parametrize("environ, host, port", [
@@ -132,7 +133,7 @@ def test_serve_says_which_setting_is_wrong_without_a_traceback():
 def test_serve_hands_host_and_port_to_waitress(make_app, monkeypatch, environ, host, port):
     served = {}
     monkeypatch.setattr(waitress, "serve", lambda app, **options: served.update(app=app, **options))
-    security.serve(make_app, environ=environ)
+    serve.serve(make_app, environ=environ)
     assert served["host"] == host and served["port"] == port
     assert "trusted_proxy" not in served
 
@@ -140,7 +141,7 @@ def test_serve_hands_host_and_port_to_waitress(make_app, monkeypatch, environ, h
 def test_serve_trusts_only_the_named_proxy(make_app, monkeypatch):
     served = {}
     monkeypatch.setattr(waitress, "serve", lambda app, **options: served.update(options))
-    security.serve(make_app, environ={"HASHDROP_PASSWORD": "x", "HASHDROP_TRUSTED_PROXY": "127.0.0.1"})
+    serve.serve(make_app, environ={"HASHDROP_PASSWORD": "x", "HASHDROP_TRUSTED_PROXY": "127.0.0.1"})
     assert served["trusted_proxy"] == "127.0.0.1"
     assert served["trusted_proxy_headers"] == "x-forwarded-for x-forwarded-proto"
 
