@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import waitress
 from conftest import HERMETIC
+from helpers import HASH_A, HASH_B
 from hypothesis import HealthCheck, given, settings, strategies as st
 from werkzeug.datastructures import FileStorage
 from werkzeug.security import generate_password_hash
@@ -25,8 +26,6 @@ from security import Credentials, LoginLimiter, exposure_problem
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "s3cret"
-HASH_A = "a" * 40
-HASH_B = "0123456789abcdef0123456789abcdef01234567"
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
