@@ -174,8 +174,6 @@ def test_every_disk_back_end_writes_the_right_bytes(make_app, tracker, seed_new,
 
 def test_a_download_over_utp_with_a_larger_receive_buffer(make_app, tracker, seed_new):
     """uTP stays on for peers that use it (libtorrent-based clients dial it first)."""
-    import libtorrent as lt
-
     app = make_app(TRACKERS=[tracker.announce_url], RECV_BUFFER=MiB)
     torrents = app.extensions["hashdrop"].session
     assert torrents.current_settings()["recv_socket_buffer_size"] == MiB
