@@ -7,7 +7,7 @@ import time
 import libtorrent as lt
 import torrentp
 
-from torrent_files import disk_is_full, info_hash_keys, set_flag
+from torrent_files import disk_is_full, info_hash_keys
 
 log = logging.getLogger(__name__)
 
@@ -131,14 +131,9 @@ class SessionDownloader(torrentp.Downloader):
         self._paused = True  # torrentp only resumes what it paused itself
         super().resume()
 
-    def stop(self, delete_files=False):
-        """Remove the torrent from the session, with its files when asked."""
-        if self._file is None:
-            return
-        if delete_files:
-            self._session.remove_torrent(self._file, lt.session.delete_files)
-            self._file = None
-        else:
+    def stop(self):
+        """Remove the torrent from the session; its files stay."""
+        if self._file is not None:
             super().stop()
 
 
@@ -146,7 +141,11 @@ class SessionClosed(Exception):
     """The session has been closed; no torrent can be added."""
 
 
-class DataMissing(Exception):
+class JobRefused(Exception):
+    """A job cannot go on as asked, for a reason a person can act on; the text says it."""
+
+
+class DataMissing(JobRefused):
     """A restored job's files are not where its resume data says they are."""
 
 
@@ -158,6 +157,7 @@ class TorrentSession:
         self.disk_io = disk_io  # a key of DISK_BACKENDS
         self.session = None
         self._listeners = {}  # info hash hex -> callable(alert or status)
+        self._removals = {}  # info hash hex -> Event set once a removed torrent's files are closed
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = None
@@ -201,15 +201,16 @@ class TorrentSession:
         torrent.add()
         return torrent
 
-    def delete_files(self, add_params):
-        """Delete a torrent's files: add it paused, then remove it with its files."""
-        for name in ("paused", "upload_mode"):
-            set_flag(add_params, name, True)
-        try:
-            torrent = self.add(add_params)
-        except (SessionClosed, RuntimeError):  # closing, or in the session again for a newer job
-            return
-        torrent.stop(delete_files=True)
+    def remove_and_wait(self, handle, timeout=10):
+        """Remove a torrent and wait until libtorrent has closed its files (and deleted its part
+        file, which only libtorrent writes): after that nothing of it writes to disk."""
+        key = str(handle.info_hashes().get_best())
+        closed = threading.Event()
+        with self._lock:
+            self._removals[key] = closed
+        self.session.remove_torrent(handle, lt.session.delete_partfile)
+        if not closed.wait(timeout):
+            log.warning("libtorrent did not say within %s s that %s's files are closed", timeout, key)
 
     def is_open(self):
         return self.session is not None
@@ -292,6 +293,12 @@ class TorrentSession:
                 listener = self._listener_for(status.info_hashes)
                 if listener:
                     listener(translate(status))
+            return
+        if isinstance(alert, (lt.torrent_deleted_alert, lt.torrent_delete_failed_alert)):
+            with self._lock:
+                closed = self._removals.pop(str(alert.info_hashes.get_best()), None)
+            if closed is not None:
+                closed.set()
             return
         if isinstance(alert, lt.torrent_removed_alert):
             self._last_resume_save.pop(str(alert.info_hashes.get_best()), None)
@@ -401,7 +408,7 @@ def downloader(task):
             task.handle(*message)
     except SessionClosed:
         pass  # the app is shutting down; the job runs again at the next start
-    except DataMissing as exc:
+    except JobRefused as exc:
         log.warning("job %s: %s", task.info_hash, exc)
         task.fail(str(exc))
     except Exception as exc:

@@ -260,3 +260,20 @@ def free_bytes(directory):
     except OSError:
         return None
 
+
+
+# Where files go ---------------------------------------------------------------------------
+
+def resolves_inside(path, root):
+    """Whether path, with every symlink on the way resolved, is root or inside it."""
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(path)
+    return real == real_root or real.startswith(real_root + os.sep)
+
+
+def existing_name(save_path, path, suffix, renamed=None):
+    """The name a torrent's file has on disk (its name as renamed, its own, or marked), or None."""
+    for name in dict.fromkeys(name for name in (renamed, path, path + suffix if suffix else None) if name):
+        if os.path.lexists(os.path.join(save_path, name)):
+            return name
+    return None

@@ -6,6 +6,8 @@ import downloader
 import torrent_files
 from jobs import durability
 from jobs.model import RUNNING, JobState, utcnow
+from jobs.ownership import UnsafePath
+from jobs.part_files import refused_message
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,10 @@ class Lifecycle:
         if job.state == JobState.COMPLETED:
             self.check_seed_ratio(job)
         self.part_files.mark_partial(job)
+        if job.marks.held and not status.get("checking"):
+            refused = self.part_files.settle_held(job)
+            if refused:
+                self.stop_with(job, refused_message(job, refused))
 
     def on_metadata(self, job, value):
         """Record the name, then start downloading if a slot is free.
@@ -111,9 +117,16 @@ class Lifecycle:
             if next_key is not None:
                 self.want_download(self.registry.get(next_key))
 
+    def stop_with(self, job, reason):
+        """Fail the job for a reason a person can act on; its torrent stops where it is."""
+        self.set_state(job, JobState.FAILED, error=reason)
+        if job.run.torrent is not None:
+            job.run.torrent.pause()
+
     def want_download(self, job):
         """Download now if a slot is free, else queue (the torrent then only uploads)."""
-        self.release_held_files(job)
+        if not self.release_held_files(job):
+            return
         slot = self.slots.take(job.info_hash)
         was_queued = job.state == JobState.QUEUED
         self.set_state(job, JobState.DOWNLOADING if slot else JobState.QUEUED)
@@ -125,27 +138,37 @@ class Lifecycle:
                 downloader.reconnect(torrent.handle)  # seeds dropped it while it was upload-only
 
     def release_held_files(self, job):
-        """Want every file of a job whose files all wait for a choice (it was added paused
-        before its metadata, see jobs.task) once it is to download without one."""
+        """Want every file of a job whose files all wait (added before their sort, or paused
+        before its metadata for a choice; see jobs.task), or again the files it refused to
+        take over. Return False if the job cannot go on (a file would leave the save path)."""
         torrent = job.run.torrent
         if torrent is None or not job.has_metadata:
-            return
+            return True
+        handle = torrent.handle
         try:
-            if any(torrent.handle.get_file_priorities()):
-                return
-            every_file = set(range(torrent.handle.torrent_file().num_files()))
-            self.part_files.want_files(job, torrent.handle, every_file)
+            wanted = {i for i, priority in enumerate(handle.get_file_priorities()) if priority > 0}
+            retry = set(job.marks.refused)
+            if wanted and not retry:
+                return True
+            self.part_files.want_files(job, handle, (wanted | retry) or set(range(handle.torrent_file().num_files())))
+            if retry:  # its check counted pieces of the file it refused: count again
+                handle.force_recheck()
             job.run.redial_due = True
+        except UnsafePath as exc:
+            self.stop_with(job, str(exc))
+            return False
         except RuntimeError:  # removed meanwhile
             pass
+        return True
 
     def redial_if_due(self, job):
-        """Wanting nothing, a held job's torrent was finished: it let its seeds go and will not
-        dial them again (see TorrentSession.redial). Once its new priorities show (libtorrent
-        applies them after a disk job), make it. Without this it waited for the next announce."""
+        """Wanting nothing, a held job's torrent may have finished: then it let its seeds go and
+        will not dial them again (see TorrentSession.redial). Once its new priorities show
+        (libtorrent applies them after a disk job), make it, if no peer is left. Without this
+        it waited for the next announce."""
         torrent = job.run.torrent
         job.run.redial_due = False
-        if torrent is not None:
+        if torrent is not None and not job.live.get("peers"):
             try:
                 self.session.redial(torrent.handle)
             except RuntimeError:  # removed meanwhile

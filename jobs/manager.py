@@ -12,6 +12,7 @@ from downloader import STOP, TorrentSession, session_settings
 from jobs.durability import CrashMarker, ResumeFiles
 from jobs.lifecycle import Lifecycle
 from jobs.model import ENDED, RUNNING, Job, JobError, JobState, Removal, SubmitResult, utcnow
+from jobs.ownership import FileLedger, Ownership, UnsafePath
 from jobs.part_files import PartFiles
 from jobs.registry import JobRegistry
 from jobs.runner import runner_from_config
@@ -37,11 +38,13 @@ class JobManager:
         self._upload_totals_due = 0.0  # monotonic time of the next save of upload totals
         resume_files = ResumeFiles(os.path.join(config["DATA_DIR"], "resume"))
         self.crash_marker = CrashMarker(os.path.join(config["DATA_DIR"], "running"))
-        part_files = PartFiles(config.get("PART_SUFFIX", ""), registry.lock)
+        suffix = config.get("PART_SUFFIX", "")
+        ownership = Ownership(FileLedger(os.path.join(config["DATA_DIR"], "written")), config["SAVE_PATH"], suffix)
+        part_files = PartFiles(suffix, registry.lock, ownership)
         slots = SlotQueue(int(config["MAX_ACTIVE"]))
         self.lifecycle = Lifecycle(registry, slots, session, store, part_files, resume_files,
                                    config["SEED_RATIO"])
-        self.services = JobServices(session, registry, slots, self.lifecycle, part_files,
+        self.services = JobServices(session, registry, slots, self.lifecycle, part_files, ownership,
                                     resume_files, self.crash_marker)
 
     @classmethod
@@ -203,15 +206,19 @@ class JobManager:
         return job_view(job)
 
     def _delete_files(self, job):
-        """Delete the files of a job that has no torrent in the session, as libtorrent would."""
+        """Delete what a job with no torrent in the session wrote (its metadata tells which)."""
         params, _ = self.services.resume_files.read(job)
-        if params is None and job.metainfo:
+        if params is not None:
+            self.services.ownership.claim_resumed(job, params)
+        elif job.metainfo:
             params = torrent_files.params_from_torrent(job.metainfo)
         if params is None or not torrent_files.has_metadata(params):
             return  # no metadata, so no files
-        params.save_path = job.save_path
         self.services.part_files.match_names(params, job.save_path)
-        self.session.delete_files(params)
+        renamed = params.renamed_files
+        files = [(index, path, renamed.get(index, path))
+                 for index, path in torrent_files.real_files(params.ti.layout())]
+        self.services.ownership.delete_written(job, files)
 
     def files(self, info_hash):
         """The job's files, once its metadata is known."""
@@ -225,7 +232,10 @@ class JobManager:
         wanted = set(wanted)
         if not wanted:
             raise JobError("Choose at least one file. To download nothing, pause or remove the job.")
-        self.services.part_files.want_files(self.get(info_hash), torrent.handle, wanted)
+        try:
+            self.services.part_files.want_files(self.get(info_hash), torrent.handle, wanted)
+        except UnsafePath as exc:
+            raise JobError(str(exc), 409) from None
         # libtorrent applies priorities asynchronously: answer with what was asked for.
         return [{**entry, "wanted": entry["index"] in wanted}
                 for entry in torrent_files.file_list(torrent.handle)]

@@ -69,11 +69,15 @@ class RateMeter:
 
 @dataclass
 class PartMarks:
-    """Which of a job's files carry the unfinished-file suffix, and the renames under way."""
+    """What a job knows of its files on disk: the unfinished-file suffix and renames under way,
+    and the files it found there and did not write (see jobs.ownership)."""
 
     marked_for: int | None = None  # total_wanted when its unfinished files were last marked
     renaming: set = field(default_factory=set)  # indices of files with a rename under way
     unrenamable: set = field(default_factory=set)  # indices of files whose rename failed
+    held: dict = field(default_factory=dict)  # index -> name on disk of a file it did not write, to check
+    adopted: set = field(default_factory=set)  # indices of such files that held its data whole
+    refused: set = field(default_factory=set)  # indices of such files that did not: the job failed
 
 
 @dataclass

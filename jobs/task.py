@@ -18,6 +18,7 @@ class JobServices:
     slots: object  # jobs.slots.SlotQueue
     lifecycle: object  # jobs.lifecycle.Lifecycle
     part_files: object  # jobs.part_files.PartFiles
+    ownership: object  # jobs.ownership.Ownership
     resume_files: object  # jobs.durability.ResumeFiles
     crash_marker: object  # jobs.durability.CrashMarker
 
@@ -58,17 +59,23 @@ class JobTask:
         """libtorrent's add parameters: resume data if kept, else the .torrent or the magnet."""
         job, jobs = self.job, self._jobs
         params, vouched = jobs.resume_files.read(job)
-        if params is not None:
+        resumed = params is not None
+        if resumed:
             self._check_kept_files(params, vouched)
+            jobs.ownership.claim_resumed(job, params)
         os.makedirs(job.save_path, exist_ok=True)
         if params is None and job.metainfo:
             params = torrent_files.params_from_torrent(job.metainfo)
             jobs.part_files.match_names(params, job.save_path)
         if params is None:
             params = torrent_files.params_from_magnet(job.magnet)
+        jobs.ownership.check_inside(job, params)
         params.save_path = job.save_path
         torrent_files.set_flag(params, "sequential_download", job.sequential)
-        self._set_start_flags(params)
+        # Without resume data no file is wanted until jobs.part_files.want_files has sorted them:
+        # a file on disk that the job did not write is never written to before it is checked.
+        self._set_start_flags(params, hold_files=job.fetching_file_list or not resumed or
+                              not torrent_files.has_metadata(params))
         # After a crash the store's total is newer than the resume data's (see save_upload_totals).
         params.total_uploaded = max(params.total_uploaded, job.durability.uploaded_saved)
         return params
@@ -92,8 +99,9 @@ class JobTask:
         if unclean_start and not vouched:
             torrent_files.drop_piece_claims(params)
 
-    def _set_start_flags(self, params):
-        """Whether the torrent starts paused, downloading, or only uploading (no slot yet)."""
+    def _set_start_flags(self, params, hold_files):
+        """Whether the torrent starts paused, downloading, or only uploading (no slot yet), and
+        whether its files wait for want_files (hold_files)."""
         job = self.job
         with self._jobs.registry.lock:
             job.has_metadata = torrent_files.has_metadata(params)
@@ -112,7 +120,7 @@ class JobTask:
         # that says it is upload-only before sending it the metadata.
         torrent_files.set_flag(params, "paused", paused)
         torrent_files.set_flag(params, "upload_mode", not slot and job.has_metadata)
-        torrent_files.set_flag(params, "default_dont_download", job.fetching_file_list)
+        torrent_files.set_flag(params, "default_dont_download", hold_files or job.fetching_file_list)
 
     # In the session, and out of it -------------------------------------------------------
     def attach(self, torrent):
@@ -125,6 +133,7 @@ class JobTask:
             if job.state == JobState.PAUSED:
                 if not job.fetching_file_list:
                     torrent.pause()
+                    lifecycle.release_held_files(job)  # its files are chosen as a download's would be
             elif job.state == JobState.COMPLETED:
                 pass
             elif not job.has_metadata:
@@ -150,5 +159,11 @@ class JobTask:
         if torrent is None or torrent.handle is None:
             return
         self.session.forget(torrent_files.info_hash_keys(torrent.handle.info_hashes()), self.inbox.put)
-        if not closing and self.session.is_open():
-            torrent.stop(delete_files=delete_files)
+        if closing or not self.session.is_open():
+            return
+        if not delete_files:
+            torrent.stop()
+            return
+        files = torrent_files.named_files(torrent.handle)[1] if torrent.handle.torrent_file() else []
+        self.session.remove_and_wait(torrent.handle)
+        self._jobs.ownership.delete_written(job, files)

@@ -6,6 +6,7 @@ import pytest
 from jobs.durability import ResumeFiles
 from jobs.lifecycle import Lifecycle
 from jobs.model import Job, JobState, Removal
+from jobs.ownership import FileLedger, Ownership
 from jobs.part_files import PartFiles
 from jobs.registry import JobRegistry
 from jobs.slots import SlotQueue
@@ -33,7 +34,8 @@ class QuietSession:
 def machine(tmp_path):
     """A lifecycle with one download slot, and a helper that adds a stored job to it."""
     registry, store = JobRegistry(), MemoryJobStore()
-    lifecycle = Lifecycle(registry, SlotQueue(1), QuietSession(), store, PartFiles(".part", registry.lock),
+    ownership = Ownership(FileLedger(str(tmp_path / "written")), str(tmp_path), ".part")
+    lifecycle = Lifecycle(registry, SlotQueue(1), QuietSession(), store, PartFiles(".part", registry.lock, ownership),
                           ResumeFiles(str(tmp_path / "resume")), seed_ratio=None)
 
     def add(letter, state=JobState.FETCHING_METADATA):
