@@ -18,6 +18,7 @@ DEFAULTS = {
     "NATPMP": True,
     "TRACKERS": [],
     "MAX_ACTIVE": 5,
+    "MAX_JOBS": 20000,  # jobs kept at once (each is a thread while it runs)
     "DOWNLOAD_LIMIT": 0,
     "UPLOAD_LIMIT": 0,
     "SEED_RATIO": None,
@@ -44,7 +45,7 @@ DEFAULTS = {
 }
 BOOLEANS = ("DHT", "LSD", "UPNP", "NATPMP")
 COUNTS = ("MAX_ACTIVE", "DOWNLOAD_LIMIT", "UPLOAD_LIMIT", "RECV_BUFFER")  # whole numbers, at least 0
-LIMITS = ("MAX_REQUEST_BYTES", "MAX_UPLOAD_BYTES", "MAX_LINES", "MAX_LINE_CHARS")  # at least 1
+LIMITS = ("MAX_REQUEST_BYTES", "MAX_UPLOAD_BYTES", "MAX_LINES", "MAX_LINE_CHARS", "MAX_JOBS")  # at least 1
 TEXTS = ("OUTGOING_INTERFACES", "RUNNER", "STORE")
 # The names HASHDROP_DISK_IO takes; downloader.DISK_BACKENDS maps each to libtorrent's constructor.
 DISK_IO_CHOICES = ("pread", "mmap", "posix")

@@ -2,27 +2,30 @@
 import functools
 import logging
 import os
+import threading
 import time
+from contextlib import contextmanager
 
 import cpus
-import downloader
 import hashes
 import torrent_files
 from downloader import STOP, TorrentSession, session_settings
 from jobs.durability import CrashMarker, ResumeFiles
 from jobs.lifecycle import Lifecycle
 from jobs.model import ENDED, RUNNING, Job, JobError, JobState, Removal, SubmitResult, utcnow
-from jobs.ownership import FileLedger, Ownership, UnsafePath
+from jobs.ownership import FileLedger, Ownership
 from jobs.part_files import PartFiles
 from jobs.registry import JobRegistry
-from jobs.runner import runner_from_config
+from jobs.runner import WorkerNotStarted, runner_from_config
 from jobs.slots import SlotQueue
+from jobs.steering import Steering
 from jobs.submit import JobOptions, check_category, uploaded_targets
 from jobs.task import JobServices, JobTask
 from jobs.view import job_view
 from store import StoreWriteError, open_store
 
 log = logging.getLogger(__name__)
+SPARE_THREADS = 16  # kept free at start-up for the web server (waitress starts 4) and libtorrent
 
 
 class JobManager:
@@ -46,6 +49,7 @@ class JobManager:
                                    config["SEED_RATIO"])
         self.services = JobServices(session, registry, slots, self.lifecycle, part_files, ownership,
                                     resume_files, self.crash_marker)
+        self.steering = Steering(registry, self.lifecycle, self.services, store, self._start_or_fail)
 
     @classmethod
     def from_config(cls, config):
@@ -85,17 +89,24 @@ class JobManager:
             for target, metainfo in targets:
                 if registry.find(target):
                     result.existing.append(target)
-                    continue
-                new_jobs.append(options.new_job(target, metainfo))
-                registry.add(new_jobs[-1])
+                else:
+                    new_jobs.append(options.new_job(target, metainfo))
+            refusal = self._over_the_cap(len(new_jobs))
+            if refusal:
+                return result.refuse(refusal, 409)
+            for job in new_jobs:
+                registry.add(job)
             try:
                 self._record_new(new_jobs)
             except StoreWriteError as exc:  # a full disk, most often: the downloads filled it
                 return result.refuse(f"The job database {self.store.location} could not record the "
                                      f"new downloads ({exc}); nothing was started.", 507)
-            with cpus.starting_on_this_cpu():
-                for job in new_jobs:
-                    self._start(job)
+            try:
+                self._start_all(new_jobs)
+            except WorkerNotStarted as exc:
+                return result.refuse(f"hashdrop could not start a download thread ({exc}); nothing was "
+                                     f"started. The system allows no more threads: remove or pause "
+                                     f"jobs, or raise the limit on threads or memory.", 503)
         result.started = new_jobs
         return result
 
@@ -110,6 +121,32 @@ class JobManager:
                 self.registry.discard(job)
             raise
 
+    def _over_the_cap(self, count):
+        """Why count more jobs would be too many (HASHDROP_MAX_JOBS), or None."""
+        cap, held = self.config["MAX_JOBS"], len(self.registry)
+        if held + count <= cap:
+            return None
+        return (f"hashdrop keeps at most {cap:,} jobs (HASHDROP_MAX_JOBS) and holds {held:,}: these "
+                f"{count:,} would be too many; nothing was started. Remove finished jobs first.")
+
+    def _start_all(self, new_jobs):
+        """Start every new job's worker, or, if one cannot start, take every one of them back."""
+        started = 0
+        try:
+            with cpus.starting_on_this_cpu():
+                for job in new_jobs:
+                    self._start(job)
+                    started += 1
+        except WorkerNotStarted:
+            log.warning("started %d of %d new jobs before the system refused a thread; taking them back",
+                        started, len(new_jobs))
+            for job in new_jobs:
+                job.removal = Removal()
+                self.registry.discard(job)
+                job.run.inbox.put(STOP)
+                self.store.delete(job.info_hash)
+            raise
+
     def describe_submit(self, result):
         """The submit's result as the API answers it."""
         now = utcnow()
@@ -118,135 +155,43 @@ class JobManager:
     def _start(self, job):
         job.run.worker = self.runner.start(JobTask(job, self.services))
 
-    # Steering -----------------------------------------------------------------------------
+    def _start_or_fail(self, job):
+        """Start the job's worker; if the system gives none, fail the job with its reason (it
+        can be retried), and return False."""
+        try:
+            self._start(job)
+        except WorkerNotStarted as exc:
+            self.lifecycle.set_state(job, JobState.FAILED, error=f"Could not start a download thread: {exc}. "
+                                     "Retry once other jobs are removed or paused.")
+            return False
+        return True
+
+    # Steering (jobs/steering.py) -----------------------------------------------------------
     def get(self, info_hash):
         """The job with this info hash, or a 404 JobError."""
-        job = self.registry.get(info_hash)
-        if job is None:
-            raise JobError(f"No job has the info hash {info_hash!r}.", 404)
-        return job
+        return self.steering.get(info_hash)
 
     def job(self, info_hash):
         """The job with this info hash as the page and the API show it."""
         return job_view(self.get(info_hash))
 
     def pause(self, info_hash):
-        """Pause a job; a completed job stops seeding. Return it as shown."""
-        job = self.get(info_hash)
-        with self.registry.lock:
-            if job.state in ENDED:
-                raise JobError(f"{job.state.value} jobs cannot be paused.", 409)
-            if job.state == JobState.COMPLETED:
-                job.seeding_stopped = True
-            elif job.state != JobState.PAUSED:
-                self.lifecycle.set_state(job, JobState.PAUSED)
-            job.fetching_file_list = False  # paused outright: no metadata either
-            if job.run.torrent:
-                job.run.torrent.pause()
-        return job_view(job)
+        return self.steering.pause(info_hash)
 
     def resume(self, info_hash):
-        """Resume a paused job (or retry a failed one); it may have to queue for a slot."""
-        job = self.get(info_hash)
-        with self.registry.lock:
-            if job.state == JobState.COMPLETED:
-                job.seeding_stopped = False
-                if job.run.torrent:
-                    job.run.torrent.resume()
-            elif job.state in (JobState.PAUSED, JobState.FAILED):
-                self._go_on(job)
-        return job_view(job)
-
-    def _go_on(self, job):
-        """Start a paused or failed job's download again, in its worker or in a new one."""
-        retry = job.state == JobState.FAILED
-        job.error = None
-        job.fetching_file_list = False  # a held job's files are all wanted as its metadata comes
-        job.durability.restored = False  # a person asked: download again where files are missing
-        if not job.run.is_running():
-            job.state = JobState.FETCHING_METADATA
-            self.store.update(job.info_hash, state=job.state.value, error=None)
-            self._start(job)
-            return
-        torrent = job.run.torrent
-        if torrent is not None and retry:
-            torrent.handle.clear_error()
-        if not job.has_metadata:
-            self.lifecycle.set_state(job, JobState.FETCHING_METADATA)
-            if torrent is not None:
-                torrent.resume()
-        else:
-            self.lifecycle.want_download(job)
-        if torrent is not None:
-            downloader.reconnect(torrent.handle)
+        return self.steering.resume(info_hash)
 
     def retry_failed(self):
-        """Retry every failed job; return how many."""
-        failed = self.registry.matching({JobState.FAILED})
-        for job in failed:
-            self.resume(job.info_hash)
-        return len(failed)
+        return self.steering.retry_failed()
 
     def remove(self, info_hash, delete_files=False):
-        """Forget a job; its worker removes the torrent (and its files when asked)."""
-        job = self.get(info_hash)
-        with self.registry.lock:
-            job.state = JobState.CANCELLED
-            job.removal = Removal(delete_files=delete_files)
-            self.registry.discard(job)
-            self.lifecycle.release_slot(job)
-            self.store.delete(job.info_hash)
-            job.run.inbox.put(STOP)
-            # A failed job's worker has ended (and a failed job restored at start never had
-            # one): its files are left for the manager to delete.
-            files_left = delete_files and (job.run.worker is None or job.run.detached)
-        if files_left:
-            self._delete_files(job)
-        self.services.resume_files.remove(job)
-        return job_view(job)
-
-    def _delete_files(self, job):
-        """Delete what a job with no torrent in the session wrote (its metadata tells which)."""
-        params, _ = self.services.resume_files.read(job)
-        if params is not None:
-            self.services.ownership.claim_resumed(job, params)
-        elif job.metainfo:
-            params = torrent_files.params_from_torrent(job.metainfo)
-        if params is None or not torrent_files.has_metadata(params):
-            return  # no metadata, so no files
-        self.services.part_files.match_names(params, job.save_path)
-        renamed = params.renamed_files
-        files = [(index, path, renamed.get(index, path))
-                 for index, path in torrent_files.real_files(params.ti.layout())]
-        self.services.ownership.delete_written(job, files)
+        return self.steering.remove(info_hash, delete_files)
 
     def files(self, info_hash):
-        """The job's files, once its metadata is known."""
-        return torrent_files.file_list(self._torrent_with_metadata(info_hash).handle)
+        return self.steering.files(info_hash)
 
     def set_files(self, info_hash, wanted):
-        """Choose which of the job's files to download, by index."""
-        torrent = self._torrent_with_metadata(info_hash)
-        if not all(isinstance(i, int) and not isinstance(i, bool) for i in wanted):
-            raise JobError('"wanted" must be a list of file indices.')
-        wanted = set(wanted)
-        if not wanted:
-            raise JobError("Choose at least one file. To download nothing, pause or remove the job.")
-        try:
-            self.services.part_files.want_files(self.get(info_hash), torrent.handle, wanted)
-        except UnsafePath as exc:
-            raise JobError(str(exc), 409) from None
-        # libtorrent applies priorities asynchronously: answer with what was asked for.
-        return [{**entry, "wanted": entry["index"] in wanted}
-                for entry in torrent_files.file_list(torrent.handle)]
-
-    def _torrent_with_metadata(self, info_hash):
-        job = self.get(info_hash)
-        with self.registry.lock:
-            torrent = job.run.torrent
-            if torrent is None or not job.has_metadata:
-                raise JobError("The file list is known once the metadata has arrived.", 409)
-        return torrent
+        return self.steering.set_files(info_hash, wanted)
 
     # Listing ------------------------------------------------------------------------------
     def jobs(self, states=None, text=""):
@@ -284,15 +229,21 @@ class JobManager:
 
     # Start-up, the periodic save, and shutdown ------------------------------------------------
     def restore(self):
-        """Bring back every stored job; unfinished ones run again in their own worker."""
-        for record in self.store.load():
-            job = Job.from_record(record)
-            if job.state in (JobState.DOWNLOADING, JobState.QUEUED):
-                job.state = JobState.FETCHING_METADATA
-            with self.registry.lock:
-                self.registry.add(job)
-                if job.state != JobState.FAILED:
-                    self._start(job)
+        """Bring back every stored job; unfinished ones run again in their own worker.
+
+        Spare threads are held meanwhile and let go after: where the system has few threads to
+        give, the jobs it has none for fail (and can be retried), and the web server that
+        starts next still gets its own.
+        """
+        with spare_threads(SPARE_THREADS):
+            for record in self.store.load():
+                job = Job.from_record(record)
+                if job.state in (JobState.DOWNLOADING, JobState.QUEUED):
+                    job.state = JobState.FETCHING_METADATA
+                with self.registry.lock:
+                    self.registry.add(job)
+                    if job.state != JobState.FAILED:
+                        self._start_or_fail(job)
 
     def save_upload_totals(self):
         """Record the upload totals that grew, at most every resume_interval, in one write.
@@ -339,3 +290,22 @@ class JobManager:
         data = self.services.resume_files.worth_keeping(job, data) if job else None
         if data is not None:
             resume_files[self.services.resume_files.path(job)] = data
+
+
+@contextmanager
+def spare_threads(count):
+    """Hold up to count idle threads for the duration of the block, then let them end."""
+    release, held = threading.Event(), []
+    try:
+        for number in range(count):
+            thread = threading.Thread(target=release.wait, name=f"spare-{number}", daemon=True)
+            thread.start()
+            held.append(thread)
+    except RuntimeError:  # fewer to give than asked for: hold what there is
+        pass
+    try:
+        yield
+    finally:
+        release.set()
+        for thread in held:
+            thread.join()

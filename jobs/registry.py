@@ -12,6 +12,10 @@ class JobRegistry:
         self._jobs = {}  # info_hash -> Job, in the order they were added
         self._aliases = {}  # every v1/v2 hash of a job -> its info_hash
 
+    def __len__(self):
+        with self.lock:
+            return len(self._jobs)
+
     def get(self, info_hash):
         """The job with this info hash, or None."""
         with self.lock:

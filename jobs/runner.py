@@ -7,19 +7,28 @@ from config import load_factory
 from downloader import downloader
 
 
+class WorkerNotStarted(Exception):
+    """A runner could not start a job's worker; the text is the system's reason."""
+
+
 class ThreadRunner:
     """Starts each job's downloader in a named daemon thread of this process."""
 
     def start(self, task):
-        """Start downloader(task); return the worker (is_alive(), join(timeout))."""
+        """Start downloader(task); return the worker (is_alive(), join(timeout)), or raise
+        WorkerNotStarted when the system has no thread to give (pid or memory limits)."""
         thread = threading.Thread(target=downloader, args=(task,), name=f"job-{task.info_hash[:8]}", daemon=True)
-        thread.start()
+        try:
+            thread.start()
+        except RuntimeError as exc:  # "can't start new thread": pthread_create failed
+            raise WorkerNotStarted(str(exc)) from None
         return thread
 
 
 def runner_from_config(config):
     """The runner HASHDROP_RUNNER names: "thread" (the default), or "module:factory" called with
-    the config, which returns an object with start(task) -> worker."""
+    the config, which returns an object with start(task) -> worker that raises WorkerNotStarted
+    when it cannot start one."""
     name = config.get("RUNNER") or "thread"
     if name == "thread":
         return ThreadRunner()

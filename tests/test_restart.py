@@ -1,66 +1,17 @@
 """Nothing lost: jobs and progress survive a restart, a kill -9 and damaged resume data."""
-import json
 import time
 import signal
-import subprocess
-import sys
-import urllib.request
 from pathlib import Path
 
 import libtorrent as lt
 import pytest
 
-from swarm import check_files, free_port, loopback_app_env, wait_until
+from swarm import Server, check_files, wait_until
 
 pytestmark = pytest.mark.swarm
 
 MiB = 1024 * 1024
 ROOT = Path(__file__).resolve().parent.parent
-
-
-class Server:
-    """`python app.py` in a subprocess, on loopback, as a user runs it."""
-
-    def __init__(self, tmp_path, tracker, **settings):
-        self.port = free_port()
-        self.env = loopback_app_env(self.port, tmp_path / "downloads", tmp_path / "data",
-                                    tracker.announce_url, **settings)
-        self.log = open(tmp_path / "server.log", "ab")
-        self.process = None
-
-    def start(self):
-        self.process = subprocess.Popen([sys.executable, str(ROOT / "app.py")], env=self.env,
-                                        stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT)
-        wait_until(self._answers, 20, "the server did not start")
-        return self
-
-    def _answers(self):
-        assert self.process.poll() is None, "the server exited"
-        try:
-            self.get("/api/jobs")
-            return True
-        except OSError:
-            return False
-
-    def request(self, method, path, body=None):
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=data, method=method,
-                                         headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=10) as response:
-            text = response.read()
-        return json.loads(text) if text else None
-
-    def get(self, path):
-        return self.request("GET", path)
-
-    def job(self, info_hash):
-        return self.get(f"/api/jobs/{info_hash}")
-
-    def stop(self, sig=signal.SIGTERM):
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(sig)
-            self.process.wait(20)
-        return self.process.returncode
 
 
 @pytest.fixture

@@ -1,0 +1,149 @@
+"""What a person does to a job: pause, resume (or retry), remove, and choose its files."""
+import downloader
+import torrent_files
+from downloader import STOP
+from jobs.model import ENDED, JobError, JobState, Removal
+from jobs.ownership import UnsafePath
+from jobs.view import job_view
+
+
+class Steering:
+    """The user commands on jobs; each answers with the job as shown, or raises JobError."""
+
+    def __init__(self, registry, lifecycle, services, store, start_or_fail):
+        self.registry = registry
+        self.lifecycle = lifecycle
+        self.services = services
+        self.session = services.session
+        self.store = store
+        self._start_or_fail = start_or_fail  # (job) -> whether its worker started
+
+    def get(self, info_hash):
+        """The job with this info hash, or a 404 JobError."""
+        job = self.registry.get(info_hash)
+        if job is None:
+            raise JobError(f"No job has the info hash {info_hash!r}.", 404)
+        return job
+
+    def pause(self, info_hash):
+        """Pause a job; a completed job stops seeding. Return it as shown."""
+        job = self.get(info_hash)
+        with self.registry.lock:
+            if job.state in ENDED:
+                raise JobError(f"{job.state.value} jobs cannot be paused.", 409)
+            if job.state == JobState.COMPLETED:
+                job.seeding_stopped = True
+            elif job.state != JobState.PAUSED:
+                self.lifecycle.set_state(job, JobState.PAUSED)
+            job.fetching_file_list = False  # paused outright: no metadata either
+            if job.run.torrent:
+                job.run.torrent.pause()
+        return job_view(job)
+
+    def resume(self, info_hash):
+        """Resume a paused job (or retry a failed one); it may have to queue for a slot."""
+        job = self.get(info_hash)
+        with self.registry.lock:
+            if job.state == JobState.COMPLETED:
+                job.seeding_stopped = False
+                if job.run.torrent:
+                    job.run.torrent.resume()
+            elif job.state in (JobState.PAUSED, JobState.FAILED):
+                self._go_on(job)
+        return job_view(job)
+
+    def _go_on(self, job):
+        """Start a paused or failed job's download again, in its worker or in a new one."""
+        retry = job.state == JobState.FAILED
+        job.error = None
+        job.fetching_file_list = False  # a held job's files are all wanted as its metadata comes
+        job.durability.restored = False  # a person asked: download again where files are missing
+        if not job.run.is_running():
+            job.state = JobState.FETCHING_METADATA
+            self.store.update(job.info_hash, state=job.state.value, error=None)
+            if not self._start_or_fail(job):
+                raise JobError(job.error, 503)
+            return
+        torrent = job.run.torrent
+        if torrent is not None and retry:
+            torrent.handle.clear_error()
+        if not job.has_metadata:
+            self.lifecycle.set_state(job, JobState.FETCHING_METADATA)
+            if torrent is not None:
+                torrent.resume()
+        else:
+            self.lifecycle.want_download(job)
+        if torrent is not None:
+            downloader.reconnect(torrent.handle)
+
+    def retry_failed(self):
+        """Retry every failed job; return how many went on."""
+        retried = 0
+        for job in self.registry.matching({JobState.FAILED}):
+            try:
+                self.resume(job.info_hash)
+                retried += 1
+            except JobError:  # no thread for it: it stays failed, with the reason
+                pass
+        return retried
+
+    def remove(self, info_hash, delete_files=False):
+        """Forget a job; its worker removes the torrent (and its files when asked)."""
+        job = self.get(info_hash)
+        with self.registry.lock:
+            job.state = JobState.CANCELLED
+            job.removal = Removal(delete_files=delete_files)
+            self.registry.discard(job)
+            self.lifecycle.release_slot(job)
+            self.store.delete(job.info_hash)
+            job.run.inbox.put(STOP)
+            # A failed job's worker has ended (and a failed job restored at start never had
+            # one): its files are left for the manager to delete.
+            files_left = delete_files and (job.run.worker is None or job.run.detached)
+        if files_left:
+            self._delete_files(job)
+        self.services.resume_files.remove(job)
+        return job_view(job)
+
+    def _delete_files(self, job):
+        """Delete what a job with no torrent in the session wrote (its metadata tells which)."""
+        params, _ = self.services.resume_files.read(job)
+        if params is not None:
+            self.services.ownership.claim_resumed(job, params)
+        elif job.metainfo:
+            params = torrent_files.params_from_torrent(job.metainfo)
+        if params is None or not torrent_files.has_metadata(params):
+            return  # no metadata, so no files
+        self.services.part_files.match_names(params, job.save_path)
+        renamed = params.renamed_files
+        files = [(index, path, renamed.get(index, path))
+                 for index, path in torrent_files.real_files(params.ti.layout())]
+        self.services.ownership.delete_written(job, files)
+
+    def files(self, info_hash):
+        """The job's files, once its metadata is known."""
+        return torrent_files.file_list(self._torrent_with_metadata(info_hash).handle)
+
+    def set_files(self, info_hash, wanted):
+        """Choose which of the job's files to download, by index."""
+        torrent = self._torrent_with_metadata(info_hash)
+        if not all(isinstance(i, int) and not isinstance(i, bool) for i in wanted):
+            raise JobError('"wanted" must be a list of file indices.')
+        wanted = set(wanted)
+        if not wanted:
+            raise JobError("Choose at least one file. To download nothing, pause or remove the job.")
+        try:
+            self.services.part_files.want_files(self.get(info_hash), torrent.handle, wanted)
+        except UnsafePath as exc:
+            raise JobError(str(exc), 409) from None
+        # libtorrent applies priorities asynchronously: answer with what was asked for.
+        return [{**entry, "wanted": entry["index"] in wanted}
+                for entry in torrent_files.file_list(torrent.handle)]
+
+    def _torrent_with_metadata(self, info_hash):
+        job = self.get(info_hash)
+        with self.registry.lock:
+            torrent = job.run.torrent
+            if torrent is None or not job.has_metadata:
+                raise JobError("The file list is known once the metadata has arrived.", 409)
+        return torrent
