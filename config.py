@@ -37,6 +37,7 @@ DEFAULTS = {
     "MAX_UPLOAD_BYTES": 32 * 1024 * 1024,
     "MAX_LINES": 1000,
     "MAX_LINE_CHARS": 4096,
+    "IDLE_TIMEOUT": 60,  # seconds a connection may stay silent before waitress closes it
     # Where `python app.py` serves: serve.py reads these (and HOST, PASSWORD) through
     # server_settings, from the environment, before any app exists.
     "PORT": 5000,
@@ -44,7 +45,8 @@ DEFAULTS = {
 }
 BOOLEANS = ("DHT", "LSD", "UPNP", "NATPMP")
 COUNTS = ("MAX_ACTIVE", "DOWNLOAD_LIMIT", "UPLOAD_LIMIT", "RECV_BUFFER")  # whole numbers, at least 0
-LIMITS = ("MAX_REQUEST_BYTES", "MAX_UPLOAD_BYTES", "MAX_LINES", "MAX_LINE_CHARS")  # at least 1
+LIMITS = ("MAX_REQUEST_BYTES", "MAX_UPLOAD_BYTES", "MAX_LINES", "MAX_LINE_CHARS",
+          "IDLE_TIMEOUT")  # at least 1
 TEXTS = ("OUTGOING_INTERFACES", "RUNNER", "STORE")
 # The names HASHDROP_DISK_IO takes; downloader.DISK_BACKENDS maps each to libtorrent's constructor.
 DISK_IO_CHOICES = ("pread", "mmap", "posix")

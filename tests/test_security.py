@@ -3,10 +3,12 @@ import base64
 import json
 import os
 import re
+import socket
 import stat
 import subprocess
 import sys
 import threading
+import time
 from io import BytesIO
 from pathlib import Path
 
@@ -628,6 +630,110 @@ def test_invalid_utf8_in_the_form_is_not_a_500(make_app):
                            content_type="application/x-www-form-urlencoded")
     assert response.status_code == 303
     assert "Started" in page(client) or "Skipped" in page(client)
+
+
+# What waitress holds before the app sees a request ---------------------------------
+
+MiB = 1024 * 1024
+REAL_LIMIT = MiB  # the real server's HASHDROP_MAX_UPLOAD_BYTES
+REAL_IDLE_TIMEOUT = 2  # and HASHDROP_IDLE_TIMEOUT
+
+
+def accepts_connections(port, process):
+    assert process.poll() is None, "the server exited"
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def real_server(tmp_path_factory):
+    """`python app.py` on a free loopback port, with a password, a 1 MiB upload limit and a 2 s
+    idle timeout; yields its port."""
+    from swarm import free_port, loopback_app_env, wait_until
+
+    folder = tmp_path_factory.mktemp("real-server")
+    port = free_port()
+    env = loopback_app_env(port, folder / "downloads", folder / "data", "http://127.0.0.1:1/announce",
+                           PASSWORD=PASSWORD, MAX_UPLOAD_BYTES=REAL_LIMIT, IDLE_TIMEOUT=REAL_IDLE_TIMEOUT)
+    with open(folder / "server.log", "wb") as log:
+        process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log,
+                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: accepts_connections(port, process), 30, "the server did not start")
+        yield port
+    finally:
+        process.terminate()
+        process.wait(20)
+
+
+def post_head(port, headers):
+    """A connection to the real server that has sent a POST's request line and headers."""
+    connection = socket.create_connection(("127.0.0.1", port), timeout=10)
+    lines = ["POST /start-downloads HTTP/1.1", "Host: 127.0.0.1",
+             "Content-Type: multipart/form-data; boundary=x", *headers, "", ""]
+    connection.sendall("\r\n".join(lines).encode())
+    return connection
+
+
+def answer_or_close(connection):
+    """The first bytes the server answers with; b"" when it closed (or reset) the connection."""
+    try:
+        return connection.recv(4096)
+    except ConnectionResetError:
+        return b""
+
+
+def send_until_refused(connection, total):
+    """Send total bytes of chunked body, never its last chunk; stop when the server hangs up."""
+    chunk = b"x" * (64 * 1024)
+    try:
+        for _ in range(total // len(chunk)):
+            connection.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+
+
+def test_a_body_over_the_limit_is_refused_before_it_is_read(real_server):
+    with post_head(real_server, [f"Content-Length: {100 * REAL_LIMIT}"]) as connection:
+        answer = answer_or_close(connection)  # not one byte of the body was sent
+    assert answer.startswith(b"HTTP/1.1 413 ")
+
+
+def test_a_chunked_body_is_cut_off_at_the_limit(real_server):
+    with post_head(real_server, ["Transfer-Encoding: chunked"]) as connection:
+        send_until_refused(connection, 3 * REAL_LIMIT)
+        answer = answer_or_close(connection)  # before the body's end: waitress stopped reading
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 413 ")
+
+
+def test_a_body_at_the_limit_reaches_the_app(real_server):
+    body = b"x" * (REAL_LIMIT - 1024)
+    with post_head(real_server, [f"Content-Length: {len(body)}"]) as connection:
+        connection.sendall(body)
+        answer = answer_or_close(connection)
+    assert answer.startswith(b"HTTP/1.1 303 ") and b"Location: /login" in answer  # the app's login
+
+
+@pytest.mark.parametrize("sent", [b"", b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n"],
+                         ids=["nothing", "half a request"])
+def test_a_silent_connection_is_closed_within_the_idle_timeout(real_server, sent):
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", real_server), timeout=10) as connection:
+        connection.sendall(sent)
+        assert answer_or_close(connection) == b""
+    assert time.monotonic() - started < REAL_IDLE_TIMEOUT * 1.25 + 1.5
+
+
+def test_serve_hands_waitress_its_limits(make_app, monkeypatch):
+    served = {}
+    monkeypatch.setattr(waitress, "serve", lambda app, **options: served.update(options))
+    serve.serve(lambda: make_app(MAX_UPLOAD_BYTES=5 * MiB, IDLE_TIMEOUT=40), environ={})
+    assert served["max_request_body_size"] == 5 * MiB + serve.MULTIPART_OVERHEAD
+    assert served["channel_timeout"] == 40 and served["cleanup_interval"] == 10
+    assert served["max_request_header_size"] < 256 * 1024 and served["connection_limit"] <= 100
 
 
 # The secret key ---------------------------------------------------------------------
