@@ -7,7 +7,7 @@ import math
 import re
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
 from flask import (
@@ -28,7 +28,11 @@ csrf = CSRFProtect()
 LOGIN_FAILURES = 5              # failed logins from one address within LOGIN_WINDOW ...
 LOGIN_WINDOW = 15 * 60          # ... lock it out for LOCKOUT_SECONDS
 LOCKOUT_SECONDS = 5 * 60
-TRACKED_ADDRESSES = 10_000      # the failure table never holds more addresses than this
+TRACKED_ADDRESSES = 10_000      # the failure table holds no more addresses than this (locked ones aside)
+FAILURE_BUDGET = 100            # failed logins server-wide within LOGIN_WINDOW before every check ...
+SLOW_CHECK_SECONDS = 1.0        # ... waits this long first
+PASSWORD_CHECKS_AT_ONCE = 2     # password checks running at once (scrypt: ~50 ms of CPU each) ...
+PASSWORD_CHECK_WAIT = 0.5       # ... and how long one waits for its turn before "busy"
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": "; ".join([
@@ -39,6 +43,7 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "same-origin",
 }
+BUSY_MESSAGE = "Many logins are being checked right now; try again in a few seconds."
 CSRF_MESSAGE = "The form expired or came from another site; reload the page and try again."
 # What werkzeug.security.generate_password_hash produces: method$salt$hex.
 PASSWORD_HASH = re.compile(r"(scrypt|pbkdf2):[^$]*\$[^$]+\$[0-9a-f]+")
@@ -70,6 +75,7 @@ def init_app(app):
         credentials=Credentials(config["USERNAME"], config["PASSWORD"], app.secret_key)
         if config["PASSWORD"] else None,
         limiter=LoginLimiter(),
+        checks=PasswordChecks(),
     )
     app.register_blueprint(bp)
     app.before_request(guard)
@@ -83,6 +89,7 @@ def init_app(app):
 class Security:
     credentials: "Credentials | None"
     limiter: "LoginLimiter"
+    checks: "PasswordChecks"
 
 
 def state():
@@ -195,18 +202,37 @@ class Failures:
     locked_until: float = 0.0
 
 
+def address_keys(address):
+    """What failed logins from address count against: the address, and its /64 for IPv6."""
+    # One IPv6 subscriber gets a whole /64 (2^64 addresses); counting each address alone would
+    # give them endless tries. An IPv4-mapped address is the IPv4 address it maps.
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return [address]
+    if ip.version == 6 and ip.ipv4_mapped:
+        return [str(ip.ipv4_mapped)]
+    if ip.version == 4:
+        return [str(ip)]
+    network = ipaddress.IPv6Network((int(ip) >> 64 << 64, 64))
+    return [str(ip), str(network)]
+
+
 class LoginLimiter:
-    """Failed logins per remote address; too many within the window lock the address out."""
+    """Failed logins per address (and IPv6 /64); too many within the window lock it out, and
+    too many server-wide slow every password check."""
 
     def __init__(self, failures=LOGIN_FAILURES, window=LOGIN_WINDOW, lockout=LOCKOUT_SECONDS,
-                 capacity=TRACKED_ADDRESSES, clock=time.monotonic):
+                 capacity=TRACKED_ADDRESSES, budget=FAILURE_BUDGET, clock=time.monotonic):
         self.failures = failures
         self.window = window
         self.lockout = lockout
         self.capacity = capacity
+        self.budget = budget
         self.clock = clock
         self._lock = threading.Lock()
-        self._table = OrderedDict()  # address -> Failures, least recently failed first
+        self._table = OrderedDict()  # address or network -> Failures, least recently failed first
+        self._recent = deque(maxlen=budget + 1)  # times of the last failures server-wide
 
     def __len__(self):
         with self._lock:
@@ -216,28 +242,41 @@ class LoginLimiter:
         """Seconds until address may try again; 0 when it may try now."""
         now = self.clock()
         with self._lock:
-            entry = self._table.get(address)
-            return max(0.0, entry.locked_until - now) if entry else 0.0
+            entries = [self._table.get(key) for key in address_keys(address)]
+            return max([0.0, *(entry.locked_until - now for entry in entries if entry)])
+
+    def slowed(self):
+        """True while more than budget logins failed server-wide within the window."""
+        with self._lock:
+            return len(self._recent) > self.budget and self.clock() - self._recent[0] < self.window
 
     def failed(self, address):
         """Count a failed login; return the seconds address is now locked out for (0 if not)."""
         now = self.clock()
+        keys = address_keys(address)
         with self._lock:
-            entry = self._table.pop(address, None) or Failures()
-            entry.times = [t for t in entry.times if now - t < self.window] + [now]
-            if len(entry.times) >= self.failures:
-                entry.times = []
-                entry.locked_until = now + self.lockout
-            self._table[address] = entry
-            self._trim(now, keep=address)
-            return max(0.0, entry.locked_until - now)
+            self._recent.append(now)
+            for key in keys:
+                entry = self._table.pop(key, None) or Failures()
+                entry.times = [t for t in entry.times if now - t < self.window] + [now]
+                if len(entry.times) >= self.failures:
+                    entry.times = []
+                    entry.locked_until = now + self.lockout
+                self._table[key] = entry
+            self._trim(now, keep=keys)
+            return max([0.0, *(self._table[key].locked_until - now for key in keys)])
 
     def succeeded(self, address):
+        """Forget the failures of address (and of its /64)."""
         with self._lock:
-            self._table.pop(address, None)
+            for key in address_keys(address):
+                self._table.pop(key, None)
 
     def _trim(self, now, keep):
-        """Forget addresses until the table fits: stale ones, then unlocked ones, then the oldest."""
+        """Forget addresses until the table fits: stale ones, then unlocked ones, oldest first."""
+        # Locked ones stay even past capacity: forgetting one would give it new tries at once.
+        # Their number is bounded anyway: past the budget, PasswordChecks lets through at most
+        # PASSWORD_CHECKS_AT_ONCE checks per SLOW_CHECK_SECONDS, a few hundred lockouts a window.
         if len(self._table) <= self.capacity:
             return
         for address, entry in list(self._table.items()):
@@ -246,10 +285,31 @@ class LoginLimiter:
         for address, entry in list(self._table.items()):
             if len(self._table) <= self.capacity:
                 return
-            if entry.locked_until <= now and address != keep:
+            if entry.locked_until <= now and address not in keep:
                 del self._table[address]
-        while len(self._table) > self.capacity:
-            self._table.popitem(last=False)  # the one just counted is the newest, so it stays
+
+
+class PasswordChecks:
+    """What checking passwords may cost: a few checks at once, each slowed while many fail."""
+
+    def __init__(self, at_once=PASSWORD_CHECKS_AT_ONCE, wait=PASSWORD_CHECK_WAIT,
+                 delay=SLOW_CHECK_SECONDS):
+        self.wait = wait
+        self.delay = delay
+        self._turns = threading.BoundedSemaphore(at_once)
+
+    def check(self, credentials, username, password, slowed):
+        """credentials.check() in its turn; None when no turn came within wait seconds."""
+        if not self._turns.acquire(timeout=self.wait):
+            return None
+        try:
+            if slowed:
+                # Held inside the turn on purpose: at most at_once checks per delay seconds, so
+                # guesses from any number of addresses go no faster than that.
+                time.sleep(self.delay)
+            return credentials.check(username, password)
+        finally:
+            self._turns.release()
 
 
 def remote_address():
@@ -300,16 +360,41 @@ def basic_auth():
     if auth is None or auth.type != "basic":
         return api_error("Log in first: send HTTP Basic auth with the hashdrop username and "
                          "password, or use the session cookie from /login.", 401, challenge)
-    limiter, address = state().limiter, remote_address()
-    wait = limiter.locked_for(address)
+    refusal = try_login(auth.username or "", auth.password or "")
+    if refusal is None:
+        return None
+    return api_error(refusal.message, refusal.status, refusal.headers(challenge))
+
+
+@dataclass
+class Refusal:
+    """Why a login was refused: the sentence to show, the status, and when to try again."""
+    message: str
+    status: int
+    retry_after: int = 0
+
+    def headers(self, challenge):
+        """Retry-After when there is a wait; the Basic challenge for a wrong password."""
+        return {"Retry-After": str(self.retry_after)} if self.retry_after else challenge
+
+
+def try_login(username, password):
+    """None when username and password are right, else a Refusal; failures count against the
+    address, and a locked-out address is not checked at all."""
+    security, address = state(), remote_address()
+    wait = security.limiter.locked_for(address)
     if not wait:
-        if state().credentials.check(auth.username or "", auth.password or ""):
-            limiter.succeeded(address)
+        right = security.checks.check(security.credentials, username, password,
+                                      slowed=security.limiter.slowed())
+        if right is None:
+            return Refusal(BUSY_MESSAGE, 429, retry_after=2)
+        if right:
+            security.limiter.succeeded(address)
             return None
-        wait = limiter.failed(address)
+        wait = security.limiter.failed(address)
         if not wait:
-            return api_error("Wrong username or password.", 401, challenge)
-    return api_error(lockout_message(wait), 429, {"Retry-After": str(math.ceil(wait))})
+            return Refusal("Wrong username or password.", 401)
+    return Refusal(lockout_message(wait), 429, retry_after=math.ceil(wait))
 
 
 def safe_next(target):
@@ -325,23 +410,24 @@ def login():
     credentials = state().credentials
     if credentials is None:
         return redirect(url_for("jobs.index"))
-    limiter, address = state().limiter, remote_address()
     target = safe_next(request.values.get("next"))
     username = request.form.get("username", "")
-    error = None
-    wait = limiter.locked_for(address)
-    if request.method == "POST" and not wait:
-        if credentials.check(username, request.form.get("password", "")):
-            limiter.succeeded(address)
+    if request.method == "POST":
+        refusal = try_login(username, request.form.get("password", ""))
+        if refusal is None:
             session.clear()
             session["login"] = credentials.fingerprint
             return redirect(target, code=303)
-        wait = limiter.failed(address)
-        error = "Wrong username or password."
-    if wait:
-        return render_template("login.html", error=lockout_message(wait), next=target,
-                               username=username), 429, {"Retry-After": str(math.ceil(wait))}
-    return render_template("login.html", error=error, next=target, username=username)
+    else:
+        wait = state().limiter.locked_for(remote_address())
+        refusal = Refusal(lockout_message(wait), 429, math.ceil(wait)) if wait else None
+    if refusal is None:
+        return render_template("login.html", error=None, next=target, username=username)
+    page = render_template("login.html", error=refusal.message, next=target, username=username)
+    # A wrong password shows the form again (200); a lockout or a busy server is a 429.
+    if refusal.retry_after:
+        return page, refusal.status, {"Retry-After": str(refusal.retry_after)}
+    return page
 
 
 @bp.post("/logout")

@@ -371,6 +371,97 @@ def test_failure_table_stays_bounded_and_keeps_locked_addresses():
     assert limiter.locked_for("203.0.113.1") > 0
 
 
+@pytest.mark.parametrize("address, keys", [
+    ("203.0.113.7", ["203.0.113.7"]),
+    ("::ffff:203.0.113.7", ["203.0.113.7"]),
+    ("2001:db8:1:2:aaaa::1", ["2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"]),
+    ("2001:DB8:1:2:0:0:0:0001", ["2001:db8:1:2::1", "2001:db8:1:2::/64"]),
+    ("2001:db8:1:3::1", ["2001:db8:1:3::1", "2001:db8:1:3::/64"]),
+    ("fe80::1%eth0", ["fe80::1%eth0", "fe80::/64"]),
+    ("::1", ["::1", "::/64"]),
+    ("unknown", ["unknown"]),
+])
+def test_failures_count_per_address_and_ipv6_64(address, keys):
+    assert security.address_keys(address) == keys
+
+
+def test_locked_addresses_are_never_forgotten_for_room():
+    clock = Clock()
+    limiter = LoginLimiter(capacity=3, clock=clock)
+    addresses = [f"203.0.113.{number}" for number in range(6)]
+    for address in addresses:
+        for _ in range(security.LOGIN_FAILURES):
+            limiter.failed(address)
+    assert all(limiter.locked_for(address) > 0 for address in addresses)
+    clock.now += security.LOCKOUT_SECONDS
+    limiter.failed("198.51.100.1")  # the next count makes room: expired lockouts go
+    assert len(limiter) <= 3 and limiter.locked_for(addresses[0]) == 0
+
+
+def test_many_failures_server_wide_slow_every_check():
+    clock = Clock()
+    limiter = LoginLimiter(budget=10, clock=clock)
+    for number in range(10):
+        limiter.failed(f"198.51.100.{number}")
+    assert not limiter.slowed()
+    limiter.failed("198.51.100.99")
+    assert limiter.slowed()
+    clock.now += security.LOGIN_WINDOW - 1
+    assert limiter.slowed()
+    clock.now += 1
+    assert not limiter.slowed()
+
+
+def guesser(app, address):
+    """A client of app that comes from address."""
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = address
+    return client
+
+
+def timed_basic_auth(app, address, password):
+    started = time.monotonic()
+    response = guesser(app, address).get("/api/jobs", headers=basic("admin", password))
+    return response, time.monotonic() - started
+
+
+def test_a_whole_ipv6_64_is_locked_out_together(secure_app):
+    for number in range(1, security.LOGIN_FAILURES + 1):
+        log_in(guesser(secure_app, f"2001:db8:0:1::{number:x}"), password="wrong")
+    next_door = log_in(guesser(secure_app, "2001:db8:0:1:ffff::1"))
+    assert next_door.status_code == 429 and "Try again in 5 minutes." in next_door.get_data(as_text=True)
+    assert log_in(guesser(secure_app, "2001:db8:0:2::1")).status_code == 303  # another /64
+
+
+def test_guesses_from_many_addresses_slow_every_check(secure_app):
+    secure = secure_app.extensions["hashdrop.security"]
+    secure.limiter = LoginLimiter(budget=10)
+    secure.checks = security.PasswordChecks(delay=0.3)
+    for number in range(1, 12):  # one guess each: no address comes near its own lockout
+        response, seconds = timed_basic_auth(secure_app, f"127.0.0.{number}", "wrong")
+        assert response.status_code == 401 and seconds < 0.3
+    for number, password in ((12, "wrong"), (13, PASSWORD)):  # 11 > 10 failed: every check waits
+        response, seconds = timed_basic_auth(secure_app, f"127.0.0.{number}", password)
+        assert seconds >= 0.3
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("wait, checked, busy", [(10, 6, 0), (0.05, 2, 4)])
+def test_password_checks_run_a_few_at_a_time(secure_app, wait, checked, busy):
+    secure = secure_app.extensions["hashdrop.security"]
+    secure.limiter = LoginLimiter(budget=0)  # every check slowed, from the first failure on
+    secure.limiter.failed("192.0.2.1")
+    secure.checks = security.PasswordChecks(at_once=2, wait=wait, delay=0.5)
+    answers = []
+    started = time.monotonic()
+    run_threads(lambda number: answers.append(timed_basic_auth(secure_app, f"127.0.1.{number}", "wrong")[0]), 6)
+    seconds = time.monotonic() - started
+    statuses = sorted(response.status_code for response in answers)
+    assert statuses == [401] * checked + [429] * busy
+    assert all(security.BUSY_MESSAGE == r.get_json()["error"] for r in answers if r.status_code == 429)
+    assert seconds >= 0.5 * -(-checked // 2)  # two at a time, 0.5 s each
+
+
 def run_threads(target, count):
     threads = [threading.Thread(target=target, args=(number,), name=f"login-{number}")
                for number in range(count)]
@@ -386,14 +477,17 @@ def test_failure_table_is_thread_safe():
 
     def many_addresses(worker):
         try:
-            for number in range(500):
-                limiter.failed(f"10.{worker}.{number % 100}.1")
-                limiter.locked_for(f"10.{worker}.{number % 100}.1")
+            for number in range(500):  # 100 addresses, 5 failures in a row each
+                limiter.failed(f"10.{worker}.{number // 5}.1")
+                limiter.locked_for(f"10.{worker}.{number // 5}.1")
         except Exception as exc:  # collected so the test fails in the main thread
             errors.append(exc)
 
     run_threads(many_addresses, 8)
-    assert errors == [] and len(limiter) == 500
+    assert errors == []
+    # Addresses counting up to a lockout may be forgotten for room; locked ones never are.
+    locked = sum(limiter.locked_for(f"10.{worker}.{n}.1") > 0 for worker in range(8) for n in range(100))
+    assert len(limiter) >= locked > 500
 
     run_threads(lambda number: limiter.failed("192.0.2.1"), security.LOGIN_FAILURES)
     assert limiter.locked_for("192.0.2.1") > 0
