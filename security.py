@@ -50,6 +50,8 @@ PASSWORD_HASH = re.compile(r"(scrypt|pbkdf2):[^$]*\$[^$]+\$[0-9a-f]+")
 # C0/C1 control characters other than tab, CR and LF, and lone surrogates (JSON can send
 # "\ud800"; such a string cannot even be encoded to UTF-8 for SQLite or a magnet link).
 FORBIDDEN_CHARACTER = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+STATE_CHANGING = ("POST", "PUT", "PATCH", "DELETE")
+SCRIPT_HEADERS = ("X-Hashdrop", "X-Requested-With")  # headers only a script (or a preflight) sends
 SAFE_NEXT = re.compile(r"/(?![/\\])[^\x00-\x20\\]*")
 
 
@@ -456,6 +458,10 @@ def guard():
     response = authenticate()
     if response is not None:
         return response
+    if request.path.startswith("/api/"):
+        problem = cross_site_problem()  # the API has no CSRF tokens
+        if problem:
+            return refuse(problem, 403)
     if request.endpoint == "jobs.start_downloads" and request.mimetype == "multipart/form-data":
         request.max_content_length = current_app.config["MAX_UPLOAD_BYTES"]  # .torrent files
     if request.method == "POST" and request.mimetype == "application/x-www-form-urlencoded":
@@ -465,10 +471,26 @@ def guard():
             # Werkzeug would silently see an empty form; say what is wrong instead.
             return refuse("The form data is not valid UTF-8; send it as a browser does.", 400)
     if current_app.config["WTF_CSRF_ENABLED"] and not request.path.startswith("/api/"):
-        # The API is exempt: it takes only application/json bodies (app.py answers 415
-        # otherwise), which a cross-site form cannot send.
         csrf.protect()
     return input_problem()
+
+
+def cross_site_problem():
+    """Why a state-changing API call may come from another site's page, or None."""
+    # The API takes no CSRF token. A JSON body or a custom header needs a CORS preflight, which
+    # hashdrop never answers, so another site's page cannot send them; a form can send neither.
+    if request.method not in STATE_CHANGING or request.is_json:
+        return None
+    if any(request.headers.get(name) for name in SCRIPT_HEADERS):
+        return None
+    if request.headers.get("Sec-Fetch-Site") == "same-origin":
+        return None
+    if request.headers.get("Origin") == request.host_url.rstrip("/"):
+        return None
+    log.info("refused a cross-site %s %r from origin %r", request.method, request.path,
+             request.headers.get("Origin"))
+    return ("This call may come from another site's page, so it was refused. Scripts send it "
+            "with Content-Type: application/json or an X-Hashdrop: 1 header.")
 
 
 def input_problem():

@@ -541,9 +541,66 @@ def test_htmx_gets_a_reload_and_the_message(open_app):
 def test_the_json_api_needs_no_token_and_takes_only_json(open_app):
     client = open_app.test_client()
     assert client.post("/api/jobs", json={"hashes": [HASH_A]}).status_code == 201
-    # What a cross-site form could send is refused:
     form = client.post("/api/jobs", data={"hashes": HASH_B})
     assert form.status_code == 415 and form.get_json()["error"]
+
+
+def browser_client(app):
+    """A client without the X-Hashdrop header conftest's clients send: a browser's form."""
+    client = app.test_client()
+    del client.environ_base["HTTP_X_HASHDROP"]
+    return client
+
+
+CROSS_SITE_REFUSAL = "This call may come from another site's page, so it was refused."
+FORM = "application/x-www-form-urlencoded"
+
+
+@pytest.mark.parametrize("headers", [
+    {"Origin": "http://evil.example", "Content-Type": FORM},
+    {"Origin": "null", "Content-Type": FORM},
+    {"Origin": "http://localhost:8000", "Sec-Fetch-Site": "same-site", "Content-Type": FORM},
+    {"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site", "Content-Type": "text/plain"},
+    {"Content-Type": "multipart/form-data; boundary=x"},
+    {},  # a browser that sends no Origin, and nothing that says a script sent it
+])
+def test_a_cross_site_form_cannot_pause_a_job(open_app, headers):
+    open_app.test_client().post("/api/jobs", json={"hashes": [HASH_A]})
+    response = browser_client(open_app).post(f"/api/jobs/{HASH_A}/pause", headers=headers, data=b"x=1")
+    assert response.status_code == 403
+    assert response.get_json()["error"].startswith(CROSS_SITE_REFUSAL)
+    assert open_app.extensions["hashdrop"].get(HASH_A).state != "paused"
+
+
+@pytest.mark.parametrize("method, path, state", [
+    ("POST", f"/api/jobs/{HASH_A}/resume", "paused"),
+    ("POST", f"/api/jobs/{HASH_A}/files", "paused"),
+    ("DELETE", f"/api/jobs/{HASH_A}?delete_files=true", "paused"),
+    ("PUT", f"/api/jobs/{HASH_A}", "paused"),
+])
+def test_no_state_changing_api_call_is_taken_from_another_site(open_app, method, path, state):
+    open_app.test_client().post("/api/jobs", json={"hashes": [HASH_A], "paused": True})
+    response = browser_client(open_app).open(path, method=method, data={"wanted": "0"},
+                                             headers={"Origin": "http://evil.example"})
+    assert response.status_code == 403 and response.get_json()["error"].startswith(CROSS_SITE_REFUSAL)
+    assert open_app.extensions["hashdrop"].get(HASH_A).state == state
+
+
+@pytest.mark.parametrize("headers", [
+    {"Content-Type": "application/json"},
+    {"X-Hashdrop": "1"},
+    {"X-Requested-With": "XMLHttpRequest"},
+    {"Origin": "http://localhost", "Content-Type": FORM},
+    {"Sec-Fetch-Site": "same-origin", "Content-Type": FORM},
+])
+def test_same_origin_and_script_calls_pause_a_job(open_app, headers):
+    open_app.test_client().post("/api/jobs", json={"hashes": [HASH_A]})
+    response = browser_client(open_app).post(f"/api/jobs/{HASH_A}/pause", headers=headers)
+    assert response.status_code == 200 and response.get_json()["state"] == "paused"
+
+
+def test_reading_the_api_needs_no_header(open_app):
+    assert browser_client(open_app).get("/api/jobs", headers={"Origin": "http://evil.example"}).status_code == 200
 
 
 def test_csrf_can_be_turned_off_for_other_tests(make_app):
