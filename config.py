@@ -32,6 +32,7 @@ DEFAULTS = {
     "HOST": "127.0.0.1",
     "USERNAME": "admin",
     "PASSWORD": None,
+    "SESSION_DAYS": 30,  # a login lasts this long at most, or until logout
     "ALLOWED_HOSTS": None,  # None: loopback and HOST (host_names)
     "MAX_REQUEST_BYTES": 1024 * 1024,
     "MAX_UPLOAD_BYTES": 32 * 1024 * 1024,
@@ -46,7 +47,7 @@ DEFAULTS = {
 BOOLEANS = ("DHT", "LSD", "UPNP", "NATPMP")
 COUNTS = ("MAX_ACTIVE", "DOWNLOAD_LIMIT", "UPLOAD_LIMIT", "RECV_BUFFER")  # whole numbers, at least 0
 LIMITS = ("MAX_REQUEST_BYTES", "MAX_UPLOAD_BYTES", "MAX_LINES", "MAX_LINE_CHARS",
-          "IDLE_TIMEOUT")  # at least 1
+          "IDLE_TIMEOUT", "SESSION_DAYS")  # at least 1
 TEXTS = ("OUTGOING_INTERFACES", "RUNNER", "STORE")
 # The names HASHDROP_DISK_IO takes; downloader.DISK_BACKENDS maps each to libtorrent's constructor.
 DISK_IO_CHOICES = ("pread", "mmap", "posix")

@@ -1,14 +1,18 @@
 """Make hashdrop safe to expose: login, CSRF, Host checks, input limits and security headers."""
+import hashlib
 import hmac
 import ipaddress
 import json
 import logging
 import math
+import os
 import re
+import secrets
 import threading
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from flask import (
     Blueprint, current_app, flash, has_request_context, jsonify, redirect, render_template,
@@ -20,6 +24,7 @@ from werkzeug.exceptions import BadRequest, Forbidden, RequestEntityTooLarge
 from werkzeug.security import check_password_hash
 
 from config import ConfigError
+from jobs.durability import write_atomically
 
 log = logging.getLogger(__name__)
 bp = Blueprint("security", __name__)
@@ -33,6 +38,7 @@ FAILURE_BUDGET = 100            # failed logins server-wide within LOGIN_WINDOW 
 SLOW_CHECK_SECONDS = 1.0        # ... waits this long first
 PASSWORD_CHECKS_AT_ONCE = 2     # password checks running at once (scrypt: ~50 ms of CPU each) ...
 PASSWORD_CHECK_WAIT = 0.5       # ... and how long one waits for its turn before "busy"
+MAX_SESSIONS = 100              # logins valid at once; one more ends the oldest
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": "; ".join([
@@ -62,11 +68,7 @@ def init_app(app):
     # Every body, and every text field of a form, is capped at MAX_REQUEST_BYTES; only the
     # paste form, which can carry .torrent files, may be larger in all (see guard()).
     config["MAX_CONTENT_LENGTH"] = config["MAX_FORM_MEMORY_SIZE"] = config["MAX_REQUEST_BYTES"]
-    config["SESSION_COOKIE_HTTPONLY"] = True
-    config["SESSION_COOKIE_SAMESITE"] = config["SESSION_COOKIE_SAMESITE"] or "Lax"
-    if config["SESSION_COOKIE_NAME"] == "session":
-        # Cookies ignore ports: another app on localhost:8000 would overwrite plain "session".
-        config["SESSION_COOKIE_NAME"] = "hashdrop_session"
+    configure_cookie(config)
     # A token lives as long as the session: the page with the form may stay open for days.
     config.setdefault("WTF_CSRF_TIME_LIMIT", None)
     csrf.init_app(app)
@@ -78,6 +80,9 @@ def init_app(app):
         if config["PASSWORD"] else None,
         limiter=LoginLimiter(),
         checks=PasswordChecks(),
+        sessions=SessionList(os.path.join(config["DATA_DIR"], "sessions"),
+                             config["PERMANENT_SESSION_LIFETIME"].total_seconds())
+        if config["PASSWORD"] else None,
     )
     app.register_blueprint(bp)
     app.before_request(guard)
@@ -87,11 +92,24 @@ def init_app(app):
     app.register_error_handler(RequestEntityTooLarge, too_large)
 
 
+def configure_cookie(config):
+    """The session cookie: HttpOnly, SameSite=Lax, its own name, HASHDROP_SESSION_DAYS long."""
+    config["SESSION_COOKIE_HTTPONLY"] = True
+    config["SESSION_COOKIE_SAMESITE"] = config["SESSION_COOKIE_SAMESITE"] or "Lax"
+    if config["SESSION_COOKIE_NAME"] == "session":
+        # Cookies ignore ports: another app on localhost:8000 would overwrite plain "session".
+        config["SESSION_COOKIE_NAME"] = "hashdrop_session"
+    config["PERMANENT_SESSION_LIFETIME"] = timedelta(days=config["SESSION_DAYS"])
+    # The cookie ends when the login does (SessionList), not a month after the last click.
+    config["SESSION_REFRESH_EACH_REQUEST"] = False
+
+
 @dataclass
 class Security:
     credentials: "Credentials | None"
     limiter: "LoginLimiter"
     checks: "PasswordChecks"
+    sessions: "SessionList | None"
 
 
 def state():
@@ -324,9 +342,78 @@ def lockout_message(seconds):
             f"minute{'s' if minutes != 1 else ''}.")
 
 
+class SessionList:
+    """The logins that are valid: a random id each, kept in a file until logout or its end."""
+
+    def __init__(self, path, lifetime, clock=time.time):
+        self.path = path
+        self.lifetime = lifetime
+        self.clock = clock  # wall-clock time: the ends outlive a restart
+        self._lock = threading.Lock()
+        self._ends = self._read()  # SHA-256 of a session id -> when that login ends
+
+    def _read(self):
+        """The kept logins, or none (with a warning) when the file cannot be read."""
+        try:
+            with open(self.path, "rb") as f:
+                ends = json.loads(f.read())
+            if isinstance(ends, dict) and all(isinstance(end, (int, float)) for end in ends.values()):
+                return ends
+            problem = "not a list of sessions"
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            problem = str(exc)
+        log.warning("the session list %s cannot be read (%s): everyone logs in again", self.path, problem)
+        return {}
+
+    def start(self):
+        """A new session id, valid for lifetime seconds or until it is ended."""
+        session_id = secrets.token_urlsafe(32)
+        now = self.clock()
+        with self._lock:
+            self._ends = {key: end for key, end in self._ends.items() if end > now}
+            self._ends[session_key(session_id)] = now + self.lifetime
+            while len(self._ends) > MAX_SESSIONS:
+                del self._ends[min(self._ends, key=self._ends.get)]
+            self._save()
+        return session_id
+
+    def valid(self, session_id):
+        """True while the login with this id has not ended."""
+        if not isinstance(session_id, str):
+            return False
+        with self._lock:
+            end = self._ends.get(session_key(session_id))
+        return end is not None and self.clock() < end
+
+    def end(self, session_id):
+        """End a login: a copy of its cookie is worth nothing from now on."""
+        if not isinstance(session_id, str):
+            return
+        with self._lock:
+            if self._ends.pop(session_key(session_id), None) is not None:
+                self._save()
+
+    def _save(self):
+        """Write the logins down, so that they outlive a restart and logouts do too."""
+        try:
+            write_atomically(self.path, json.dumps(self._ends).encode())
+        except OSError as exc:  # the logins hold until a restart: better than refusing them
+            log.warning("cannot write the session list %s: %s", self.path, exc)
+
+
+def session_key(session_id):
+    """What the session list keeps of an id: its hash, so the file cannot log anyone in."""
+    return hashlib.sha256(session_id.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def logged_in():
-    credentials = state().credentials
-    return credentials is None or credentials.session_ok(session.get("login"))
+    security = state()
+    if security.credentials is None:
+        return True
+    return (security.credentials.session_ok(session.get("login"))
+            and security.sessions.valid(session.get("session_id")))
 
 
 def current_user():
@@ -418,7 +505,9 @@ def login():
         refusal = try_login(username, request.form.get("password", ""))
         if refusal is None:
             session.clear()
+            session.permanent = True  # kept across browser restarts, for HASHDROP_SESSION_DAYS
             session["login"] = credentials.fingerprint
+            session["session_id"] = state().sessions.start()
             return redirect(target, code=303)
     else:
         wait = state().limiter.locked_for(remote_address())
@@ -434,7 +523,9 @@ def login():
 
 @bp.post("/logout")
 def logout():
-    """Forget the login and go back to the login page."""
+    """End the login, here and in every copy of its cookie, and go back to the login page."""
+    if state().sessions is not None:
+        state().sessions.end(session.get("session_id"))
     session.clear()
     if state().credentials is None:
         return redirect(url_for("jobs.index"), code=303)

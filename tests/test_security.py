@@ -244,6 +244,68 @@ def test_login_goes_only_to_local_paths(client, target, expected):
     assert log_in(client, next=target).headers["Location"] == expected
 
 
+def copy_of_login(app, client):
+    """Another client holding a copy of client's session cookie, as a thief would."""
+    thief = app.test_client()
+    thief.set_cookie("hashdrop_session", client.get_cookie("hashdrop_session").value)
+    return thief
+
+
+def test_logout_ends_every_copy_of_the_cookie(client, secure_app):
+    log_in(client)
+    thief = copy_of_login(secure_app, client)
+    assert thief.get("/").status_code == 200
+    client.post("/logout", data={"csrf_token": csrf_token(client)})
+    assert thief.get("/").status_code == 303
+    assert thief.get("/api/jobs").status_code == 401
+
+
+def test_logins_outlive_a_restart_and_logouts_too(make_app, client, secure_app):
+    log_in(client)
+    kept = copy_of_login(secure_app, client)
+    other = secure_app.test_client()
+    log_in(other)
+    ended = copy_of_login(secure_app, other)
+    other.post("/logout", data={"csrf_token": csrf_token(other)})
+    secure_app.extensions["hashdrop"].shutdown()
+    restarted = make_app(PASSWORD=PASSWORD, WTF_CSRF_ENABLED=True)  # the same data dir
+    for thief, status in ((kept, 200), (ended, 303)):
+        copy = restarted.test_client()
+        copy.set_cookie("hashdrop_session", thief.get_cookie("hashdrop_session").value)
+        assert copy.get("/").status_code == status
+
+
+def test_a_login_lasts_session_days_at_most(make_app):
+    app = make_app(PASSWORD=PASSWORD, WTF_CSRF_ENABLED=True, SESSION_DAYS=2)
+    sessions = app.extensions["hashdrop.security"].sessions
+    now = [1_000_000.0]
+    sessions.clock = lambda: now[0]
+    client = app.test_client()
+    cookie = log_in(client).headers["Set-Cookie"]
+    assert "Expires=" in cookie  # kept across browser restarts, as long as the login
+    now[0] += 2 * 86400 - 60
+    assert client.get("/").status_code == 200
+    now[0] += 60
+    assert client.get("/").status_code == 303
+
+
+def test_a_new_password_ends_old_logins(make_app, client, secure_app):
+    log_in(client)
+    cookie = client.get_cookie("hashdrop_session").value
+    secure_app.extensions["hashdrop"].shutdown()
+    changed = make_app(PASSWORD="another one", WTF_CSRF_ENABLED=True).test_client()
+    changed.set_cookie("hashdrop_session", cookie)
+    assert changed.get("/").status_code == 303
+
+
+def test_a_damaged_session_list_means_logging_in_again(make_app, tmp_path, caplog):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "sessions").write_text("{not json")
+    client = make_app(PASSWORD=PASSWORD, WTF_CSRF_ENABLED=True).test_client()
+    assert "cannot be read" in caplog.text
+    assert log_in(client).status_code == 303 and client.get("/").status_code == 200
+
+
 def test_session_cookie_flags(client, secure_app):
     cookie = log_in(client).headers["Set-Cookie"]
     assert cookie.startswith("hashdrop_session=")
