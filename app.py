@@ -9,7 +9,7 @@ from flask import (
     Blueprint, Flask, current_app, flash, get_flashed_messages, jsonify, redirect,
     render_template, request, url_for,
 )
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import BadRequest, HTTPException
 
 import config
 from jobs import JobError, JobManager, JobState
@@ -107,6 +107,7 @@ def state_word(state):
 # The page -------------------------------------------------------------------------
 
 MAX_QUERY_CHARS = 200  # of the table's search (?q=)
+MAX_NUMBER = 1_000_000  # of a page (?page=) or a file index: more than any table or torrent has
 JOBS_PER_PAGE = 50  # rows of the job table; 1,000 rows took 380 ms to render, every second
 
 # The table's filters (?show=), as qBittorrent's and Transmission's side bars have them.
@@ -123,7 +124,8 @@ def job_table(page=None):
     """What _jobs.html shows: one page of the filtered jobs, newest first, and where it is."""
     if page is None:
         page = request.args.get("page", "1")
-    page = int(page) if str(page).isdigit() else 1
+        # A word is the first page, as ever; a number must be one the table can take.
+        page = whole_number(page, "The page number (?page=)") if page.isdigit() else 1
     show = request.args.get("show", "all")
     show = show if show in JOB_FILTERS else "all"
     query = requested_query()
@@ -138,6 +140,15 @@ def job_table(page=None):
     return {"jobs": jobs, "total": total, "page": page, "pages": pages, "show": show, "query": query,
             "view": view, "filter_counts": filter_counts(), "running": manager().has_changing(),
             "status": status()}
+
+
+def whole_number(text, what):
+    """text as a whole number up to MAX_NUMBER, in ASCII digits; a 400 that says so otherwise."""
+    # str.isdigit() takes "²", which int() refuses, and int() refuses more than 4,300 digits.
+    if text.isascii() and text.isdigit() and len(text) <= len(str(MAX_NUMBER)) and int(text) <= MAX_NUMBER:
+        return int(text)
+    shown = text if len(text) <= 20 else f"{text[:20]}..."
+    raise BadRequest(f"{what} must be a whole number from 0 to {MAX_NUMBER:,}, not {shown!r}.")
 
 
 def status():
@@ -196,7 +207,7 @@ def job_files(info_hash):
     """List a job's files and choose which to download."""
     job = manager().job(info_hash)
     if request.method == "POST":
-        wanted = [int(i) for i in request.form.getlist("wanted") if i.isdigit()]
+        wanted = [whole_number(i, "A file index") for i in request.form.getlist("wanted")]
         try:
             manager().set_files(info_hash, wanted)
             flash(f"Saved the file choice for {job['name'] or job['info_hash']}.", "success")

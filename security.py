@@ -15,12 +15,13 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from flask import (
-    Blueprint, current_app, flash, has_request_context, jsonify, redirect, render_template,
-    request, session, url_for,
+    Blueprint, Request, current_app, flash, has_request_context, jsonify, redirect,
+    render_template, request, session, url_for,
 )
 from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import BadRequest, Forbidden, RequestEntityTooLarge
+from werkzeug.formparser import FormDataParser, MultiPartParser
 from werkzeug.security import check_password_hash
 
 from config import ConfigError
@@ -50,6 +51,7 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
 }
 BUSY_MESSAGE = "Many logins are being checked right now; try again in a few seconds."
+NOT_UTF8 = "The form data is not valid UTF-8; send it as a browser does."
 CSRF_MESSAGE = "The form expired or came from another site; reload the page and try again."
 # What werkzeug.security.generate_password_hash produces: method$salt$hex.
 PASSWORD_HASH = re.compile(r"(scrypt|pbkdf2):[^$]*\$[^$]+\$[0-9a-f]+")
@@ -75,6 +77,7 @@ def init_app(app):
     config["WTF_CSRF_CHECK_DEFAULT"] = False  # guard() checks every form post itself, /api/ aside
 
     app.session_interface = SessionInterface()
+    app.request_class = StrictRequest
     app.extensions["hashdrop.security"] = Security(
         credentials=Credentials(config["USERNAME"], config["PASSWORD"], app.secret_key)
         if config["PASSWORD"] else None,
@@ -555,12 +558,8 @@ def guard():
             return refuse(problem, 403)
     if request.endpoint == "jobs.start_downloads" and request.mimetype == "multipart/form-data":
         request.max_content_length = current_app.config["MAX_UPLOAD_BYTES"]  # .torrent files
-    if request.method == "POST" and request.mimetype == "application/x-www-form-urlencoded":
-        try:
-            request.get_data(cache=True).decode()  # the form parser reads the cached copy
-        except UnicodeDecodeError:
-            # Werkzeug would silently see an empty form; say what is wrong instead.
-            return refuse("The form data is not valid UTF-8; send it as a browser does.", 400)
+    if form_encoding_problem():
+        return refuse(NOT_UTF8, 400)
     if current_app.config["WTF_CSRF_ENABLED"] and not request.path.startswith("/api/"):
         csrf.protect()
     return input_problem()
@@ -582,6 +581,66 @@ def cross_site_problem():
              request.headers.get("Origin"))
     return ("This call may come from another site's page, so it was refused. Scripts send it "
             "with Content-Type: application/json or an X-Hashdrop: 1 header.")
+
+
+def form_encoding_problem():
+    """True when a posted form is not UTF-8, which werkzeug would mend or drop without a word."""
+    if request.method != "POST":
+        return False
+    if request.mimetype == "application/x-www-form-urlencoded":
+        try:
+            request.get_data(cache=True).decode()  # the form parser reads the cached copy
+        except UnicodeDecodeError:  # werkzeug would see an empty form
+            return True
+    elif request.mimetype == "multipart/form-data":
+        try:
+            request.form  # parsed now, by StrictMultiPartParser
+        except BadRequest as exc:
+            return exc.description == NOT_UTF8
+    return False
+
+
+class StrictMultiPartParser(MultiPartParser):
+    """werkzeug's multipart parser, refusing a text field that is not UTF-8 rather than
+    replacing its bad bytes with U+FFFD."""
+
+    def get_part_charset(self, headers):
+        return "latin-1"  # one character per byte, so that parse() can decode the bytes itself
+
+    def parse(self, stream, boundary, content_length):
+        """The form's fields, decoded as UTF-8 or refused with a 400, and its files."""
+        fields, files = super().parse(stream, boundary, content_length)
+        try:
+            decoded = [(name, value.encode("latin-1").decode("utf-8"))
+                       for name, value in fields.items(multi=True)]
+        except UnicodeDecodeError:
+            raise BadRequest(NOT_UTF8) from None
+        return self.cls(decoded), files
+
+
+class StrictFormDataParser(FormDataParser):
+    """werkzeug's form parser, with StrictMultiPartParser for multipart bodies."""
+
+    def parse(self, stream, mimetype, content_length, options=None):
+        """(stream, form, files) as werkzeug's parse() returns them."""
+        boundary = (options or {}).get("boundary", "")
+        if mimetype != "multipart/form-data" or not boundary or not boundary.isascii():
+            return super().parse(stream, mimetype, content_length, options)  # as werkzeug does
+        parser = StrictMultiPartParser(stream_factory=self.stream_factory, cls=self.cls,
+                                       max_form_memory_size=self.max_form_memory_size,
+                                       max_form_parts=self.max_form_parts)
+        try:
+            form, files = parser.parse(stream, boundary.encode("ascii"), content_length)
+        except ValueError:  # a broken body: an empty form, as werkzeug's own parser makes of it
+            if not self.silent:
+                raise
+            return stream, self.cls(), self.cls()
+        return stream, form, files
+
+
+class StrictRequest(Request):
+    """Flask's request, whose forms are UTF-8 or refused (StrictFormDataParser)."""
+    form_data_parser_class = StrictFormDataParser
 
 
 def input_problem():
@@ -667,7 +726,8 @@ def size(count):
 
 
 def csrf_error(exc):
-    log.info("CSRF check failed for %s %s: %s", request.method, request.path, exc.description)
+    # repr(): the path is the sender's, and a %0a in it would start a forged log line.
+    log.info("CSRF check failed for %s %r: %s", request.method, request.path, exc.description)
     if request.headers.get("HX-Request"):
         flash(CSRF_MESSAGE, "error")
         return "", 400, {"HX-Refresh": "true"}  # the reloaded page has a fresh token

@@ -845,6 +845,100 @@ def test_invalid_utf8_in_the_form_is_not_a_500(make_app):
     assert "Started" in page(client) or "Skipped" in page(client)
 
 
+def multipart(fields):
+    """A multipart/form-data body of raw (name, bytes) fields, as any client can send it."""
+    parts = [b'--x\r\nContent-Disposition: form-data; name="%s"\r\n\r\n%s\r\n' % (name.encode(), value)
+             for name, value in fields]
+    return b"".join(parts) + b"--x--\r\n"
+
+
+@pytest.mark.parametrize("fields", [
+    [("downloads", b"\xff\xfe" + HASH_A.encode())],
+    [("downloads", HASH_A.encode()), ("category", b"Movies\xc3")],
+    [("downloads", HASH_A.encode()), ("category", b"\xed\xa0\x80")],  # an encoded surrogate
+])
+def test_invalid_utf8_in_a_multipart_form_is_refused(make_app, fields):
+    app = make_app(WTF_CSRF_ENABLED=False)
+    client = app.test_client()
+    response = client.post("/start-downloads", data=multipart(fields),
+                           content_type="multipart/form-data; boundary=x")
+    assert response.status_code == 303
+    assert "The form data is not valid UTF-8" in page(client)
+    assert app.extensions["hashdrop"].jobs() == []
+
+
+def test_a_valid_multipart_form_still_works(make_app):
+    app = make_app(WTF_CSRF_ENABLED=False)
+    client = app.test_client()
+    body = multipart([("downloads", HASH_A.encode()), ("category", "Fïlms".encode())])
+    response = client.post("/start-downloads", data=body, content_type="multipart/form-data; boundary=x")
+    assert response.status_code == 303
+    assert app.extensions["hashdrop"].job(HASH_A)["category"] == "Fïlms"
+
+
+@pytest.mark.parametrize("category", ["TV\nShows", "TV\r\nShows", "Films\n", "tab\there", "\x1b[31mred",
+                                      "x\x85y", "\ud800", "Films/\udfff"])
+def test_categories_with_control_characters_or_broken_unicode_get_400(api, category):
+    response = api.post("/api/jobs", json={"hashes": [HASH_A], "category": category})
+    assert response.status_code == 400
+    assert "a control character or broken Unicode" in response.get_json()["error"]
+    assert api.get("/api/jobs").get_json() == []
+
+
+@pytest.mark.parametrize("path", ["/?page=\u00b2", "/jobs?page=\u0663", "/?page=" + "9" * 5000,
+                                  "/jobs?page=1000001"])
+def test_crafted_page_numbers_get_400_with_a_reason(api, path):
+    response = api.get(path)
+    assert response.status_code == 400
+    assert "The page number (?page=) must be a whole number from 0 to 1,000,000" in response.get_data(as_text=True)
+
+
+@pytest.fixture
+def three_files(make_app, tmp_path):
+    """An app with a paused job whose .torrent (three files) was uploaded: its file list is known."""
+    from swarm import make_payload, make_torrent, wait_until
+
+    payload = make_payload(tmp_path / "seed", "season", {"e1.mkv": 20000, "e2.mkv": 20000, "e3.mkv": 20000})
+    torrent = make_torrent(payload, "http://127.0.0.1:1/announce")
+    app = make_app()
+    client = app.test_client()
+    client.post("/start-downloads", content_type="multipart/form-data",
+                data={"torrents": [(BytesIO(torrent.data), "season.torrent")], "paused": "on"})
+    url = f"/api/jobs/{torrent.info_hash}"
+    wait_until(lambda: client.get(f"{url}/files").status_code == 200, 20, "no file list")
+    return client, url
+
+
+def wanted_files(client, url):
+    return [entry["wanted"] for entry in client.get(f"{url}/files").get_json()]
+
+
+@pytest.mark.parametrize("wanted", [[999999], [0, 3], [-1], [2, 10**30]])
+def test_file_indices_out_of_range_get_400_and_change_nothing(three_files, wanted):
+    client, url = three_files
+    response = client.post(f"{url}/files", json={"wanted": wanted})
+    assert response.status_code == 400
+    assert "this torrent's files are numbered 0 to 2" in response.get_json()["error"]
+    assert wanted_files(client, url) == [True, True, True]
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "9" * 5000, "-1", "1.0", "x"])
+def test_crafted_file_indices_in_the_form_get_400(three_files, value):
+    client, url = three_files
+    response = client.post(url.replace("/api", "") + "/files", data={"wanted": ["0", value]})
+    assert response.status_code == 400
+    assert "A file index must be a whole number" in response.get_data(as_text=True)
+    assert wanted_files(client, url) == [True, True, True]
+
+
+def test_a_forged_line_in_the_log_is_shown_as_one(open_app, caplog):
+    caplog.set_level("INFO", logger="security")
+    client = open_app.test_client()
+    client.post("/jobs/x%0aINFO security: admin logged in/pause")
+    record = next(r for r in caplog.records if "CSRF" in r.getMessage())
+    assert "\n" not in record.getMessage() and "\\n" in record.getMessage()
+
+
 # What waitress holds before the app sees a request ---------------------------------
 
 MiB = 1024 * 1024
