@@ -4,6 +4,7 @@ import json
 import logging
 import os
 import secrets
+import stat
 
 from flask import (
     Blueprint, Flask, current_app, flash, get_flashed_messages, jsonify, redirect,
@@ -13,6 +14,7 @@ from werkzeug.exceptions import BadRequest, HTTPException
 
 import config
 from jobs import JobError, JobManager, JobState
+from jobs.durability import write_atomically
 import security
 import serve
 
@@ -20,13 +22,14 @@ log = logging.getLogger(__name__)
 bp = Blueprint("jobs", __name__)
 
 MAX_TORRENT_BYTES = 10 * 1024 * 1024
+MIN_SECRET_CHARS = 32  # a shorter key in the secret_key file is replaced (64 hex digits are made)
 
 
 def create_app(test_config=None):
     """Create the app: its settings (config.load), then the job manager, routes and security."""
     app = Flask(__name__, instance_relative_config=True)
     config.load(app, test_config)
-    os.makedirs(app.config["DATA_DIR"], exist_ok=True)
+    private_directory(app.config["DATA_DIR"])
     app.secret_key = app.config.get("SECRET_KEY") or installation_secret(app.config["DATA_DIR"])
 
     app.extensions["hashdrop"] = manager = JobManager.from_config(app.config)
@@ -39,18 +42,36 @@ def create_app(test_config=None):
     return app
 
 
+def private_directory(path):
+    """Make the data dir if need be, and keep it to this user (0700): it holds the secret key,
+    the logins and the job list."""
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    if stat.S_IMODE(os.stat(path).st_mode) != 0o700:
+        try:
+            os.chmod(path, 0o700)
+            log.info("the data dir %s is now private to this user (mode 0700)", path)
+        except OSError as exc:  # another user's folder: hashdrop can still work in it
+            log.warning("cannot make the data dir %s private to this user: %s", path, exc)
+
+
 def installation_secret(data_dir):
     """Return this installation's random secret key, made once and kept with mode 0600."""
     path = os.path.join(data_dir, "secret_key")
     try:
-        with open(path) as f:
-            return f.read().strip()
+        with open(path, "rb") as f:
+            key = f.read().decode().strip()
     except FileNotFoundError:
-        key = secrets.token_hex(32)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(key)
+        key = None
+    except UnicodeDecodeError:
+        key = ""
+    if key is not None and len(key) >= MIN_SECRET_CHARS:
         return key
+    if key is not None:  # emptied or cut short (a full disk, a bad copy): every page would fail
+        log.warning("the secret key in %s is %d characters long, too short to sign logins: a new "
+                    "one replaces it, and everyone logs in again", path, len(key))
+    key = secrets.token_hex(32)
+    write_atomically(path, key.encode())
+    return key
 
 
 def manager():

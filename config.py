@@ -32,6 +32,7 @@ DEFAULTS = {
     "HOST": "127.0.0.1",
     "USERNAME": "admin",
     "PASSWORD": None,
+    "SECRET_KEY": None,  # None: a random key made once and kept in DATA_DIR/secret_key
     "SESSION_DAYS": 30,  # a login lasts this long at most, or until logout
     "ALLOWED_HOSTS": None,  # None: loopback and HOST (host_names)
     "MAX_REQUEST_BYTES": 1024 * 1024,
@@ -99,6 +100,7 @@ def normalize_access(config):
     """The login and limit settings security.init_app builds on: as typed, and whole numbers."""
     config["USERNAME"] = raw_setting(config, "USERNAME") or DEFAULTS["USERNAME"]
     config["PASSWORD"] = raw_setting(config, "PASSWORD") or None
+    config["SECRET_KEY"] = raw_setting(config, "SECRET_KEY") or None
     config["ALLOWED_HOSTS"] = host_names(config)
     for key in LIMITS:
         config[key] = as_int(key, config[key], minimum=1)
@@ -194,7 +196,7 @@ def server_settings(environ=None):
 def raw_setting(config, key):
     """A setting exactly as typed, when it came from the environment."""
     # from_prefixed_env parses values as JSON, so HASHDROP_PASSWORD=1e5 would become 100000.0
-    # and HASHDROP_PASSWORD=null no password at all; a password must stay the text typed.
+    # and HASHDROP_PASSWORD=null no password at all; a password or a key must stay the text typed.
     value = config.get(key)
     raw = os.environ.get(f"HASHDROP_{key}")
     if raw is not None:

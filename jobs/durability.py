@@ -97,10 +97,11 @@ def sync(job):
 
 
 def write_atomically(path, data):
-    """Write bytes to path so that a crash leaves either the old or the new file."""
+    """Write bytes to path so that a crash leaves either the old or the new file, readable by
+    this user alone (resume data, the secret key and the logins are nobody else's)."""
     tmp = temporary_name(path)
     try:
-        with open(tmp, "wb") as f:
+        with open(tmp, "wb", opener=lambda name, flags: os.open(name, flags, 0o600)) as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())

@@ -1063,6 +1063,75 @@ def test_a_configured_secret_key_writes_no_file(make_app, tmp_path):
     assert not (tmp_path / "set" / "secret_key").exists()
 
 
+@pytest.mark.parametrize("typed", ["12345678901234567890123456789012345678", "1e5", "true", "null"])
+def test_a_secret_key_from_the_environment_is_kept_as_typed(monkeypatch, tmp_path, typed):
+    # from_prefixed_env parses values as JSON: 1e5 became 100000.0, null no key at all.
+    from app import create_app
+
+    monkeypatch.setenv("HASHDROP_SECRET_KEY", typed)
+    monkeypatch.setenv("HASHDROP_SAVE_PATH", str(tmp_path / "downloads"))
+    monkeypatch.setenv("HASHDROP_DATA_DIR", str(tmp_path / "data"))
+    app = create_app()
+    try:
+        assert app.secret_key == typed
+        assert app.test_client().get("/").status_code == 200  # the page signs its CSRF token
+        assert not (tmp_path / "data" / "secret_key").exists()
+    finally:
+        app.extensions["hashdrop"].shutdown()
+
+
+@pytest.mark.parametrize("content", [b"", b"\n", b"too short", b"\xff\xfe" * 40],
+                         ids=["empty", "a line break", "too short", "not text"])
+def test_an_unusable_secret_key_file_is_replaced(make_app, tmp_path, caplog, content):
+    (tmp_path / "data").mkdir()
+    key_file = tmp_path / "data" / "secret_key"
+    key_file.write_bytes(content)
+    app = make_app(SECRET_KEY=None, PASSWORD=PASSWORD, WTF_CSRF_ENABLED=True)
+    assert len(app.secret_key) >= 32 and key_file.read_text() == app.secret_key
+    assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
+    assert "too short to sign logins" in caplog.text
+    client = app.test_client()
+    assert log_in(client).status_code == 303 and client.get("/").status_code == 200
+
+
+# Files only this user may read ------------------------------------------------------
+
+@pytest.fixture
+def usual_umask():
+    """The umask most systems give a service (022): files come out 0644 unless hashdrop says."""
+    before = os.umask(0o022)
+    yield
+    os.umask(before)
+
+
+def mode(path):
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new install", "older install"])
+def test_the_data_dir_and_what_it_holds_are_private(make_app, tmp_path, usual_umask, existing):
+    data = tmp_path / "data"
+    if existing:  # as an older hashdrop left them
+        data.mkdir(mode=0o755)
+        for name in ("hashdrop.sqlite3", "hashdrop.sqlite3-wal"):
+            (data / name).touch(mode=0o644)
+    app = make_app(SECRET_KEY=None, PASSWORD=PASSWORD, WTF_CSRF_ENABLED=True)
+    client = app.test_client()
+    log_in(client)
+    assert client.post("/api/jobs", json={"hashes": [HASH_A]}).status_code == 201
+    assert mode(data) == 0o700
+    for name in ("secret_key", "sessions", "running", "hashdrop.sqlite3", "hashdrop.sqlite3-wal",
+                 "hashdrop.sqlite3-shm"):
+        assert mode(data / name) == 0o600, name
+
+
+def test_resume_files_are_written_private(tmp_path, usual_umask):
+    from jobs.durability import write_atomically
+
+    write_atomically(str(tmp_path / "job.resume"), b"resume data")
+    assert mode(tmp_path / "job.resume") == 0o600 and os.listdir(tmp_path) == ["job.resume"]
+
+
 # Fuzzing ----------------------------------------------------------------------------
 
 @pytest.fixture
