@@ -735,5 +735,10 @@ def csrf_error(exc):
 
 
 def add_security_headers(response):
+    """The security headers on every answer; no-store on all but static files."""
     response.headers.update(SECURITY_HEADERS)
+    if request.endpoint != "static":
+        # Pages and API answers hold job names, file paths and the CSRF token: no browser cache
+        # or proxy on the way should keep them.
+        response.headers["Cache-Control"] = "no-store"
     return response

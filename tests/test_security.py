@@ -1132,6 +1132,18 @@ def test_resume_files_are_written_private(tmp_path, usual_umask):
     assert mode(tmp_path / "job.resume") == 0o600 and os.listdir(tmp_path) == ["job.resume"]
 
 
+# Caching ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path, cached", [
+    ("/", False), ("/jobs", False), ("/login", False), ("/api/jobs", False), ("/api/status", False),
+    (f"/api/jobs/{HASH_B}", False), ("/nowhere", False), ("/static/style.css", True),
+])
+def test_pages_and_the_api_are_never_cached(make_app, path, cached):
+    with make_app().test_client().get(path) as response:
+        pass
+    assert (response.headers.get("Cache-Control") == "no-store") != cached
+
+
 # Fuzzing ----------------------------------------------------------------------------
 
 @pytest.fixture
