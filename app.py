@@ -4,15 +4,17 @@ import json
 import logging
 import os
 import secrets
+import stat
 
 from flask import (
     Blueprint, Flask, current_app, flash, get_flashed_messages, jsonify, redirect,
     render_template, request, url_for,
 )
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import BadRequest, HTTPException
 
 import config
 from jobs import JobError, JobManager, JobState
+from jobs.durability import write_atomically
 import security
 import serve
 
@@ -20,13 +22,14 @@ log = logging.getLogger(__name__)
 bp = Blueprint("jobs", __name__)
 
 MAX_TORRENT_BYTES = 10 * 1024 * 1024
+MIN_SECRET_CHARS = 32  # a shorter key in the secret_key file is replaced (64 hex digits are made)
 
 
 def create_app(test_config=None):
     """Create the app: its settings (config.load), then the job manager, routes and security."""
     app = Flask(__name__, instance_relative_config=True)
     config.load(app, test_config)
-    os.makedirs(app.config["DATA_DIR"], exist_ok=True)
+    private_directory(app.config["DATA_DIR"])
     app.secret_key = app.config.get("SECRET_KEY") or installation_secret(app.config["DATA_DIR"])
 
     app.extensions["hashdrop"] = manager = JobManager.from_config(app.config)
@@ -39,18 +42,36 @@ def create_app(test_config=None):
     return app
 
 
+def private_directory(path):
+    """Make the data dir if need be, and keep it to this user (0700): it holds the secret key,
+    the logins and the job list."""
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    if stat.S_IMODE(os.stat(path).st_mode) != 0o700:
+        try:
+            os.chmod(path, 0o700)
+            log.info("the data dir %s is now private to this user (mode 0700)", path)
+        except OSError as exc:  # another user's folder: hashdrop can still work in it
+            log.warning("cannot make the data dir %s private to this user: %s", path, exc)
+
+
 def installation_secret(data_dir):
     """Return this installation's random secret key, made once and kept with mode 0600."""
     path = os.path.join(data_dir, "secret_key")
     try:
-        with open(path) as f:
-            return f.read().strip()
+        with open(path, "rb") as f:
+            key = f.read().decode().strip()
     except FileNotFoundError:
-        key = secrets.token_hex(32)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(key)
+        key = None
+    except UnicodeDecodeError:
+        key = ""
+    if key is not None and len(key) >= MIN_SECRET_CHARS:
         return key
+    if key is not None:  # emptied or cut short (a full disk, a bad copy): every page would fail
+        log.warning("the secret key in %s is %d characters long, too short to sign logins: a new "
+                    "one replaces it, and everyone logs in again", path, len(key))
+    key = secrets.token_hex(32)
+    write_atomically(path, key.encode())
+    return key
 
 
 def manager():
@@ -107,6 +128,7 @@ def state_word(state):
 # The page -------------------------------------------------------------------------
 
 MAX_QUERY_CHARS = 200  # of the table's search (?q=)
+MAX_NUMBER = 1_000_000  # of a page (?page=) or a file index: more than any table or torrent has
 JOBS_PER_PAGE = 50  # rows of the job table; 1,000 rows took 380 ms to render, every second
 
 # The table's filters (?show=), as qBittorrent's and Transmission's side bars have them.
@@ -123,7 +145,8 @@ def job_table(page=None):
     """What _jobs.html shows: one page of the filtered jobs, newest first, and where it is."""
     if page is None:
         page = request.args.get("page", "1")
-    page = int(page) if str(page).isdigit() else 1
+        # A word is the first page, as ever; a number must be one the table can take.
+        page = whole_number(page, "The page number (?page=)") if page.isdigit() else 1
     show = request.args.get("show", "all")
     show = show if show in JOB_FILTERS else "all"
     query = requested_query()
@@ -138,6 +161,15 @@ def job_table(page=None):
     return {"jobs": jobs, "total": total, "page": page, "pages": pages, "show": show, "query": query,
             "view": view, "filter_counts": filter_counts(), "running": manager().has_changing(),
             "status": status()}
+
+
+def whole_number(text, what):
+    """text as a whole number up to MAX_NUMBER, in ASCII digits; a 400 that says so otherwise."""
+    # str.isdigit() takes "²", which int() refuses, and int() refuses more than 4,300 digits.
+    if text.isascii() and text.isdigit() and len(text) <= len(str(MAX_NUMBER)) and int(text) <= MAX_NUMBER:
+        return int(text)
+    shown = text if len(text) <= 20 else f"{text[:20]}..."
+    raise BadRequest(f"{what} must be a whole number from 0 to {MAX_NUMBER:,}, not {shown!r}.")
 
 
 def status():
@@ -196,7 +228,7 @@ def job_files(info_hash):
     """List a job's files and choose which to download."""
     job = manager().job(info_hash)
     if request.method == "POST":
-        wanted = [int(i) for i in request.form.getlist("wanted") if i.isdigit()]
+        wanted = [whole_number(i, "A file index") for i in request.form.getlist("wanted")]
         try:
             manager().set_files(info_hash, wanted)
             flash(f"Saved the file choice for {job['name'] or job['info_hash']}.", "success")

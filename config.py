@@ -33,11 +33,14 @@ DEFAULTS = {
     "HOST": "127.0.0.1",
     "USERNAME": "admin",
     "PASSWORD": None,
+    "SECRET_KEY": None,  # None: a random key made once and kept in DATA_DIR/secret_key
+    "SESSION_DAYS": 30,  # a login lasts this long at most, or until logout
     "ALLOWED_HOSTS": None,  # None: loopback and HOST (host_names)
     "MAX_REQUEST_BYTES": 1024 * 1024,
     "MAX_UPLOAD_BYTES": 32 * 1024 * 1024,
     "MAX_LINES": 1000,
     "MAX_LINE_CHARS": 4096,
+    "IDLE_TIMEOUT": 60,  # seconds a connection may stay silent before waitress closes it
     # Where `python app.py` serves: serve.py reads these (and HOST, PASSWORD) through
     # server_settings, from the environment, before any app exists.
     "PORT": 5000,
@@ -45,7 +48,8 @@ DEFAULTS = {
 }
 BOOLEANS = ("DHT", "LSD", "UPNP", "NATPMP")
 COUNTS = ("MAX_ACTIVE", "DOWNLOAD_LIMIT", "UPLOAD_LIMIT", "RECV_BUFFER")  # whole numbers, at least 0
-LIMITS = ("MAX_REQUEST_BYTES", "MAX_UPLOAD_BYTES", "MAX_LINES", "MAX_LINE_CHARS", "MAX_JOBS")  # at least 1
+LIMITS = ("MAX_REQUEST_BYTES", "MAX_UPLOAD_BYTES", "MAX_LINES", "MAX_LINE_CHARS",
+          "IDLE_TIMEOUT", "SESSION_DAYS", "MAX_JOBS")  # at least 1
 TEXTS = ("OUTGOING_INTERFACES", "RUNNER", "STORE")
 # The names HASHDROP_DISK_IO takes; downloader.DISK_BACKENDS maps each to libtorrent's constructor.
 DISK_IO_CHOICES = ("pread", "mmap", "posix")
@@ -97,6 +101,7 @@ def normalize_access(config):
     """The login and limit settings security.init_app builds on: as typed, and whole numbers."""
     config["USERNAME"] = raw_setting(config, "USERNAME") or DEFAULTS["USERNAME"]
     config["PASSWORD"] = raw_setting(config, "PASSWORD") or None
+    config["SECRET_KEY"] = raw_setting(config, "SECRET_KEY") or None
     config["ALLOWED_HOSTS"] = host_names(config)
     for key in LIMITS:
         config[key] = as_int(key, config[key], minimum=1)
@@ -192,7 +197,7 @@ def server_settings(environ=None):
 def raw_setting(config, key):
     """A setting exactly as typed, when it came from the environment."""
     # from_prefixed_env parses values as JSON, so HASHDROP_PASSWORD=1e5 would become 100000.0
-    # and HASHDROP_PASSWORD=null no password at all; a password must stay the text typed.
+    # and HASHDROP_PASSWORD=null no password at all; a password or a key must stay the text typed.
     value = config.get(key)
     raw = os.environ.get(f"HASHDROP_{key}")
     if raw is not None:

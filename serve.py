@@ -13,6 +13,14 @@ from store import StoreError
 
 log = logging.getLogger(__name__)
 
+# What waitress may hold for requests the app has not seen yet (it reads a whole request, body
+# and all, before the app's login check runs), whoever sends them.
+MULTIPART_OVERHEAD = 64 * 1024   # boundaries and part headers around the largest upload
+MAX_HEADER_BYTES = 64 * 1024     # request line and headers; a browser sends a few KiB
+IN_MEMORY_BODY = 512 * 1024      # a larger body waits in a temporary file, not in memory
+CONNECTION_LIMIT = 50            # open connections; a browser keeps about 6, polling included
+BACKLOG = 64                     # connections the kernel queues while waitress is at its limit
+
 
 def serve(create_app, environ=None):
     """Serve create_app() with waitress on HASHDROP_HOST:HASHDROP_PORT; refuse an open exposure."""
@@ -30,7 +38,8 @@ def serve(create_app, environ=None):
     gc.freeze()
     app = build(create_app)
     stop_on_signals()
-    waitress.serve(app, host=server.host, port=server.port, **proxy_options(server.trusted_proxy))
+    waitress.serve(app, host=server.host, port=server.port, **limits(app.config),
+                   **proxy_options(server.trusted_proxy))
 
 
 def setup_logging():
@@ -47,6 +56,24 @@ def build(create_app):
         sys.exit(str(exc))  # a damaged job database: say which file, wipe nothing
     except ConfigError as exc:
         sys.exit(str(exc))  # a setting it cannot use; a ValueError from a bug keeps its traceback
+
+
+def limits(config):
+    """waitress's own limits: no request body past the app's largest, no connection idle for long."""
+    # waitress's defaults let anyone, logged in or not, make it spool 1 GiB per connection
+    # to a temporary file and keep a silent connection for two minutes.
+    largest_body = max(config["MAX_UPLOAD_BYTES"], config["MAX_REQUEST_BYTES"])
+    timeout = config["IDLE_TIMEOUT"]
+    return {
+        "max_request_body_size": largest_body + MULTIPART_OVERHEAD,
+        "max_request_header_size": MAX_HEADER_BYTES,
+        "inbuf_overflow": IN_MEMORY_BODY,
+        "channel_timeout": timeout,
+        # How often waitress looks for idle connections: one is closed within 1.25 x the timeout.
+        "cleanup_interval": max(1, timeout // 4),
+        "connection_limit": CONNECTION_LIMIT,
+        "backlog": BACKLOG,
+    }
 
 
 def proxy_options(trusted_proxy):

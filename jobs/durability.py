@@ -97,10 +97,11 @@ def sync(job):
 
 
 def write_atomically(path, data):
-    """Write bytes to path so that a crash leaves either the old or the new file."""
+    """Write bytes to path so that a crash leaves either the old or the new file, readable by
+    this user alone (resume data, the secret key and the logins are nobody else's)."""
     tmp = temporary_name(path)
     try:
-        with open(tmp, "wb") as f:
+        with open(tmp, "wb", opener=private) as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -126,7 +127,7 @@ def write_all_atomically(files):
     for path, data in files.items():
         tmp = temporary_name(path)
         try:
-            with open(tmp, "wb") as f:
+            with open(tmp, "wb", opener=private) as f:
                 f.write(data)
             written.append((tmp, path))
         except OSError as exc:
@@ -141,6 +142,11 @@ def write_all_atomically(files):
             remove_quietly(tmp)
     os.sync()
     return failed
+
+
+def private(name, flags):
+    """open()'s opener for a new file that this user alone may read."""
+    return os.open(name, flags, 0o600)
 
 
 def temporary_name(path):

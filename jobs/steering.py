@@ -129,6 +129,10 @@ class Steering:
         torrent = self._torrent_with_metadata(info_hash)
         if not all(isinstance(i, int) and not isinstance(i, bool) for i in wanted):
             raise JobError('"wanted" must be a list of file indices.')
+        count = torrent.handle.torrent_file().num_files()
+        outside = sorted(i for i in set(wanted) if not 0 <= i < count)
+        if outside:  # else libtorrent would take them as "no file wanted" and unselect every file
+            raise JobError(f"There is no file {outside[0]}: this torrent's files are numbered 0 to {count - 1}.")
         wanted = set(wanted)
         if not wanted:
             raise JobError("Choose at least one file. To download nothing, pause or remove the job.")

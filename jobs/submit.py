@@ -1,19 +1,28 @@
 """What a submit makes of its input: the category's folder, uploaded .torrent files, new jobs."""
 import os
+import re
 from dataclasses import dataclass
 
 import hashes
 import torrent_files
 from jobs.model import Job, JobError, JobState
 
+# Control characters (line breaks and tabs too) and lone surrogates: no folder name needs them,
+# a log or a listing would show them as something else, and a surrogate cannot even be encoded.
+NOT_IN_A_FOLDER_NAME = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
 
 def check_category(save_root, category):
     """A category is a subfolder of the save path; refuse any that would leave it."""
+    bad = NOT_IN_A_FOLDER_NAME.search(category or "")
+    if bad:
+        raise JobError(f"The category {category!r} contains U+{ord(bad.group()):04X}, a control "
+                       "character or broken Unicode: it must be a plain folder name inside the save path.")
     category = (category or "").strip().strip("/")
     if not category:
         return ""
     refusal = JobError(f"The category {category!r} must be a folder name inside the save path.")
-    if "\0" in category or os.path.isabs(category) or len(category) > 200:
+    if os.path.isabs(category) or len(category) > 200:
         raise refusal
     root = os.path.realpath(save_root)
     target = os.path.realpath(os.path.join(root, category))

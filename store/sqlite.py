@@ -46,6 +46,7 @@ class SQLiteJobStore(JobStore):
         self._unsaved = {}  # info_hash -> {column: value} not written yet, or None: delete its row
         self._problem = None  # why the last write failed; None once one succeeds
         try:
+            keep_private(path)
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             self._db.row_factory = sqlite3.Row
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -53,7 +54,7 @@ class SQLiteJobStore(JobStore):
             self._db.executescript(SCHEMA)
             self._add_missing_columns()
             self._db.execute("SELECT count(*) FROM jobs").fetchone()
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, OSError) as exc:
             raise StoreError(open_problem(path, exc)) from exc
 
     def _add_missing_columns(self):
@@ -146,6 +147,18 @@ class SQLiteJobStore(JobStore):
                 if self._unsaved:
                     log.error("changes to %d jobs are lost: %s", len(self._unsaved), self._problem)
             self._db.close()
+
+
+def keep_private(path):
+    """Make the database readable by this user alone, and so its -wal and -shm files, which
+    SQLite creates with the database file's mode: the database is made first, with 0600."""
+    os.close(os.open(path, os.O_RDONLY | os.O_CREAT, 0o600))
+    for name in (path, f"{path}-wal", f"{path}-shm"):  # those of an older hashdrop were 0644
+        try:
+            if os.stat(name).st_mode & 0o077:
+                os.chmod(name, 0o600)
+        except FileNotFoundError:
+            pass
 
 
 def open_problem(path, exc):

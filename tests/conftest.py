@@ -16,6 +16,8 @@ LOOPBACK_ENVIRONMENT = {
 }
 os.environ.update(LOOPBACK_ENVIRONMENT)
 
+from flask.testing import FlaskClient  # noqa: E402
+
 from app import create_app  # noqa: E402  (after the environment: nothing may start without it)
 
 HERMETIC = {
@@ -27,6 +29,15 @@ HERMETIC = {
     "NATPMP": False,
     "SECRET_KEY": "test-only",
 }
+
+
+class ScriptClient(FlaskClient):
+    """Flask's test client, calling the API as the README's scripts do: with X-Hashdrop: 1, without
+    which a POST or DELETE that is not JSON is refused as a possible cross-site form."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.environ_base["HTTP_X_HASHDROP"] = "1"
 
 
 @pytest.fixture
@@ -44,6 +55,7 @@ def make_app(tmp_path):
             **config,
         }
         app = create_app(settings)
+        app.test_client_class = ScriptClient
         apps.append(app)
         return app
 

@@ -3,10 +3,12 @@ import base64
 import json
 import os
 import re
+import socket
 import stat
 import subprocess
 import sys
 import threading
+import time
 from io import BytesIO
 from pathlib import Path
 
@@ -241,6 +243,68 @@ def test_login_goes_only_to_local_paths(client, target, expected):
     assert log_in(client, next=target).headers["Location"] == expected
 
 
+def copy_of_login(app, client):
+    """Another client holding a copy of client's session cookie, as a thief would."""
+    thief = app.test_client()
+    thief.set_cookie("hashdrop_session", client.get_cookie("hashdrop_session").value)
+    return thief
+
+
+def test_logout_ends_every_copy_of_the_cookie(client, secure_app):
+    log_in(client)
+    thief = copy_of_login(secure_app, client)
+    assert thief.get("/").status_code == 200
+    client.post("/logout", data={"csrf_token": csrf_token(client)})
+    assert thief.get("/").status_code == 303
+    assert thief.get("/api/jobs").status_code == 401
+
+
+def test_logins_outlive_a_restart_and_logouts_too(make_app, client, secure_app):
+    log_in(client)
+    kept = copy_of_login(secure_app, client)
+    other = secure_app.test_client()
+    log_in(other)
+    ended = copy_of_login(secure_app, other)
+    other.post("/logout", data={"csrf_token": csrf_token(other)})
+    secure_app.extensions["hashdrop"].shutdown()
+    restarted = make_app(PASSWORD=PASSWORD, WTF_CSRF_ENABLED=True)  # the same data dir
+    for thief, status in ((kept, 200), (ended, 303)):
+        copy = restarted.test_client()
+        copy.set_cookie("hashdrop_session", thief.get_cookie("hashdrop_session").value)
+        assert copy.get("/").status_code == status
+
+
+def test_a_login_lasts_session_days_at_most(make_app):
+    app = make_app(PASSWORD=PASSWORD, WTF_CSRF_ENABLED=True, SESSION_DAYS=2)
+    sessions = app.extensions["hashdrop.security"].sessions
+    now = [1_000_000.0]
+    sessions.clock = lambda: now[0]
+    client = app.test_client()
+    cookie = log_in(client).headers["Set-Cookie"]
+    assert "Expires=" in cookie  # kept across browser restarts, as long as the login
+    now[0] += 2 * 86400 - 60
+    assert client.get("/").status_code == 200
+    now[0] += 60
+    assert client.get("/").status_code == 303
+
+
+def test_a_new_password_ends_old_logins(make_app, client, secure_app):
+    log_in(client)
+    cookie = client.get_cookie("hashdrop_session").value
+    secure_app.extensions["hashdrop"].shutdown()
+    changed = make_app(PASSWORD="another one", WTF_CSRF_ENABLED=True).test_client()
+    changed.set_cookie("hashdrop_session", cookie)
+    assert changed.get("/").status_code == 303
+
+
+def test_a_damaged_session_list_means_logging_in_again(make_app, tmp_path, caplog):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "sessions").write_text("{not json")
+    client = make_app(PASSWORD=PASSWORD, WTF_CSRF_ENABLED=True).test_client()
+    assert "cannot be read" in caplog.text
+    assert log_in(client).status_code == 303 and client.get("/").status_code == 200
+
+
 def test_session_cookie_flags(client, secure_app):
     cookie = log_in(client).headers["Set-Cookie"]
     assert cookie.startswith("hashdrop_session=")
@@ -368,6 +432,97 @@ def test_failure_table_stays_bounded_and_keeps_locked_addresses():
     assert limiter.locked_for("203.0.113.1") > 0
 
 
+@pytest.mark.parametrize("address, keys", [
+    ("203.0.113.7", ["203.0.113.7"]),
+    ("::ffff:203.0.113.7", ["203.0.113.7"]),
+    ("2001:db8:1:2:aaaa::1", ["2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"]),
+    ("2001:DB8:1:2:0:0:0:0001", ["2001:db8:1:2::1", "2001:db8:1:2::/64"]),
+    ("2001:db8:1:3::1", ["2001:db8:1:3::1", "2001:db8:1:3::/64"]),
+    ("fe80::1%eth0", ["fe80::1%eth0", "fe80::/64"]),
+    ("::1", ["::1", "::/64"]),
+    ("unknown", ["unknown"]),
+])
+def test_failures_count_per_address_and_ipv6_64(address, keys):
+    assert security.address_keys(address) == keys
+
+
+def test_locked_addresses_are_never_forgotten_for_room():
+    clock = Clock()
+    limiter = LoginLimiter(capacity=3, clock=clock)
+    addresses = [f"203.0.113.{number}" for number in range(6)]
+    for address in addresses:
+        for _ in range(security.LOGIN_FAILURES):
+            limiter.failed(address)
+    assert all(limiter.locked_for(address) > 0 for address in addresses)
+    clock.now += security.LOCKOUT_SECONDS
+    limiter.failed("198.51.100.1")  # the next count makes room: expired lockouts go
+    assert len(limiter) <= 3 and limiter.locked_for(addresses[0]) == 0
+
+
+def test_many_failures_server_wide_slow_every_check():
+    clock = Clock()
+    limiter = LoginLimiter(budget=10, clock=clock)
+    for number in range(10):
+        limiter.failed(f"198.51.100.{number}")
+    assert not limiter.slowed()
+    limiter.failed("198.51.100.99")
+    assert limiter.slowed()
+    clock.now += security.LOGIN_WINDOW - 1
+    assert limiter.slowed()
+    clock.now += 1
+    assert not limiter.slowed()
+
+
+def guesser(app, address):
+    """A client of app that comes from address."""
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = address
+    return client
+
+
+def timed_basic_auth(app, address, password):
+    started = time.monotonic()
+    response = guesser(app, address).get("/api/jobs", headers=basic("admin", password))
+    return response, time.monotonic() - started
+
+
+def test_a_whole_ipv6_64_is_locked_out_together(secure_app):
+    for number in range(1, security.LOGIN_FAILURES + 1):
+        log_in(guesser(secure_app, f"2001:db8:0:1::{number:x}"), password="wrong")
+    next_door = log_in(guesser(secure_app, "2001:db8:0:1:ffff::1"))
+    assert next_door.status_code == 429 and "Try again in 5 minutes." in next_door.get_data(as_text=True)
+    assert log_in(guesser(secure_app, "2001:db8:0:2::1")).status_code == 303  # another /64
+
+
+def test_guesses_from_many_addresses_slow_every_check(secure_app):
+    secure = secure_app.extensions["hashdrop.security"]
+    secure.limiter = LoginLimiter(budget=10)
+    secure.checks = security.PasswordChecks(delay=0.3)
+    for number in range(1, 12):  # one guess each: no address comes near its own lockout
+        response, seconds = timed_basic_auth(secure_app, f"127.0.0.{number}", "wrong")
+        assert response.status_code == 401 and seconds < 0.3
+    for number, password in ((12, "wrong"), (13, PASSWORD)):  # 11 > 10 failed: every check waits
+        response, seconds = timed_basic_auth(secure_app, f"127.0.0.{number}", password)
+        assert seconds >= 0.3
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("wait, checked, busy", [(10, 6, 0), (0.05, 2, 4)])
+def test_password_checks_run_a_few_at_a_time(secure_app, wait, checked, busy):
+    secure = secure_app.extensions["hashdrop.security"]
+    secure.limiter = LoginLimiter(budget=0)  # every check slowed, from the first failure on
+    secure.limiter.failed("192.0.2.1")
+    secure.checks = security.PasswordChecks(at_once=2, wait=wait, delay=0.5)
+    answers = []
+    started = time.monotonic()
+    run_threads(lambda number: answers.append(timed_basic_auth(secure_app, f"127.0.1.{number}", "wrong")[0]), 6)
+    seconds = time.monotonic() - started
+    statuses = sorted(response.status_code for response in answers)
+    assert statuses == [401] * checked + [429] * busy
+    assert all(security.BUSY_MESSAGE == r.get_json()["error"] for r in answers if r.status_code == 429)
+    assert seconds >= 0.5 * -(-checked // 2)  # two at a time, 0.5 s each
+
+
 def run_threads(target, count):
     threads = [threading.Thread(target=target, args=(number,), name=f"login-{number}")
                for number in range(count)]
@@ -383,14 +538,17 @@ def test_failure_table_is_thread_safe():
 
     def many_addresses(worker):
         try:
-            for number in range(500):
-                limiter.failed(f"10.{worker}.{number % 100}.1")
-                limiter.locked_for(f"10.{worker}.{number % 100}.1")
+            for number in range(500):  # 100 addresses, 5 failures in a row each
+                limiter.failed(f"10.{worker}.{number // 5}.1")
+                limiter.locked_for(f"10.{worker}.{number // 5}.1")
         except Exception as exc:  # collected so the test fails in the main thread
             errors.append(exc)
 
     run_threads(many_addresses, 8)
-    assert errors == [] and len(limiter) == 500
+    assert errors == []
+    # Addresses counting up to a lockout may be forgotten for room; locked ones never are.
+    locked = sum(limiter.locked_for(f"10.{worker}.{n}.1") > 0 for worker in range(8) for n in range(100))
+    assert len(limiter) >= locked > 500
 
     run_threads(lambda number: limiter.failed("192.0.2.1"), security.LOGIN_FAILURES)
     assert limiter.locked_for("192.0.2.1") > 0
@@ -444,9 +602,66 @@ def test_htmx_gets_a_reload_and_the_message(open_app):
 def test_the_json_api_needs_no_token_and_takes_only_json(open_app):
     client = open_app.test_client()
     assert client.post("/api/jobs", json={"hashes": [HASH_A]}).status_code == 201
-    # What a cross-site form could send is refused:
     form = client.post("/api/jobs", data={"hashes": HASH_B})
     assert form.status_code == 415 and form.get_json()["error"]
+
+
+def browser_client(app):
+    """A client without the X-Hashdrop header conftest's clients send: a browser's form."""
+    client = app.test_client()
+    del client.environ_base["HTTP_X_HASHDROP"]
+    return client
+
+
+CROSS_SITE_REFUSAL = "This call may come from another site's page, so it was refused."
+FORM = "application/x-www-form-urlencoded"
+
+
+@pytest.mark.parametrize("headers", [
+    {"Origin": "http://evil.example", "Content-Type": FORM},
+    {"Origin": "null", "Content-Type": FORM},
+    {"Origin": "http://localhost:8000", "Sec-Fetch-Site": "same-site", "Content-Type": FORM},
+    {"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site", "Content-Type": "text/plain"},
+    {"Content-Type": "multipart/form-data; boundary=x"},
+    {},  # a browser that sends no Origin, and nothing that says a script sent it
+])
+def test_a_cross_site_form_cannot_pause_a_job(open_app, headers):
+    open_app.test_client().post("/api/jobs", json={"hashes": [HASH_A]})
+    response = browser_client(open_app).post(f"/api/jobs/{HASH_A}/pause", headers=headers, data=b"x=1")
+    assert response.status_code == 403
+    assert response.get_json()["error"].startswith(CROSS_SITE_REFUSAL)
+    assert open_app.extensions["hashdrop"].get(HASH_A).state != "paused"
+
+
+@pytest.mark.parametrize("method, path, state", [
+    ("POST", f"/api/jobs/{HASH_A}/resume", "paused"),
+    ("POST", f"/api/jobs/{HASH_A}/files", "paused"),
+    ("DELETE", f"/api/jobs/{HASH_A}?delete_files=true", "paused"),
+    ("PUT", f"/api/jobs/{HASH_A}", "paused"),
+])
+def test_no_state_changing_api_call_is_taken_from_another_site(open_app, method, path, state):
+    open_app.test_client().post("/api/jobs", json={"hashes": [HASH_A], "paused": True})
+    response = browser_client(open_app).open(path, method=method, data={"wanted": "0"},
+                                             headers={"Origin": "http://evil.example"})
+    assert response.status_code == 403 and response.get_json()["error"].startswith(CROSS_SITE_REFUSAL)
+    assert open_app.extensions["hashdrop"].get(HASH_A).state == state
+
+
+@pytest.mark.parametrize("headers", [
+    {"Content-Type": "application/json"},
+    {"X-Hashdrop": "1"},
+    {"X-Requested-With": "XMLHttpRequest"},
+    {"Origin": "http://localhost", "Content-Type": FORM},
+    {"Sec-Fetch-Site": "same-origin", "Content-Type": FORM},
+])
+def test_same_origin_and_script_calls_pause_a_job(open_app, headers):
+    open_app.test_client().post("/api/jobs", json={"hashes": [HASH_A]})
+    response = browser_client(open_app).post(f"/api/jobs/{HASH_A}/pause", headers=headers)
+    assert response.status_code == 200 and response.get_json()["state"] == "paused"
+
+
+def test_reading_the_api_needs_no_header(open_app):
+    assert browser_client(open_app).get("/api/jobs", headers={"Origin": "http://evil.example"}).status_code == 200
 
 
 def test_csrf_can_be_turned_off_for_other_tests(make_app):
@@ -629,6 +844,204 @@ def test_invalid_utf8_in_the_form_is_not_a_500(make_app):
     assert "Started" in page(client) or "Skipped" in page(client)
 
 
+def multipart(fields):
+    """A multipart/form-data body of raw (name, bytes) fields, as any client can send it."""
+    parts = [b'--x\r\nContent-Disposition: form-data; name="%s"\r\n\r\n%s\r\n' % (name.encode(), value)
+             for name, value in fields]
+    return b"".join(parts) + b"--x--\r\n"
+
+
+@pytest.mark.parametrize("fields", [
+    [("downloads", b"\xff\xfe" + HASH_A.encode())],
+    [("downloads", HASH_A.encode()), ("category", b"Movies\xc3")],
+    [("downloads", HASH_A.encode()), ("category", b"\xed\xa0\x80")],  # an encoded surrogate
+])
+def test_invalid_utf8_in_a_multipart_form_is_refused(make_app, fields):
+    app = make_app(WTF_CSRF_ENABLED=False)
+    client = app.test_client()
+    response = client.post("/start-downloads", data=multipart(fields),
+                           content_type="multipart/form-data; boundary=x")
+    assert response.status_code == 303
+    assert "The form data is not valid UTF-8" in page(client)
+    assert app.extensions["hashdrop"].jobs() == []
+
+
+def test_a_valid_multipart_form_still_works(make_app):
+    app = make_app(WTF_CSRF_ENABLED=False)
+    client = app.test_client()
+    body = multipart([("downloads", HASH_A.encode()), ("category", "Fïlms".encode())])
+    response = client.post("/start-downloads", data=body, content_type="multipart/form-data; boundary=x")
+    assert response.status_code == 303
+    assert app.extensions["hashdrop"].job(HASH_A)["category"] == "Fïlms"
+
+
+@pytest.mark.parametrize("category", ["TV\nShows", "TV\r\nShows", "Films\n", "tab\there", "\x1b[31mred",
+                                      "x\x85y", "\ud800", "Films/\udfff"])
+def test_categories_with_control_characters_or_broken_unicode_get_400(api, category):
+    response = api.post("/api/jobs", json={"hashes": [HASH_A], "category": category})
+    assert response.status_code == 400
+    assert "a control character or broken Unicode" in response.get_json()["error"]
+    assert api.get("/api/jobs").get_json() == []
+
+
+@pytest.mark.parametrize("path", ["/?page=\u00b2", "/jobs?page=\u0663", "/?page=" + "9" * 5000,
+                                  "/jobs?page=1000001"])
+def test_crafted_page_numbers_get_400_with_a_reason(api, path):
+    response = api.get(path)
+    assert response.status_code == 400
+    assert "The page number (?page=) must be a whole number from 0 to 1,000,000" in response.get_data(as_text=True)
+
+
+@pytest.fixture
+def three_files(make_app, tmp_path):
+    """An app with a paused job whose .torrent (three files) was uploaded: its file list is known."""
+    from swarm import make_payload, make_torrent, wait_until
+
+    payload = make_payload(tmp_path / "seed", "season", {"e1.mkv": 20000, "e2.mkv": 20000, "e3.mkv": 20000})
+    torrent = make_torrent(payload, "http://127.0.0.1:1/announce")
+    app = make_app()
+    client = app.test_client()
+    client.post("/start-downloads", content_type="multipart/form-data",
+                data={"torrents": [(BytesIO(torrent.data), "season.torrent")], "paused": "on"})
+    url = f"/api/jobs/{torrent.info_hash}"
+    wait_until(lambda: client.get(f"{url}/files").status_code == 200, 20, "no file list")
+    return client, url
+
+
+def wanted_files(client, url):
+    return [entry["wanted"] for entry in client.get(f"{url}/files").get_json()]
+
+
+@pytest.mark.parametrize("wanted", [[999999], [0, 3], [-1], [2, 10**30]])
+def test_file_indices_out_of_range_get_400_and_change_nothing(three_files, wanted):
+    client, url = three_files
+    response = client.post(f"{url}/files", json={"wanted": wanted})
+    assert response.status_code == 400
+    assert "this torrent's files are numbered 0 to 2" in response.get_json()["error"]
+    assert wanted_files(client, url) == [True, True, True]
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "9" * 5000, "-1", "1.0", "x"])
+def test_crafted_file_indices_in_the_form_get_400(three_files, value):
+    client, url = three_files
+    response = client.post(url.replace("/api", "") + "/files", data={"wanted": ["0", value]})
+    assert response.status_code == 400
+    assert "A file index must be a whole number" in response.get_data(as_text=True)
+    assert wanted_files(client, url) == [True, True, True]
+
+
+def test_a_forged_line_in_the_log_is_shown_as_one(open_app, caplog):
+    caplog.set_level("INFO", logger="security")
+    client = open_app.test_client()
+    client.post("/jobs/x%0aINFO security: admin logged in/pause")
+    record = next(r for r in caplog.records if "CSRF" in r.getMessage())
+    assert "\n" not in record.getMessage() and "\\n" in record.getMessage()
+
+
+# What waitress holds before the app sees a request ---------------------------------
+
+MiB = 1024 * 1024
+REAL_LIMIT = MiB  # the real server's HASHDROP_MAX_UPLOAD_BYTES
+REAL_IDLE_TIMEOUT = 2  # and HASHDROP_IDLE_TIMEOUT
+
+
+def accepts_connections(port, process):
+    assert process.poll() is None, "the server exited"
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def real_server(tmp_path_factory):
+    """`python app.py` on a free loopback port, with a password, a 1 MiB upload limit and a 2 s
+    idle timeout; yields its port."""
+    from swarm import free_port, loopback_app_env, wait_until
+
+    folder = tmp_path_factory.mktemp("real-server")
+    port = free_port()
+    env = loopback_app_env(port, folder / "downloads", folder / "data", "http://127.0.0.1:1/announce",
+                           PASSWORD=PASSWORD, MAX_UPLOAD_BYTES=REAL_LIMIT, IDLE_TIMEOUT=REAL_IDLE_TIMEOUT)
+    with open(folder / "server.log", "wb") as log:
+        process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log,
+                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: accepts_connections(port, process), 30, "the server did not start")
+        yield port
+    finally:
+        process.terminate()
+        process.wait(20)
+
+
+def post_head(port, headers):
+    """A connection to the real server that has sent a POST's request line and headers."""
+    connection = socket.create_connection(("127.0.0.1", port), timeout=10)
+    lines = ["POST /start-downloads HTTP/1.1", "Host: 127.0.0.1",
+             "Content-Type: multipart/form-data; boundary=x", *headers, "", ""]
+    connection.sendall("\r\n".join(lines).encode())
+    return connection
+
+
+def answer_or_close(connection):
+    """The first bytes the server answers with; b"" when it closed (or reset) the connection."""
+    try:
+        return connection.recv(4096)
+    except ConnectionResetError:
+        return b""
+
+
+def send_until_refused(connection, total):
+    """Send total bytes of chunked body, never its last chunk; stop when the server hangs up."""
+    chunk = b"x" * (64 * 1024)
+    try:
+        for _ in range(total // len(chunk)):
+            connection.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+
+
+def test_a_body_over_the_limit_is_refused_before_it_is_read(real_server):
+    with post_head(real_server, [f"Content-Length: {100 * REAL_LIMIT}"]) as connection:
+        answer = answer_or_close(connection)  # not one byte of the body was sent
+    assert answer.startswith(b"HTTP/1.1 413 ")
+
+
+def test_a_chunked_body_is_cut_off_at_the_limit(real_server):
+    with post_head(real_server, ["Transfer-Encoding: chunked"]) as connection:
+        send_until_refused(connection, 3 * REAL_LIMIT)
+        answer = answer_or_close(connection)  # before the body's end: waitress stopped reading
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 413 ")
+
+
+def test_a_body_at_the_limit_reaches_the_app(real_server):
+    body = b"x" * (REAL_LIMIT - 1024)
+    with post_head(real_server, [f"Content-Length: {len(body)}"]) as connection:
+        connection.sendall(body)
+        answer = answer_or_close(connection)
+    assert answer.startswith(b"HTTP/1.1 303 ") and b"Location: /login" in answer  # the app's login
+
+
+@pytest.mark.parametrize("sent", [b"", b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n"],
+                         ids=["nothing", "half a request"])
+def test_a_silent_connection_is_closed_within_the_idle_timeout(real_server, sent):
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", real_server), timeout=10) as connection:
+        connection.sendall(sent)
+        assert answer_or_close(connection) == b""
+    assert time.monotonic() - started < REAL_IDLE_TIMEOUT * 1.25 + 1.5
+
+
+def test_serve_hands_waitress_its_limits(make_app, monkeypatch):
+    served = {}
+    monkeypatch.setattr(waitress, "serve", lambda app, **options: served.update(options))
+    serve.serve(lambda: make_app(MAX_UPLOAD_BYTES=5 * MiB, IDLE_TIMEOUT=40), environ={})
+    assert served["max_request_body_size"] == 5 * MiB + serve.MULTIPART_OVERHEAD
+    assert served["channel_timeout"] == 40 and served["cleanup_interval"] == 10
+    assert served["max_request_header_size"] < 256 * 1024 and served["connection_limit"] <= 100
+
+
 # The secret key ---------------------------------------------------------------------
 
 def test_secret_key_is_random_per_installation_and_private(make_app, tmp_path):
@@ -647,6 +1060,87 @@ def test_a_configured_secret_key_writes_no_file(make_app, tmp_path):
     app = make_app(SECRET_KEY="from-the-environment", DATA_DIR=str(tmp_path / "set"))
     assert app.secret_key == "from-the-environment"
     assert not (tmp_path / "set" / "secret_key").exists()
+
+
+@pytest.mark.parametrize("typed", ["12345678901234567890123456789012345678", "1e5", "true", "null"])
+def test_a_secret_key_from_the_environment_is_kept_as_typed(monkeypatch, tmp_path, typed):
+    # from_prefixed_env parses values as JSON: 1e5 became 100000.0, null no key at all.
+    from app import create_app
+
+    monkeypatch.setenv("HASHDROP_SECRET_KEY", typed)
+    monkeypatch.setenv("HASHDROP_SAVE_PATH", str(tmp_path / "downloads"))
+    monkeypatch.setenv("HASHDROP_DATA_DIR", str(tmp_path / "data"))
+    app = create_app()
+    try:
+        assert app.secret_key == typed
+        assert app.test_client().get("/").status_code == 200  # the page signs its CSRF token
+        assert not (tmp_path / "data" / "secret_key").exists()
+    finally:
+        app.extensions["hashdrop"].shutdown()
+
+
+@pytest.mark.parametrize("content", [b"", b"\n", b"too short", b"\xff\xfe" * 40],
+                         ids=["empty", "a line break", "too short", "not text"])
+def test_an_unusable_secret_key_file_is_replaced(make_app, tmp_path, caplog, content):
+    (tmp_path / "data").mkdir()
+    key_file = tmp_path / "data" / "secret_key"
+    key_file.write_bytes(content)
+    app = make_app(SECRET_KEY=None, PASSWORD=PASSWORD, WTF_CSRF_ENABLED=True)
+    assert len(app.secret_key) >= 32 and key_file.read_text() == app.secret_key
+    assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
+    assert "too short to sign logins" in caplog.text
+    client = app.test_client()
+    assert log_in(client).status_code == 303 and client.get("/").status_code == 200
+
+
+# Files only this user may read ------------------------------------------------------
+
+@pytest.fixture
+def usual_umask():
+    """The umask most systems give a service (022): files come out 0644 unless hashdrop says."""
+    before = os.umask(0o022)
+    yield
+    os.umask(before)
+
+
+def mode(path):
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new install", "older install"])
+def test_the_data_dir_and_what_it_holds_are_private(make_app, tmp_path, usual_umask, existing):
+    data = tmp_path / "data"
+    if existing:  # as an older hashdrop left them
+        data.mkdir(mode=0o755)
+        for name in ("hashdrop.sqlite3", "hashdrop.sqlite3-wal"):
+            (data / name).touch(mode=0o644)
+    app = make_app(SECRET_KEY=None, PASSWORD=PASSWORD, WTF_CSRF_ENABLED=True)
+    client = app.test_client()
+    log_in(client)
+    assert client.post("/api/jobs", json={"hashes": [HASH_A]}).status_code == 201
+    assert mode(data) == 0o700
+    for name in ("secret_key", "sessions", "running", "hashdrop.sqlite3", "hashdrop.sqlite3-wal",
+                 "hashdrop.sqlite3-shm"):
+        assert mode(data / name) == 0o600, name
+
+
+def test_resume_files_are_written_private(tmp_path, usual_umask):
+    from jobs.durability import write_atomically
+
+    write_atomically(str(tmp_path / "job.resume"), b"resume data")
+    assert mode(tmp_path / "job.resume") == 0o600 and os.listdir(tmp_path) == ["job.resume"]
+
+
+# Caching ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path, cached", [
+    ("/", False), ("/jobs", False), ("/login", False), ("/api/jobs", False), ("/api/status", False),
+    (f"/api/jobs/{HASH_B}", False), ("/nowhere", False), ("/static/style.css", True),
+])
+def test_pages_and_the_api_are_never_cached(make_app, path, cached):
+    with make_app().test_client().get(path) as response:
+        pass
+    assert (response.headers.get("Cache-Control") == "no-store") != cached
 
 
 # Fuzzing ----------------------------------------------------------------------------
