@@ -158,6 +158,7 @@ class TorrentSession:
         self.session = None
         self._listeners = {}  # info hash hex -> callable(alert or status)
         self._removals = {}  # info hash hex -> Event set once a removed torrent's files are closed
+        self._metadata_hooks = {}  # info hash hex -> callable(handle, name), see listen()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = None
@@ -178,11 +179,15 @@ class TorrentSession:
         self._thread = threading.Thread(target=self._alert_loop, name="alerts", daemon=True)
         self._thread.start()
 
-    def listen(self, keys, listener):
-        """Route alerts and status updates for these info hash keys to listener."""
+    def listen(self, keys, listener, before_metadata=None):
+        """Route alerts and status updates for these info hash keys to listener; before_metadata
+        (handle, torrent name), if given, runs in the alert thread as the metadata arrives,
+        before anything else can be done about it."""
         with self._lock:
             for key in keys:
                 self._listeners[key] = listener
+                if before_metadata is not None:
+                    self._metadata_hooks[key] = before_metadata
 
     def forget(self, keys, listener):
         """Stop routing these keys to listener (a newer job for the same hash keeps its own)."""
@@ -190,6 +195,7 @@ class TorrentSession:
             for key in keys:
                 if self._listeners.get(key) == listener:
                     del self._listeners[key]
+                    self._metadata_hooks.pop(key, None)
 
     def add(self, add_params):
         """Add a torrent bound to a torrentp downloader; return the downloader."""
@@ -310,9 +316,18 @@ class TorrentSession:
         if handle is None or not handle.is_valid():
             return
         listener = self._listener_for(handle.info_hashes())
+        if listener and isinstance(alert, lt.metadata_received_alert):
+            self._before_metadata(handle, alert.torrent_name)
         event = translate(alert) if listener else None
         if event:
             listener(event)
+
+    def _before_metadata(self, handle, name):
+        with self._lock:
+            hook = next((self._metadata_hooks[key] for key in info_hash_keys(handle.info_hashes())
+                         if key in self._metadata_hooks), None)
+        if hook is not None:
+            hook(handle, name)
 
     def _note_listening(self, alert):
         if isinstance(alert, lt.listen_failed_alert):
@@ -392,7 +407,8 @@ def downloader(task):
 
     Runs in the job's own worker. task (jobs.task.JobTask) gives the session, the job's hashes
     (keys()), its add parameters and its inbox; it takes the torrent (attach, detach), the
-    events (handle) and a failure (fail). This adds the torrent to the shared session, then
+    events (handle), a failure (fail), and the metadata as it arrives, in the alert thread
+    (before_metadata). This adds the torrent to the shared session, then
     sleeps on the inbox, where the alert thread delivers the torrent's alerts and status
     updates, until it is told to stop.
     """
@@ -401,7 +417,7 @@ def downloader(task):
         task.wait_for_submit()
         # Listen before adding: a torrent's first alerts (metadata, finished) can come
         # before add() returns, and an alert with no listener is dropped.
-        task.session.listen(task.keys(), task.inbox.put)
+        task.session.listen(task.keys(), task.inbox.put, task.before_metadata)
         torrent = task.session.add(task.add_params())
         task.attach(torrent)
         for message in iter(task.inbox.get, STOP):  # (event, value) pairs from translate()

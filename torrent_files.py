@@ -277,3 +277,11 @@ def existing_name(save_path, path, suffix, renamed=None):
         if os.path.lexists(os.path.join(save_path, name)):
             return name
     return None
+
+
+def names_in(folder):
+    """The names in a folder (none if it is not there yet)."""
+    try:
+        return os.listdir(folder)
+    except OSError:
+        return []

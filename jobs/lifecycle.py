@@ -55,10 +55,11 @@ class Lifecycle:
                 self.stop_with(job, refused_message(job, refused))
 
     def on_metadata(self, job, value):
-        """Record the name, then start downloading if a slot is free.
+        """Record the name, sort the files, then start downloading if a slot is free.
 
         The metadata itself is kept with the resume data, asked for as it arrived. The files
-        are named first: libtorrent is downloading already, and the store's writes can wait.
+        are named first: libtorrent is downloading already (unless something was on disk under
+        the torrent's name, see jobs.task.before_metadata), and the store's writes can wait.
         """
         name, keys = value
         self.part_files.mark_before_download(job)
@@ -70,6 +71,11 @@ class Lifecycle:
                 self.registry.add_alias(job, key)
             self.store.update(job.info_hash, name=name)
             fetched_file_list, job.fetching_file_list = job.fetching_file_list, False
+            held, job.run.held_for_sort = job.run.held_for_sort, False
+            if held and not self.sort_files(job):
+                return
+            if not held and not fetched_file_list:
+                self.part_files.claim_all(job)
             if job.state == JobState.FETCHING_METADATA:
                 self.want_download(job)
             elif fetched_file_list and job.state == JobState.PAUSED and job.run.torrent:
@@ -137,10 +143,28 @@ class Lifecycle:
             if slot and was_queued:
                 downloader.reconnect(torrent.handle)  # seeds dropped it while it was upload-only
 
+    def sort_files(self, job, wanted=None):
+        """Sort the files the job wants (all it wants now, by default) before it writes them
+        (jobs.part_files.want_files); False if it cannot go on (it failed, saying why)."""
+        torrent = job.run.torrent
+        if torrent is None or not job.has_metadata:
+            return True
+        handle = torrent.handle
+        try:
+            if wanted is None:
+                wanted = {i for i, priority in enumerate(handle.get_file_priorities()) if priority > 0}
+            self.part_files.want_files(job, handle, wanted)
+        except UnsafePath as exc:
+            self.stop_with(job, str(exc))
+            return False
+        except RuntimeError:  # removed meanwhile
+            pass
+        return True
+
     def release_held_files(self, job):
-        """Want every file of a job whose files all wait (added before their sort, or paused
-        before its metadata for a choice; see jobs.task), or again the files it refused to
-        take over. Return False if the job cannot go on (a file would leave the save path)."""
+        """Want every file of a job whose files all wait for a choice (it was added paused
+        before its metadata, see jobs.task), or again the files it refused to take over.
+        Return False if the job cannot go on."""
         torrent = job.run.torrent
         if torrent is None or not job.has_metadata:
             return True
@@ -150,15 +174,14 @@ class Lifecycle:
             retry = set(job.marks.refused)
             if wanted and not retry:
                 return True
-            self.part_files.want_files(job, handle, (wanted | retry) or set(range(handle.torrent_file().num_files())))
-            if retry:  # its check counted pieces of the file it refused: count again
-                handle.force_recheck()
-            job.run.redial_due = True
-        except UnsafePath as exc:
-            self.stop_with(job, str(exc))
-            return False
+            every_file = set(range(handle.torrent_file().num_files()))
         except RuntimeError:  # removed meanwhile
-            pass
+            return True
+        if not self.sort_files(job, (wanted | retry) or every_file):
+            return False
+        if retry:  # its check counted pieces of the file it refused: count again
+            handle.force_recheck()
+        job.run.redial_due = True
         return True
 
     def redial_if_due(self, job):

@@ -98,6 +98,9 @@ class JobRun:
     inbox: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)  # events from the alert thread
     detached: bool = False  # the worker let go of its torrent, and no longer deletes files
     redial_due: bool = False  # its held files were just released: dial its seeds once it wants them
+    held_for_sort: bool = False  # in upload mode until its files are sorted (see jobs.task)
+    added_at: float | None = None  # time.time() as its torrent was added: files made since are its own
+    names_before: frozenset = frozenset()  # what the save path held then, for a magnet (see jobs.task)
 
     def is_running(self):
         return self.worker is not None and self.worker.is_alive()

@@ -85,7 +85,7 @@ class Ownership:
                 result.outside[index] = path
                 continue
             on_disk = torrent_files.existing_name(job.save_path, path, self.suffix, renamed.get(index))
-            if on_disk is None:
+            if on_disk is None or made_since(os.path.join(job.save_path, on_disk), job.run.added_at):
                 result.new.add(index)
             elif written is not None and path in written:
                 result.own.add(index)
@@ -127,6 +127,17 @@ class Ownership:
     def _delete_inside(self, path):
         if os.path.isfile(path) and not os.path.islink(path) and torrent_files.resolves_inside(path, self.save_root):
             remove_quietly(path)
+
+
+def made_since(path, moment):
+    """Whether the file at path came into being (or last changed its inode) at or after moment:
+    libtorrent can create a magnet's files before the job's thread has sorted them."""
+    if moment is None:
+        return False
+    try:
+        return os.lstat(path).st_ctime >= moment
+    except OSError:
+        return False
 
 
 def remove_empty_folders(save_path, paths, save_root):

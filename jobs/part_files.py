@@ -112,6 +112,17 @@ class PartFiles:
         torrent_files.set_wanted_files(handle, sort.new | sort.own | (job.marks.adopted & wanted))
         return sort
 
+    def claim_all(self, job):
+        """Record every file of the job's torrent as its own: nothing was on disk under its name."""
+        torrent = job.run.torrent
+        if torrent is None:
+            return
+        try:
+            _, named = torrent_files.named_files(torrent.handle)
+        except RuntimeError:  # removed meanwhile
+            return
+        self.ownership.claim(job, [path for _, path, _ in named])
+
     def settle_held(self, job):
         """Once libtorrent has checked the files the job found on disk and did not write: want
         each that holds exactly its data (seeded as it is, never deleted); return the others,

@@ -1,6 +1,7 @@
 """What a job's worker is handed: downloader(task) adds the job's torrent, attaches it, and
 passes its events on. The task binds one job to the lifecycle that reacts to them."""
 import os
+import time
 from dataclasses import dataclass
 
 import cpus
@@ -32,6 +33,7 @@ class JobTask:
         self.inbox = job.run.inbox
         self.session = services.session
         self._jobs = services
+        self._sort_at_attach = False  # see add_params
 
     def keys(self):
         return self.job.keys()
@@ -72,10 +74,13 @@ class JobTask:
         jobs.ownership.check_inside(job, params)
         params.save_path = job.save_path
         torrent_files.set_flag(params, "sequential_download", job.sequential)
-        # Without resume data no file is wanted until jobs.part_files.want_files has sorted them:
-        # a file on disk that the job did not write is never written to before it is checked.
-        self._set_start_flags(params, hold_files=job.fetching_file_list or not resumed or
-                              not torrent_files.has_metadata(params))
+        # A new torrent whose files are known (an uploaded one) is sorted as it is attached.
+        self._sort_at_attach = not resumed and torrent_files.has_metadata(params)
+        if not torrent_files.has_metadata(params):
+            job.run.names_before = frozenset(torrent_files.names_in(job.save_path))
+        job.run.added_at = time.time()
+        hold = self._sort_at_attach and self._hold_or_claim(params.ti.name(), params.ti.layout())
+        self._set_start_flags(params, hold)
         # After a crash the store's total is newer than the resume data's (see save_upload_totals).
         params.total_uploaded = max(params.total_uploaded, job.durability.uploaded_saved)
         return params
@@ -99,9 +104,9 @@ class JobTask:
         if unclean_start and not vouched:
             torrent_files.drop_piece_claims(params)
 
-    def _set_start_flags(self, params, hold_files):
-        """Whether the torrent starts paused, downloading, or only uploading (no slot yet), and
-        whether its files wait for want_files (hold_files)."""
+    def _set_start_flags(self, params, hold):
+        """Whether the torrent starts paused, downloading, or only uploading: it has no slot
+        yet, or its files are held until they are sorted (hold)."""
         job = self.job
         with self._jobs.registry.lock:
             job.has_metadata = torrent_files.has_metadata(params)
@@ -119,8 +124,41 @@ class JobTask:
         # starts at once when a slot frees. One without metadata must not: a seed drops a peer
         # that says it is upload-only before sending it the metadata.
         torrent_files.set_flag(params, "paused", paused)
-        torrent_files.set_flag(params, "upload_mode", not slot and job.has_metadata)
-        torrent_files.set_flag(params, "default_dont_download", hold_files or job.fetching_file_list)
+        torrent_files.set_flag(params, "upload_mode", hold or (not slot and job.has_metadata))
+        torrent_files.set_flag(params, "default_dont_download", job.fetching_file_list)
+
+    def _hold_or_claim(self, name, layout):
+        """As a new torrent's files become known, before libtorrent may write one: True if
+        something is on disk under the torrent's name (its files must be sorted first, see
+        jobs.part_files.want_files); else record every file as the job's, and False."""
+        if self._taken(name):
+            return True
+        self._jobs.ownership.claim(self.job, [path for _, path in torrent_files.real_files(layout)])
+        return False
+
+    def _taken(self, name, names=None):
+        """Whether anything is on disk under the torrent's name (or that name marked); with
+        names, whether it was among them."""
+        suffix = self._jobs.part_files.suffix
+        candidates = [name, name + suffix] if suffix else [name]
+        if names is not None:
+            return any(candidate in names for candidate in candidates)
+        return any(os.path.lexists(os.path.join(self.job.save_path, candidate)) for candidate in candidates)
+
+    def before_metadata(self, handle, name):
+        """In the alert thread, as a magnet's metadata arrives and libtorrent is about to write:
+        if the save path held anything under the torrent's name when the torrent was added,
+        hold the download (upload mode) until the job's thread has sorted its files. Else none
+        of its files can be someone else's, and the job's thread records them as its own.
+        (What is on disk now may be libtorrent's own first writes: this thread can lag.)"""
+        if self.job.fetching_file_list or not self._taken(name, self.job.run.names_before):
+            return  # held for a person's choice already (default_dont_download), or nothing to fear
+        try:
+            torrent_files.set_flag(handle, "upload_mode", True)
+        except RuntimeError:  # removed meanwhile
+            return
+        self.job.run.held_for_sort = True
+        self.job.run.redial_due = True  # seeds may drop it while it only uploads
 
     # In the session, and out of it -------------------------------------------------------
     def attach(self, torrent):
@@ -130,10 +168,11 @@ class JobTask:
         keys = torrent_files.info_hash_keys(torrent.handle.info_hashes())
         with self._jobs.registry.lock:
             job.run.torrent = torrent
-            if job.state == JobState.PAUSED:
+            if self._sort_at_attach and not lifecycle.sort_files(job):
+                pass  # it cannot go on: it failed, saying why
+            elif job.state == JobState.PAUSED:
                 if not job.fetching_file_list:
                     torrent.pause()
-                    lifecycle.release_held_files(job)  # its files are chosen as a download's would be
             elif job.state == JobState.COMPLETED:
                 pass
             elif not job.has_metadata:
