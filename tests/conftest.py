@@ -6,14 +6,8 @@ import pytest
 
 # Every process a test starts (the app by `python app.py`, the bench's clients) inherits these:
 # no machine here may send a packet beyond loopback, and libtorrent's defaults would, at once.
-LOOPBACK_ENVIRONMENT = {
-    "HASHDROP_LISTEN_INTERFACES": "127.0.0.1:0",
-    "HASHDROP_OUTGOING_INTERFACES": "127.0.0.1",
-    "HASHDROP_DHT": "false",
-    "HASHDROP_LSD": "false",
-    "HASHDROP_UPNP": "false",
-    "HASHDROP_NATPMP": "false",
-}
+from swarm import LOOPBACK_ENVIRONMENT  # noqa: E402  (swarm imports nothing of the app)
+
 os.environ.update(LOOPBACK_ENVIRONMENT)
 
 from flask.testing import FlaskClient  # noqa: E402

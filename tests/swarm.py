@@ -108,18 +108,25 @@ def hermetic_settings(listen=f"{CLIENT_HOST}:0", **overrides):
     return settings
 
 
+# hashdrop's settings for a session that stays on loopback (conftest.py puts them in the
+# environment of every test).
+LOOPBACK_ENVIRONMENT = {
+    "HASHDROP_LISTEN_INTERFACES": "127.0.0.1:0",
+    "HASHDROP_OUTGOING_INTERFACES": "127.0.0.1",
+    "HASHDROP_DHT": "false",
+    "HASHDROP_LSD": "false",
+    "HASHDROP_UPNP": "false",
+    "HASHDROP_NATPMP": "false",
+}
+
+
 def loopback_app_env(port, save_path, data_dir, tracker_url, **settings):
     """The environment for `python app.py` on 127.0.0.1:port with discovery off, as tests and the bench run it."""
     return {
         **os.environ,
         "HASHDROP_HOST": "127.0.0.1",
         "HASHDROP_PORT": str(port),
-        "HASHDROP_LISTEN_INTERFACES": "127.0.0.1:0",
-        "HASHDROP_OUTGOING_INTERFACES": "127.0.0.1",
-        "HASHDROP_DHT": "false",
-        "HASHDROP_LSD": "false",
-        "HASHDROP_UPNP": "false",
-        "HASHDROP_NATPMP": "false",
+        **LOOPBACK_ENVIRONMENT,
         "HASHDROP_SAVE_PATH": str(save_path),
         "HASHDROP_DATA_DIR": str(data_dir),
         "HASHDROP_TRACKERS": json.dumps([tracker_url]),
