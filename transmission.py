@@ -69,7 +69,8 @@ def rpc():
         return reply("The request body is not JSON: send {\"method\": ..., \"arguments\": {...}}.")
     if not isinstance(body, dict):
         return reply("The request body must be a JSON object with a \"method\".")
-    return reply(*call(body.get("method"), body.get("arguments", {})), tag=body.get("tag"))
+    arguments = body.get("arguments")
+    return reply(*call(body.get("method"), {} if arguments is None else arguments), tag=body.get("tag"))
 
 
 def handshake(session_id):
@@ -137,10 +138,11 @@ def hash_list(arguments):
 
 
 def flag(arguments, name, default=False):
+    """A true/false argument; 0 and 1 too, which Transmission takes as well."""
     value = arguments.get(name, default)
-    if not isinstance(value, bool):
+    if value not in (True, False):  # 0 == False and 1 == True
         raise RpcError(f"{name} must be true or false, not {value!r}.")
-    return value
+    return bool(value)
 
 
 def string_list(arguments, name):
