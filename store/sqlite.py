@@ -72,6 +72,18 @@ class SQLiteJobStore(JobStore):
         for name, definition in ADDED_COLUMNS.items():
             if name not in present:
                 self._db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {definition}")
+        if "number" not in present:
+            self._number_old_jobs()
+
+    def _number_old_jobs(self):
+        """Number the jobs of a database made before job numbers, oldest first, in one
+        transaction: one write per job would be minutes of fsyncs for a long list."""
+        rowids = [row[0] for row in self._db.execute("SELECT rowid FROM jobs ORDER BY added_at, rowid")]
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany("UPDATE jobs SET number = ? WHERE rowid = ?",
+                                 [(number, rowid) for number, rowid in enumerate(rowids, 1)])
+            self._db.execute(BUMP_NUMBER, (len(rowids),))
 
     def load(self):
         """Return every stored job as a dict, oldest first."""
