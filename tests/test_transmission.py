@@ -198,10 +198,10 @@ def test_a_magnet_and_a_torrent_file_download_and_a_repeat_is_a_duplicate(server
     rpc = client(server)
     first = rpc.add_torrent(by_magnet.magnet())
     second = rpc.add_torrent(by_file.data, labels=["movies"])
-    assert (first.hashString, second.hashString) == (by_magnet.info_hash, by_file.info_hash)
+    assert (first.hash_string, second.hash_string) == (by_magnet.info_hash, by_file.info_hash)
     assert first.id != second.id and {first.id, second.id} == {1, 2}
     again = rpc.add_torrent(by_magnet.magnet())  # torrent-duplicate, still success
-    assert again.id == first.id and again.hashString == first.hashString
+    assert again.id == first.id and again.hash_string == first.hash_string
 
     def done():
         torrents = rpc.get_torrents(arguments=["leftUntilDone", "sizeWhenDone", "status"])
@@ -272,7 +272,7 @@ def test_numbers_are_never_reused_and_outlive_a_restart(server):
     server.stop()
     server.start()
     rpc = client(server)
-    assert {t.hashString: t.id for t in rpc.get_torrents()} == {"11" * 20: first.id, "33" * 20: 3}
+    assert {t.hash_string: t.id for t in rpc.get_torrents()} == {"11" * 20: first.id, "33" * 20: 3}
     rpc.remove_torrent(3)
     server.stop()
     server.start()
