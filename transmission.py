@@ -417,6 +417,12 @@ class Torrent:
             return DOWNLOADING  # a magnet still fetching its file list: downloading, totalSize 0
         return SEEDING if job["seeding"] else STOPPED
 
+    def eta(self):
+        """Seconds left; -2 (unknown) for a running job that does not move, -1 (none) otherwise."""
+        if self.job["eta_seconds"] is not None:
+            return self.job["eta_seconds"]
+        return -2 if self.job["state"] in ACTIVE_STATES else -1
+
     def left(self):
         return max(0, self.job["total_bytes"] - self.job["downloaded_bytes"])
 
@@ -460,7 +466,7 @@ FIELDS = {
     "percentDone": lambda t: t.job["progress"],
     "metadataPercentComplete": lambda t: 1 if t.job["has_metadata"] else 0,
     "recheckProgress": lambda t: 0,
-    "eta": lambda t: t.job["eta_seconds"] if t.job["eta_seconds"] is not None else -1,
+    "eta": Torrent.eta,
     "etaIdle": lambda t: -1,
     "rateDownload": lambda t: t.job["download_rate"],
     "rateUpload": lambda t: t.job["upload_rate"],

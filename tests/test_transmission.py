@@ -199,6 +199,10 @@ def test_with_a_password_it_takes_http_basic_and_answers_401_without(start_serve
     assert code == 0 and "RPC version: 17" in output and "Daemon version: 4.0.6" in output, output
     code, output = remote(server, "-st", auth="admin:secret")
     assert code == 0 and "TOTAL" in output, output
+    # Wrong Basic credentials count towards the login lockout, as wrong logins on the page do.
+    answers = [post(server.url(), {"method": "session-get"}, auth="admin:guess")[0] for _ in range(5)]
+    assert answers[-1] == 429 and set(answers[:-1]) <= {401, 429}, answers
+    assert post(server.url(), {"method": "session-get"}, auth="admin:secret")[0] == 429
 
 
 @pytest.mark.swarm
