@@ -17,6 +17,7 @@ from jobs import JobError, JobManager, JobState
 from jobs.durability import write_atomically
 import security
 import serve
+import transmission
 
 log = logging.getLogger(__name__)
 bp = Blueprint("jobs", __name__)
@@ -35,6 +36,7 @@ def create_app(test_config=None):
     app.extensions["hashdrop"] = manager = JobManager.from_config(app.config)
     atexit.register(manager.shutdown)
     app.register_blueprint(bp)
+    app.register_blueprint(transmission.bp)
     security.init_app(app)
     app.jinja_env.filters.update(filesize=filesize, duration=duration, state_word=state_word)
     app.register_error_handler(HTTPException, http_error)
@@ -351,7 +353,7 @@ def job_options(body):
         if not isinstance(value, bool):
             raise JobError(f'"{name}" must be true or false.')
         flags[name] = value
-    return {"category": category, **flags}
+    return {"category": category, "source": "api", **flags}
 
 
 @bp.get("/api/jobs/<info_hash>/files")

@@ -61,6 +61,9 @@ FORBIDDEN_CHARACTER = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\ud
 STATE_CHANGING = ("POST", "PUT", "PATCH", "DELETE")
 SCRIPT_HEADERS = ("X-Hashdrop", "X-Requested-With")  # headers only a script (or a preflight) sends
 SAFE_NEXT = re.compile(r"/(?![/\\])[^\x00-\x20\\]*")
+# The Transmission RPC (transmission.py): its X-Transmission-Session-Id handshake is its CSRF
+# defence, and its clients (Sonarr, transmission-remote) log in with HTTP Basic alone.
+RPC_PREFIX = "/transmission/"
 
 
 def init_app(app):
@@ -439,15 +442,17 @@ def authenticate():
         return None
     if request.path.startswith("/api/"):
         return basic_auth()
+    if request.path.startswith(RPC_PREFIX):
+        return basic_auth('Basic realm="Transmission"')
     if request.headers.get("HX-Request"):
         return "", 401, {"HX-Redirect": url_for("security.login")}
     target = request.full_path.rstrip("?") if request.method == "GET" else None
     return redirect(url_for("security.login", next=target), code=303)
 
 
-def basic_auth():
+def basic_auth(realm='Basic realm="hashdrop"'):
     """Let an API request through with the right HTTP Basic credentials, counting failures."""
-    challenge = {"WWW-Authenticate": 'Basic realm="hashdrop"'}
+    challenge = {"WWW-Authenticate": realm}
     auth = request.authorization
     if auth is None or auth.type != "basic":
         return api_error("Log in first: send HTTP Basic auth with the hashdrop username and "
@@ -556,8 +561,11 @@ def guard():
         problem = cross_site_problem()  # the API has no CSRF tokens
         if problem:
             return refuse(problem, 403)
-    if request.endpoint == "jobs.start_downloads" and request.mimetype == "multipart/form-data":
+    rpc = request.path.startswith(RPC_PREFIX)
+    if (request.endpoint == "jobs.start_downloads" and request.mimetype == "multipart/form-data") or rpc:
         request.max_content_length = current_app.config["MAX_UPLOAD_BYTES"]  # .torrent files
+    if rpc:  # transmission-remote labels its JSON a form: transmission.py reads any body as JSON
+        return None
     if form_encoding_problem():
         return refuse(NOT_UTF8, 400)
     if current_app.config["WTF_CSRF_ENABLED"] and not request.path.startswith("/api/"):

@@ -1,12 +1,15 @@
 """The facade the views call: submit, look up, steer and list jobs; start-up and shutdown."""
 import functools
+import json
 import logging
 import os
 import threading
 import time
+from collections import deque
 from contextlib import contextmanager
 
 import cpus
+import downloader
 import hashes
 import torrent_files
 from downloader import STOP, TorrentSession, session_settings
@@ -19,13 +22,14 @@ from jobs.registry import JobRegistry
 from jobs.runner import WorkerNotStarted, runner_from_config
 from jobs.slots import SlotQueue
 from jobs.steering import Steering
-from jobs.submit import JobOptions, check_category, uploaded_targets
+from jobs.submit import JobOptions, category_for_dir, check_category, uploaded_targets
 from jobs.task import JobServices, JobTask
 from jobs.view import job_view
 from store import StoreWriteError, open_store
 
 log = logging.getLogger(__name__)
 SPARE_THREADS = 16  # kept free at start-up for the web server (waitress starts 4) and libtorrent
+REMOVED_KEPT = 1000  # removed jobs' numbers remembered, for RPC clients that ask what went away
 
 
 class JobManager:
@@ -38,6 +42,8 @@ class JobManager:
         self.runner = runner
         self.registry = registry = JobRegistry()
         self.resume_interval = float(config["RESUME_INTERVAL"])
+        self._last_number = 0  # the highest job number given; restore() reads it from the store
+        self._removed = deque(maxlen=REMOVED_KEPT)  # (monotonic time, number) of removed jobs
         self._upload_totals_due = 0.0  # monotonic time of the next save of upload totals
         resume_files = ResumeFiles(os.path.join(config["DATA_DIR"], "resume"))
         self.crash_marker = CrashMarker(os.path.join(config["DATA_DIR"], "running"))
@@ -72,7 +78,8 @@ class JobManager:
     def submit_items(self, items, **options):
         return self.submit(hashes.parse_items(items), **options)
 
-    def submit(self, parsed, uploads=(), category="", paused=False, sequential=False):
+    def submit(self, parsed, uploads=(), category="", paused=False, sequential=False, labels=(),
+               source="form"):
         """Start a job per new target and per uploaded .torrent file ((filename, bytes) pairs)."""
         result = SubmitResult(duplicates=list(parsed.duplicates), rejected=list(parsed.rejected))
         try:
@@ -80,7 +87,8 @@ class JobManager:
         except JobError as exc:
             return result.refuse(exc.message)
         targets = [(target, None) for target in parsed.targets] + uploaded_targets(uploads, result.rejected)
-        options = JobOptions(self.config["SAVE_PATH"], category, sequential, paused, self.config["TRACKERS"])
+        options = JobOptions(self.config["SAVE_PATH"], category, sequential, paused, self.config["TRACKERS"],
+                             list(labels), source)
         registry = self.registry
         with registry.lock:
             if registry.closed:
@@ -95,6 +103,7 @@ class JobManager:
             if refusal:
                 return result.refuse(refusal, 409)
             for job in new_jobs:
+                job.number = self._take_number()
                 registry.add(job)
             try:
                 self._record_new(new_jobs)
@@ -109,6 +118,11 @@ class JobManager:
                                      f"jobs, or raise the limit on threads or memory.", 503)
         result.started = new_jobs
         return result
+
+    def _take_number(self):
+        """The next job number; one a store refused stays used: numbers only go up."""
+        self._last_number += 1
+        return self._last_number
 
     def _record_new(self, new_jobs):
         """Store the new jobs in one write; if the store refuses, forget them again."""
@@ -185,7 +199,49 @@ class JobManager:
         return self.steering.retry_failed()
 
     def remove(self, info_hash, delete_files=False):
-        return self.steering.remove(info_hash, delete_files)
+        removed = self.steering.remove(info_hash, delete_files)
+        self._removed.append((time.monotonic(), removed["number"]))
+        return removed
+
+    def removed_numbers(self, seconds):
+        """The numbers of the jobs removed in the last `seconds` seconds."""
+        since = time.monotonic() - seconds
+        return [number for at, number in list(self._removed) if at >= since]
+
+    def set_labels(self, info_hash, labels):
+        """Replace a job's labels, kept as given; return the job as shown."""
+        job = self.get(info_hash)
+        with self.registry.lock:
+            job.labels = [str(label) for label in labels]
+            self.store.update(job.info_hash, labels=json.dumps(job.labels))
+        return job_view(job)
+
+    def reannounce(self, info_hash):
+        """Ask the job's trackers for peers again now, if its torrent is in the session."""
+        job = self.get(info_hash)
+        with self.registry.lock:
+            torrent = job.run.torrent
+        if torrent is not None:
+            downloader.reconnect(torrent.handle)
+
+    def find(self, target):
+        """The job a hashes.Target names under any of its hashes, as shown, or None."""
+        job = self.registry.find(target)
+        return job_view(job) if job is not None else None
+
+    def category_for_dir(self, directory):
+        """The category for a client's download folder, or a JobError if it leaves the save path."""
+        return category_for_dir(self.config["SAVE_PATH"], directory)
+
+    def set_rate_limits(self, download=None, upload=None):
+        """Change the session's transfer limits (bytes/s, 0 for none) until the next start."""
+        changes = {}
+        if download is not None:
+            self.config["DOWNLOAD_LIMIT"] = changes["download_rate_limit"] = int(download)
+        if upload is not None:
+            self.config["UPLOAD_LIMIT"] = changes["upload_rate_limit"] = int(upload)
+        if changes:
+            self.session.apply(changes)
 
     def files(self, info_hash):
         return self.steering.files(info_hash)
@@ -235,9 +291,13 @@ class JobManager:
         give, the jobs it has none for fail (and can be retried), and the web server that
         starts next still gets its own.
         """
+        self._last_number = self.store.last_number()
         with spare_threads(SPARE_THREADS):
             for record in self.store.load():
                 job = Job.from_record(record)
+                if not job.number:  # stored by a hashdrop before job numbers
+                    job.number = self._take_number()
+                    self.store.update(job.info_hash, number=job.number)
                 if job.state in (JobState.DOWNLOADING, JobState.QUEUED):
                     job.state = JobState.FETCHING_METADATA
                 with self.registry.lock:

@@ -1,4 +1,5 @@
 """The job model: its states, the job record and its small parts, and what a submit did."""
+import json
 import queue
 from collections import deque
 from dataclasses import dataclass, field
@@ -126,6 +127,9 @@ class Job:
     metainfo: bytes | None = None  # an uploaded .torrent file (a magnet's is kept with the resume data)
     category: str = ""
     sequential: bool = False
+    number: int = 0  # its small id (the Transmission RPC's), never reused; 0 until given one
+    labels: list = field(default_factory=list)  # as the RPC's clients set them, kept as given
+    source: str = "form"  # what added it: "form", "api" or "rpc"
     added_at: datetime = field(default_factory=utcnow)
     state: JobState = JobState.FETCHING_METADATA
     error: str | None = None
@@ -181,6 +185,9 @@ class Job:
             "category": self.category,
             "sequential": int(self.sequential),
             "completed_at": self.completed_at.isoformat() if self.completed_at else None,
+            "number": self.number or None,
+            "labels": json.dumps(self.labels),
+            "source": self.source,
         }
 
     @classmethod
@@ -192,10 +199,20 @@ class Job:
             name=record["name"], magnet=record["magnet"], metainfo=record["torrent"],
             added_at=datetime.fromisoformat(record["added_at"]), state=JobState(record["state"]),
             error=record["error"], save_path=record["save_path"], category=record["category"],
-            sequential=bool(record["sequential"]),
+            sequential=bool(record["sequential"]), number=record.get("number") or 0,
+            labels=stored_labels(record.get("labels")), source=record.get("source") or "form",
             completed_at=datetime.fromisoformat(completed_at) if completed_at else None,
             durability=Durability(restored=True, uploaded_saved=record["uploaded_bytes"]),
         )
+
+
+def stored_labels(text):
+    """The labels a record holds (JSON text); none for a record made before labels."""
+    try:
+        labels = json.loads(text or "[]")
+    except ValueError:
+        return []
+    return [str(label) for label in labels] if isinstance(labels, list) else []
 
 
 @dataclass

@@ -31,6 +31,19 @@ def check_category(save_root, category):
     return os.path.relpath(target, root)
 
 
+def category_for_dir(save_root, directory):
+    """The category a client's download folder names: an absolute folder must be the save path
+    or inside it; a relative one is a category (check_category). Refuse any other."""
+    if os.path.isabs(directory or ""):
+        root = os.path.realpath(save_root)
+        target = os.path.realpath(directory)
+        if target != root and not target.startswith(root + os.sep):
+            raise JobError(f"The download folder {directory!r} is outside hashdrop's save path "
+                           f"{root}: choose the save path or a folder inside it.")
+        directory = os.path.relpath(target, root) if target != root else ""
+    return check_category(save_root, directory)
+
+
 def uploaded_targets(uploads, rejected):
     """(target, bytes) for each usable uploaded .torrent file ((filename, bytes) pairs); each
     other one goes to rejected with the reason."""
@@ -55,11 +68,13 @@ class JobOptions:
     sequential: bool
     paused: bool
     trackers: list
+    labels: list
+    source: str
 
     def new_job(self, target, metainfo=None):
         """A new job for a hashes.Target (and its .torrent file's bytes, if uploaded)."""
         return Job(info_hash=target.info_hash, v1_hash=target.v1_hash, v2_hash=target.v2_hash,
                    name=target.name, magnet=hashes.magnet_for(target, self.trackers), metainfo=metainfo,
                    save_path=os.path.abspath(os.path.join(self.save_root, self.category)),
-                   category=self.category, sequential=self.sequential,
-                   state=JobState.PAUSED if self.paused else JobState.FETCHING_METADATA)
+                   category=self.category, sequential=self.sequential, labels=list(self.labels),
+                   source=self.source, state=JobState.PAUSED if self.paused else JobState.FETCHING_METADATA)

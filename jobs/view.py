@@ -13,6 +13,7 @@ def job_view(job, now=None):
     ratio = job.share_ratio()
     completed = job.state == JobState.COMPLETED
     return {
+        "number": job.number,
         "info_hash": job.info_hash,
         "v1_hash": job.v1_hash,
         "v2_hash": job.v2_hash,
@@ -42,6 +43,8 @@ def job_view(job, now=None):
         "sequential": job.sequential,
         "has_metadata": job.has_metadata,
         "fetching_file_list": job.fetching_file_list,
+        "labels": list(job.labels),
+        "source": job.source,
     }
 
 

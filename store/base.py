@@ -25,6 +25,11 @@ class JobStore(ABC):
         """Every stored job as a dict of its record's fields and uploaded_bytes, oldest first."""
 
     @abstractmethod
+    def last_number(self):
+        """The highest job number ever stored (removed jobs count too), or 0: numbers are never
+        given twice."""
+
+    @abstractmethod
     def save_many(self, records):
         """Insert several jobs at once, all or none; raise StoreWriteError if they are not kept."""
 

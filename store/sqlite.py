@@ -25,16 +25,26 @@ CREATE TABLE IF NOT EXISTS jobs (
     sequential INTEGER NOT NULL DEFAULT 0,
     completed_at TEXT
 );
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 
 # Columns added after the first schema, with their definitions: every database, new or made
 # before them, gets them at open.
-ADDED_COLUMNS = {"uploaded_bytes": "INTEGER NOT NULL DEFAULT 0"}
+ADDED_COLUMNS = {
+    "uploaded_bytes": "INTEGER NOT NULL DEFAULT 0",
+    "number": "INTEGER",  # NULL in a database made before numbers: the manager gives one at start
+    "labels": "TEXT NOT NULL DEFAULT '[]'",
+    "source": "TEXT NOT NULL DEFAULT 'form'",
+}
 
 COLUMNS = (
     "info_hash", "v1_hash", "v2_hash", "name", "magnet", "torrent", "added_at", "state",
-    "error", "save_path", "category", "sequential", "completed_at",
+    "error", "save_path", "category", "sequential", "completed_at", "number", "labels", "source",
 )
+# The highest job number ever given: kept apart from the jobs, so that a removed job's number
+# is not given again (clients such as Sonarr remember jobs by it).
+BUMP_NUMBER = ("INSERT INTO counters (name, value) VALUES ('job_number', ?) "
+               "ON CONFLICT (name) DO UPDATE SET value = max(value, excluded.value)")
 
 
 class SQLiteJobStore(JobStore):
@@ -62,6 +72,18 @@ class SQLiteJobStore(JobStore):
         for name, definition in ADDED_COLUMNS.items():
             if name not in present:
                 self._db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {definition}")
+        if "number" not in present:
+            self._number_old_jobs()
+
+    def _number_old_jobs(self):
+        """Number the jobs of a database made before job numbers, oldest first, in one
+        transaction: one write per job would be minutes of fsyncs for a long list."""
+        rowids = [row[0] for row in self._db.execute("SELECT rowid FROM jobs ORDER BY added_at, rowid")]
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany("UPDATE jobs SET number = ? WHERE rowid = ?",
+                                 [(number, rowid) for number, rowid in enumerate(rowids, 1)])
+            self._db.execute(BUMP_NUMBER, (len(rowids),))
 
     def load(self):
         """Return every stored job as a dict, oldest first."""
@@ -69,12 +91,24 @@ class SQLiteJobStore(JobStore):
             rows = self._db.execute("SELECT * FROM jobs ORDER BY added_at, rowid").fetchall()
         return [dict(row) for row in rows]
 
+    def last_number(self):
+        """The highest job number ever stored, removed jobs' too; 0 when none was."""
+        with self._lock:
+            row = self._db.execute("SELECT max(coalesce((SELECT value FROM counters WHERE name = "
+                                   "'job_number'), 0), coalesce((SELECT max(number) FROM jobs), 0))").fetchone()
+        return row[0]
+
     def save_many(self, records):
         """Insert several jobs in one transaction, after the changes still waiting; raise if it fails."""
         placeholders = ", ".join("?" for _ in COLUMNS)
         sql = f"INSERT OR REPLACE INTO jobs ({', '.join(COLUMNS)}) VALUES ({placeholders})"
+
+        def insert():
+            self._db.executemany(sql, [[r.get(c) for c in COLUMNS] for r in records])
+            self._db.execute(BUMP_NUMBER, (max((r.get("number") or 0 for r in records), default=0),))
+
         with self._lock:
-            self._write_unsaved(lambda: self._db.executemany(sql, [[r.get(c) for c in COLUMNS] for r in records]))
+            self._write_unsaved(insert)
             if self._problem:
                 raise StoreWriteError(self._problem)
 
@@ -117,6 +151,8 @@ class SQLiteJobStore(JobStore):
                         assignments = ", ".join(f"{name} = ?" for name in fields)
                         self._db.execute(f"UPDATE jobs SET {assignments} WHERE info_hash = ?",
                                          [*fields.values(), info_hash])
+                        if fields.get("number"):  # numbered at start: an older database's job
+                            self._db.execute(BUMP_NUMBER, (fields["number"],))
                 if then is not None:
                     then()
         except sqlite3.Error as exc:

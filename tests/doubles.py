@@ -17,21 +17,27 @@ class MemoryJobStore(JobStore):
 
     def __init__(self, config=None):
         self.records = {}
+        self.highest_number = 0
         self.full = False
         self.closed = False
 
     def load(self):
         return [dict(record) for record in self.records.values()]
 
+    def last_number(self):
+        return self.highest_number
+
     def save_many(self, records):
         if self.full:
             raise StoreWriteError("database or disk is full")
         for record in records:
             self.records[record["info_hash"]] = {"uploaded_bytes": 0, **record}
+            self.highest_number = max(self.highest_number, record.get("number") or 0)
 
     def update(self, info_hash, **fields):
         if info_hash in self.records:
             self.records[info_hash].update(fields)
+            self.highest_number = max(self.highest_number, fields.get("number") or 0)
 
     def save_upload_totals(self, totals):
         for uploaded, info_hash in totals:

@@ -137,3 +137,36 @@ def test_a_job_database_that_cannot_be_opened_is_not_called_damaged(make_app, tm
     assert "cannot be opened (disk I/O error); nothing in it was changed. Its disk has" in server.stderr
     assert "Move it aside" not in server.stderr
     assert [job["info_hash"] for job in make_app().extensions["hashdrop"].jobs()] == [HASH_A]
+
+
+def test_jobs_of_a_database_made_before_numbers_get_them_at_start_and_keep_them(make_app, tmp_path):
+    first = make_app()
+    first.test_client().post("/api/jobs", json={"hashes": [HASH_A, HASH_B]})
+    first.extensions["hashdrop"].shutdown()
+    with closing(sqlite3.connect(tmp_path / "data" / "hashdrop.sqlite3")) as database:
+        with database:  # as a hashdrop before job numbers left it
+            database.execute("UPDATE jobs SET number = NULL")
+            database.execute("DELETE FROM counters")
+    second = make_app()
+    numbers = {job["info_hash"]: job["number"] for job in second.extensions["hashdrop"].jobs()}
+    assert numbers == {HASH_A: 1, HASH_B: 2}
+    client = second.test_client()
+    assert client.delete(f"/api/jobs/{HASH_B}").status_code == 204
+    second.extensions["hashdrop"].shutdown()
+    third = make_app()  # B's number is not given again, though no job holds it now
+    started = third.test_client().post("/api/jobs", json={"hashes": [HASH_C]}).get_json()["started"]
+    assert (started[0]["number"], started[0]["source"], started[0]["labels"]) == (3, "api", [])
+
+
+def test_the_job_database_numbers_the_jobs_it_held_before_numbers_in_one_go(make_app, tmp_path):
+    first = make_app()
+    first.test_client().post("/api/jobs", json={"hashes": [HASH_A, HASH_B]})
+    first.extensions["hashdrop"].shutdown()
+    with closing(sqlite3.connect(tmp_path / "data" / "hashdrop.sqlite3")) as database:
+        with database:  # the schema before numbers, labels and sources
+            database.execute("DROP TABLE counters")
+            for column in ("number", "labels", "source"):
+                database.execute(f"ALTER TABLE jobs DROP COLUMN {column}")
+    jobs = make_app().extensions["hashdrop"].jobs()
+    assert [(job["info_hash"], job["number"], job["labels"], job["source"]) for job in jobs] == [
+        (HASH_A, 1, [], "form"), (HASH_B, 2, [], "form")]
