@@ -35,6 +35,8 @@ def create_app(test_config=None):
 
     app.extensions["hashdrop"] = manager = JobManager.from_config(app.config)
     atexit.register(manager.shutdown)
+    if app.config["WATCH_DIR"]:
+        manager.watch(app.config["WATCH_DIR"])
     app.register_blueprint(bp)
     app.register_blueprint(transmission.bp)
     security.init_app(app)

@@ -29,6 +29,7 @@ DEFAULTS = {
     "OUTGOING_INTERFACES": "",  # libtorrent's outgoing_interfaces; "" lets the system choose
     "RUNNER": "thread",
     "STORE": "sqlite",
+    "WATCH_DIR": "",  # a folder whose .torrent and .magnet files become jobs; "" for none
     # Who may connect, and how much one request may carry.
     "HOST": "127.0.0.1",
     "USERNAME": "admin",
@@ -50,7 +51,7 @@ BOOLEANS = ("DHT", "LSD", "UPNP", "NATPMP")
 COUNTS = ("MAX_ACTIVE", "DOWNLOAD_LIMIT", "UPLOAD_LIMIT", "RECV_BUFFER")  # whole numbers, at least 0
 LIMITS = ("MAX_REQUEST_BYTES", "MAX_UPLOAD_BYTES", "MAX_LINES", "MAX_LINE_CHARS",
           "IDLE_TIMEOUT", "SESSION_DAYS", "MAX_JOBS")  # at least 1
-TEXTS = ("OUTGOING_INTERFACES", "RUNNER", "STORE")
+TEXTS = ("OUTGOING_INTERFACES", "RUNNER", "STORE", "WATCH_DIR")
 # The names HASHDROP_DISK_IO takes; downloader.DISK_BACKENDS maps each to libtorrent's constructor.
 DISK_IO_CHOICES = ("pread", "mmap", "posix")
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")

@@ -25,6 +25,7 @@ from jobs.steering import Steering
 from jobs.submit import JobOptions, category_for_dir, check_category, uploaded_targets
 from jobs.task import JobServices, JobTask
 from jobs.view import job_view
+from jobs.watch import WatchFolder
 from store import StoreWriteError, open_store
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class JobManager:
         self.services = JobServices(session, registry, slots, self.lifecycle, part_files, ownership,
                                     resume_files, self.crash_marker)
         self.steering = Steering(registry, self.lifecycle, self.services, store, self._start_or_fail)
+        self.watch_folder = None  # a WatchFolder once watch() is called (HASHDROP_WATCH_DIR)
 
     @classmethod
     def from_config(cls, config):
@@ -327,8 +329,15 @@ class JobManager:
             for job, uploaded in grown:
                 job.durability.uploaded_saved = uploaded
 
+    def watch(self, directory):
+        """Start turning .torrent and .magnet files dropped in directory into jobs."""
+        self.watch_folder = WatchFolder(self, directory)
+        self.watch_folder.start()
+
     def shutdown(self, timeout=10):
         """Stop taking work, save resume data for every torrent, and end the workers."""
+        if self.watch_folder is not None:  # first, so no file is submitted to a closing manager
+            self.watch_folder.stop(timeout)
         with self.registry.lock:
             if self.registry.closed:
                 return

@@ -129,7 +129,7 @@ class Job:
     sequential: bool = False
     number: int = 0  # its small id (the Transmission RPC's), never reused; 0 until given one
     labels: list = field(default_factory=list)  # as the RPC's clients set them, kept as given
-    source: str = "form"  # what added it: "form", "api" or "rpc"
+    source: str = "form"  # what added it: "form", "api", "rpc" or "watch"
     added_at: datetime = field(default_factory=utcnow)
     state: JobState = JobState.FETCHING_METADATA
     error: str | None = None
