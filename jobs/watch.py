@@ -124,7 +124,7 @@ class WatchFolder:
             if result.refused:
                 raise NotUsable(result.refused)
             if not (result.started or result.existing or result.duplicates):
-                raise NotUsable("; ".join(f"{r.text!r} {r.reason}" for r in result.rejected)
+                raise NotUsable("; ".join(f"{r.text!r}: {r.reason}" for r in result.rejected)
                                 or "it holds no info hash or magnet link")
         except NotUsable as exc:
             self._set_aside(path, str(exc))
