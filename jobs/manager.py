@@ -1,21 +1,18 @@
 """The facade the views call: submit, look up, steer and list jobs; start-up and shutdown."""
 import functools
-import json
 import logging
 import os
 import threading
 import time
-from collections import deque
 from contextlib import contextmanager
 
 import cpus
-import downloader
 import hashes
 import torrent_files
 from downloader import STOP, TorrentSession, session_settings
 from jobs.durability import CrashMarker, ResumeFiles
 from jobs.lifecycle import Lifecycle
-from jobs.model import ENDED, RUNNING, Job, JobError, JobState, Removal, SubmitResult, utcnow
+from jobs.model import ENDED, RUNNING, Job, JobError, JobState, SubmitResult, utcnow
 from jobs.ownership import FileLedger, Ownership
 from jobs.part_files import PartFiles
 from jobs.registry import JobRegistry
@@ -30,7 +27,6 @@ from store import StoreWriteError, open_store
 
 log = logging.getLogger(__name__)
 SPARE_THREADS = 16  # kept free at start-up for the web server (waitress starts 4) and libtorrent
-REMOVED_KEPT = 1000  # removed jobs' numbers remembered, for RPC clients that ask what went away
 
 
 class JobManager:
@@ -44,7 +40,6 @@ class JobManager:
         self.registry = registry = JobRegistry()
         self.resume_interval = float(config["RESUME_INTERVAL"])
         self._last_number = 0  # the highest job number given; restore() reads it from the store
-        self._removed = deque(maxlen=REMOVED_KEPT)  # (monotonic time, number) of removed jobs
         self._upload_totals_due = 0.0  # monotonic time of the next save of upload totals
         resume_files = ResumeFiles(os.path.join(config["DATA_DIR"], "resume"))
         self.crash_marker = CrashMarker(os.path.join(config["DATA_DIR"], "running"))
@@ -157,10 +152,7 @@ class JobManager:
             log.warning("started %d of %d new jobs before the system refused a thread; taking them back",
                         started, len(new_jobs))
             for job in new_jobs:
-                job.removal = Removal()
-                self.registry.discard(job)
-                job.run.inbox.put(STOP)
-                self.store.delete(job.info_hash)
+                self.steering.forget(job)
             raise
 
     def describe_submit(self, result):
@@ -201,30 +193,16 @@ class JobManager:
         return self.steering.retry_failed()
 
     def remove(self, info_hash, delete_files=False):
-        removed = self.steering.remove(info_hash, delete_files)
-        self._removed.append((time.monotonic(), removed["number"]))
-        return removed
+        return self.steering.remove(info_hash, delete_files)
 
     def removed_numbers(self, seconds):
-        """The numbers of the jobs removed in the last `seconds` seconds."""
-        since = time.monotonic() - seconds
-        return [number for at, number in list(self._removed) if at >= since]
+        return self.steering.removed_numbers(seconds)
 
     def set_labels(self, info_hash, labels):
-        """Replace a job's labels, kept as given; return the job as shown."""
-        job = self.get(info_hash)
-        with self.registry.lock:
-            job.labels = [str(label) for label in labels]
-            self.store.update(job.info_hash, labels=json.dumps(job.labels))
-        return job_view(job)
+        return self.steering.set_labels(info_hash, labels)
 
     def reannounce(self, info_hash):
-        """Ask the job's trackers for peers again now, if its torrent is in the session."""
-        job = self.get(info_hash)
-        with self.registry.lock:
-            torrent = job.run.torrent
-        if torrent is not None:
-            downloader.reconnect(torrent.handle)
+        return self.steering.reannounce(info_hash)
 
     def find(self, target):
         """The job a hashes.Target names under any of its hashes, as shown, or None."""

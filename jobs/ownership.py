@@ -96,12 +96,15 @@ class Ownership:
     def claim(self, job, paths):
         self.ledger.claim(job.info_hash, paths)
 
+    def claim_every_file(self, job, layout, known=None):
+        """Record every file of a torrent's file_storage as the job's (see FileLedger.claim)."""
+        self.ledger.claim(job.info_hash, [path for _, path in torrent_files.real_files(layout)], known)
+
     def claim_resumed(self, job, params):
         """A job with resume data and no record was added before records were kept: every file
         of its torrent counts as its own, as it always did."""
         if params.ti is not None and self.ledger.written(job.info_hash) is None:
-            self.ledger.claim(job.info_hash, [path for _, path in torrent_files.real_files(params.ti.layout())],
-                              known=set())
+            self.claim_every_file(job, params.ti.layout(), known=set())
 
     def check_inside(self, job, params):
         """Raise UnsafePath if a file of the torrent (its metadata known) would leave the save path."""

@@ -118,10 +118,10 @@ class PartFiles:
         if torrent is None:
             return
         try:
-            _, named = torrent_files.named_files(torrent.handle)
+            layout = torrent.handle.torrent_file().layout()
         except RuntimeError:  # removed meanwhile
             return
-        self.ownership.claim(job, [path for _, path, _ in named])
+        self.ownership.claim_every_file(job, layout)
 
     def settle_held(self, job):
         """Once libtorrent has checked the files the job found on disk and did not write: want

@@ -1,10 +1,16 @@
 """What a person does to a job: pause, resume (or retry), remove, and choose its files."""
+import json
+import time
+from collections import deque
+
 import downloader
 import torrent_files
 from downloader import STOP
 from jobs.model import ENDED, JobError, JobState, Removal
 from jobs.ownership import UnsafePath
 from jobs.view import job_view
+
+REMOVED_KEPT = 1000  # removed jobs' numbers remembered, for RPC clients that ask what went away
 
 
 class Steering:
@@ -17,6 +23,7 @@ class Steering:
         self.session = services.session
         self.store = store
         self._start_or_fail = start_or_fail  # (job) -> whether its worker started
+        self._removed = deque(maxlen=REMOVED_KEPT)  # (monotonic time, number) of removed jobs
 
     def get(self, info_hash):
         """The job with this info hash, or a 404 JobError."""
@@ -91,19 +98,46 @@ class Steering:
         """Forget a job; its worker removes the torrent (and its files when asked)."""
         job = self.get(info_hash)
         with self.registry.lock:
-            job.state = JobState.CANCELLED
-            job.removal = Removal(delete_files=delete_files)
-            self.registry.discard(job)
-            self.lifecycle.release_slot(job)
-            self.store.delete(job.info_hash)
-            job.run.inbox.put(STOP)
+            self.forget(job, delete_files)
             # A failed job's worker has ended (and a failed job restored at start never had
             # one): its files are left for the manager to delete.
             files_left = delete_files and (job.run.worker is None or job.run.detached)
         if files_left:
             self._delete_files(job)
         self.services.resume_files.remove(job)
+        self._removed.append((time.monotonic(), job.number))
         return job_view(job)
+
+    def forget(self, job, delete_files=False):
+        """Take a job out of the registry, its slot and the store, and tell its worker to stop."""
+        with self.registry.lock:
+            job.state = JobState.CANCELLED
+            job.removal = Removal(delete_files=delete_files)
+            self.registry.discard(job)
+            self.lifecycle.release_slot(job)
+            self.store.delete(job.info_hash)
+            job.run.inbox.put(STOP)
+
+    def removed_numbers(self, seconds):
+        """The numbers of the jobs removed in the last `seconds` seconds."""
+        since = time.monotonic() - seconds
+        return [number for at, number in list(self._removed) if at >= since]
+
+    def set_labels(self, info_hash, labels):
+        """Replace a job's labels, kept as given; return the job as shown."""
+        job = self.get(info_hash)
+        with self.registry.lock:
+            job.labels = [str(label) for label in labels]
+            self.store.update(job.info_hash, labels=json.dumps(job.labels))
+        return job_view(job)
+
+    def reannounce(self, info_hash):
+        """Ask the job's trackers for peers again now, if its torrent is in the session."""
+        job = self.get(info_hash)
+        with self.registry.lock:
+            torrent = job.run.torrent
+        if torrent is not None:
+            downloader.reconnect(torrent.handle)
 
     def _delete_files(self, job):
         """Delete what a job with no torrent in the session wrote (its metadata tells which)."""

@@ -133,7 +133,7 @@ class JobTask:
         jobs.part_files.want_files); else record every file as the job's, and False."""
         if self._taken(name):
             return True
-        self._jobs.ownership.claim(self.job, [path for _, path in torrent_files.real_files(layout)])
+        self._jobs.ownership.claim_every_file(self.job, layout)
         return False
 
     def _taken(self, name, names=None):
