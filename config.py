@@ -22,6 +22,7 @@ DEFAULTS = {
     "DOWNLOAD_LIMIT": 0,
     "UPLOAD_LIMIT": 0,
     "SEED_RATIO": None,
+    "SEED_IDLE_MINUTES": None,
     "RESUME_INTERVAL": 10,
     "DISK_IO": "pread",
     "RECV_BUFFER": 0,
@@ -87,7 +88,8 @@ def normalize_config(config):
         config[key] = as_bool(key, config[key])
     for key in COUNTS:
         config[key] = as_int(key, config[key])
-    config["SEED_RATIO"] = seed_ratio(config["SEED_RATIO"])
+    config["SEED_RATIO"] = optional_number("SEED_RATIO", config["SEED_RATIO"])
+    config["SEED_IDLE_MINUTES"] = optional_number("SEED_IDLE_MINUTES", config["SEED_IDLE_MINUTES"])
     config["TRACKERS"] = trackers(config["TRACKERS"])
     config["DISK_IO"] = disk_io(config["DISK_IO"])
     config["PART_SUFFIX"] = part_suffix(config["PART_SUFFIX"])
@@ -136,14 +138,17 @@ def as_text(value):
     return "" if value is None else str(value).strip()
 
 
-def seed_ratio(value):
-    """HASHDROP_SEED_RATIO as a number, or None (unset or empty: seed on)."""
+def optional_number(key, value):
+    """A setting such as HASHDROP_SEED_RATIO as a number of at least 0, or None (unset or empty: no limit)."""
     if value in (None, ""):
         return None
     try:
-        return float(value)
-    except ValueError:
-        raise ConfigError(f"HASHDROP_SEED_RATIO must be a number, not {value!r}") from None
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"HASHDROP_{key} must be a number, not {value!r}") from None
+    if not number >= 0:  # NaN too
+        raise ConfigError(f"HASHDROP_{key} must be 0 or more, not {value!r}")
+    return number
 
 
 def trackers(value):

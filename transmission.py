@@ -8,6 +8,7 @@ import base64
 import binascii
 import hmac
 import json
+import math
 import secrets
 import shutil
 import time
@@ -27,6 +28,10 @@ RPC_VERSION_SEMVER = "5.3.0"
 SESSION_HEADER = "X-Transmission-Session-Id"
 RECENT_SECONDS = 60  # "recently-active": what changed, or was removed, in the last minute
 KILO = 1000  # Transmission's speeds are in kB/s of 1,000 bytes
+DEFAULT_RATIO, DEFAULT_IDLE = 2.0, 30  # what Transmission shows for a limit that is off
+# torrent-set's names for a job's seeding limits (jobs.seeding.SeedLimits)
+SEED_LIMIT_NAMES = {"seedRatioLimit": "ratio", "seedRatioMode": "ratio_mode",
+                    "seedIdleLimit": "idle_minutes", "seedIdleMode": "idle_mode"}
 
 # Transmission's torrent status numbers (libtransmission's tr_torrent_activity).
 STOPPED, CHECK_WAIT, CHECKING, DOWNLOAD_WAIT, DOWNLOADING, SEED_WAIT, SEEDING = range(7)
@@ -165,7 +170,7 @@ def session_get(arguments):
     """The session's settings as Transmission names them; "fields" keeps some of them."""
     config, status = current_app.config, manager().status()
     down, up = config["DOWNLOAD_LIMIT"], config["UPLOAD_LIMIT"]
-    seed_ratio = config["SEED_RATIO"]
+    seed = manager().seed_session
     settings = {
         "version": VERSION, "rpc-version": RPC_VERSION, "rpc-version-minimum": RPC_VERSION_MINIMUM,
         "rpc-version-semver": RPC_VERSION_SEMVER, "session-id": rpc_state()["session_id"],
@@ -176,8 +181,10 @@ def session_get(arguments):
         "port-forwarding-enabled": bool(config["UPNP"] or config["NATPMP"]),
         "dht-enabled": bool(config["DHT"]), "lpd-enabled": bool(config["LSD"]), "pex-enabled": True,
         "utp-enabled": True, "encryption": "preferred", "start-added-torrents": True,
-        "seedRatioLimit": float(seed_ratio or 0), "seedRatioLimited": seed_ratio is not None,
-        "idle-seeding-limit": 30, "idle-seeding-limit-enabled": False,
+        "seedRatioLimit": float(DEFAULT_RATIO if seed.ratio is None else seed.ratio),
+        "seedRatioLimited": seed.ratio is not None,
+        "idle-seeding-limit": DEFAULT_IDLE if seed.idle_minutes is None else math.ceil(seed.idle_minutes),
+        "idle-seeding-limit-enabled": seed.idle_minutes is not None,
         "download-queue-enabled": True, "download-queue-size": int(config["MAX_ACTIVE"]),
         "seed-queue-enabled": False, "seed-queue-size": 10, "queue-stalled-enabled": False,
         "queue-stalled-minutes": 30, "blocklist-enabled": False, "blocklist-size": 0,
@@ -198,7 +205,7 @@ def session_get(arguments):
 
 
 def session_set(arguments):
-    """Apply the speed limits asked for; accept the other settings and leave them as they are."""
+    """Apply the speed and seeding limits asked for; accept the other settings and leave them."""
     config = current_app.config
     limits = {}
     for direction, key in (("down", "DOWNLOAD_LIMIT"), ("up", "UPLOAD_LIMIT")):
@@ -206,7 +213,30 @@ def session_set(arguments):
             limits[direction] = speed_limit(arguments, direction, config[key])
     if limits:
         manager().set_rate_limits(download=limits.get("down"), upload=limits.get("up"))
+    manager().set_session_seed_limits(**session_seed_limits(arguments))
     return {}
+
+
+def session_seed_limits(arguments):
+    """The global seeding limits session-set changes, as set_session_seed_limits takes them."""
+    seed, changes = manager().seed_session, {}
+    if "seedRatioLimit" in arguments or "seedRatioLimited" in arguments:
+        limited = flag(arguments, "seedRatioLimited", seed.ratio is not None)
+        ratio = number(arguments, "seedRatioLimit", DEFAULT_RATIO if seed.ratio is None else seed.ratio)
+        changes["ratio"] = float(ratio) if limited else None
+    if "idle-seeding-limit" in arguments or "idle-seeding-limit-enabled" in arguments:
+        enabled = flag(arguments, "idle-seeding-limit-enabled", seed.idle_minutes is not None)
+        minutes = number(arguments, "idle-seeding-limit", DEFAULT_IDLE if seed.idle_minutes is None
+                         else seed.idle_minutes)
+        changes["idle_minutes"] = minutes if enabled else None
+    return changes
+
+
+def number(arguments, name, default):
+    value = arguments.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise RpcError(f"{name} must be a number of 0 or more, not {value!r}.")
+    return value
 
 
 def speed_limit(arguments, direction, current):
@@ -328,6 +358,17 @@ def torrent_stop(arguments):
     return {}
 
 
+def torrent_verify(arguments):
+    """Check the files of the jobs named against their pieces; one without metadata has none."""
+    for info_hash in hash_list(arguments):
+        try:
+            manager().verify(info_hash)
+        except JobError as exc:
+            if exc.status != 409:  # 409: no file list yet, so nothing on disk to check
+                raise
+    return {}
+
+
 def torrent_reannounce(arguments):
     for info_hash in hash_list(arguments):
         manager().reannounce(info_hash)
@@ -347,12 +388,15 @@ def torrent_remove(arguments):
 
 
 def torrent_set(arguments):
-    """Set labels and the files wanted; the seeding and speed settings are accepted and left."""
+    """Set labels, seeding limits and the files wanted; the speed settings are accepted and left."""
     labels = string_list(arguments, "labels") if "labels" in arguments else None
     wanted, unwanted = index_list(arguments, "files-wanted"), index_list(arguments, "files-unwanted")
+    seed_limits = {key: arguments[name] for name, key in SEED_LIMIT_NAMES.items() if name in arguments}
     for info_hash in hash_list(arguments):
         if labels is not None:
             manager().set_labels(info_hash, labels)
+        if seed_limits:
+            manager().set_seed_limits(info_hash, seed_limits)
         if "files-wanted" in arguments or "files-unwanted" in arguments:
             choose_files(info_hash, wanted, unwanted, "files-wanted" in arguments,
                          "files-unwanted" in arguments)
@@ -409,13 +453,16 @@ class Torrent:
     def status(self):
         """Transmission's status number for the job's state."""
         job = self.job
-        if job["checking"]:
-            return CHECKING
+        if job["checking"]:  # libtorrent checks a stopped torrent's files once it is started
+            return CHECK_WAIT if self.stopped() else CHECKING
         if job["state"] == "queued":
             return DOWNLOAD_WAIT
         if job["state"] in ("fetching_metadata", "downloading"):
             return DOWNLOADING  # a magnet still fetching its file list: downloading, totalSize 0
         return SEEDING if job["seeding"] else STOPPED
+
+    def stopped(self):
+        return self.job["state"] == "paused" or (self.job["state"] == "completed" and not self.job["seeding"])
 
     def eta(self):
         """Seconds left; -2 (unknown) for a running job that does not move, -1 (none) otherwise."""
@@ -488,10 +535,10 @@ FIELDS = {
     "dateCreated": lambda t: 0,
     "secondsDownloading": lambda t: 0,
     "secondsSeeding": lambda t: t.seconds_since(t.job["completed_at"]) if t.job["seeding"] else 0,
-    "seedRatioLimit": lambda t: float(current_app.config["SEED_RATIO"] or 0),
-    "seedRatioMode": lambda t: 0,  # the session's: HASHDROP_SEED_RATIO
-    "seedIdleLimit": lambda t: 0,
-    "seedIdleMode": lambda t: 0,
+    "seedRatioLimit": lambda t: t.job["seed_limits"]["ratio"],
+    "seedRatioMode": lambda t: t.job["seed_limits"]["ratio_mode"],
+    "seedIdleLimit": lambda t: t.job["seed_limits"]["idle_minutes"],
+    "seedIdleMode": lambda t: t.job["seed_limits"]["idle_mode"],
     "queuePosition": lambda t: t.position,
     "peersConnected": lambda t: t.job["peers"],
     "peersSendingToUs": lambda t: 0 if t.job["state"] == "completed" else t.job["peers"],
@@ -534,7 +581,7 @@ METHODS = {
     "torrent-start": torrent_start,
     "torrent-start-now": torrent_start,
     "torrent-stop": torrent_stop,
-    "torrent-verify": accepted,  # libtorrent checks pieces as they come; see docs/design.md
+    "torrent-verify": torrent_verify,
     "torrent-reannounce": torrent_reannounce,
     "torrent-remove": torrent_remove,
     "torrent-set": torrent_set,

@@ -8,6 +8,7 @@ from jobs import durability
 from jobs.model import RUNNING, JobState, utcnow
 from jobs.ownership import UnsafePath
 from jobs.part_files import refused_message
+from jobs.seeding import reason_to_stop
 
 log = logging.getLogger(__name__)
 
@@ -16,7 +17,7 @@ class Lifecycle:
     """The job state machine. Events come in the job's own thread (see jobs.task); user
     commands (jobs.manager) share its moves. Shared job state changes under the registry's lock."""
 
-    def __init__(self, registry, slots, session, store, part_files, resume_files, seed_ratio):
+    def __init__(self, registry, slots, session, store, part_files, resume_files, seed_session):
         self.registry = registry
         self.lock = registry.lock
         self.slots = slots
@@ -24,7 +25,7 @@ class Lifecycle:
         self.store = store
         self.part_files = part_files
         self.resume_files = resume_files
-        self.seed_ratio = seed_ratio
+        self.seed_session = seed_session  # jobs.seeding.SessionSeedLimits, which session-set changes
         self._handlers = {
             "status": self.on_status, "metadata": self.on_metadata, "finished": self.on_finished,
             "error": self.on_error, "tracker": self.on_tracker, "resume_data": self.resume_files.save,
@@ -47,7 +48,7 @@ class Lifecycle:
         if status["finished"] and job.state in (JobState.DOWNLOADING, JobState.QUEUED):
             self.finish(job)
         if job.state == JobState.COMPLETED:
-            self.check_seed_ratio(job)
+            self.check_seed_limits(job)
         self.part_files.mark_partial(job)
         if job.marks.held and not status.get("checking"):
             refused = self.part_files.settle_held(job)
@@ -202,20 +203,38 @@ class Lifecycle:
         with self.lock:
             if job.state != JobState.COMPLETED or job.removal is not None:
                 return
-            job.seeding_stopped = False
+            self.record_seeding(job, True)
             self.want_download(job)
             if job.run.torrent:  # seeds dropped it once it was finished
                 self.session.redial(job.run.torrent.handle)
 
-    def check_seed_ratio(self, job):
-        """Stop seeding once the configured share ratio is reached (0: at once)."""
+    def record_seeding(self, job, seeding):
+        """Mark whether a completed job seeds, kept across a restart; its idle time starts over."""
         with self.lock:
-            if self.seed_ratio is None or job.seeding_stopped or not job.run.torrent:
+            job.seeding_stopped = not seeding
+            job.run.active_at = 0.0
+            self.store.update(job.info_hash, seeding_stopped=int(not seeding))
+
+    def check_seed_limits(self, job, now=None):
+        """Stop seeding once the job's share ratio or idle limit is reached (see jobs.seeding).
+
+        Idle is the time since its upload total last grew: a seed with no peer is idle too.
+        """
+        now = time.monotonic() if now is None else now
+        with self.lock:
+            if (job.state != JobState.COMPLETED or job.seeding_stopped or job.removal is not None
+                    or not job.run.torrent):
                 return
-            wanted = job.live.get("total_wanted") or 1
-            if job.uploaded() / wanted >= self.seed_ratio:
-                job.seeding_stopped = True
-                job.run.torrent.pause()
+            uploaded = job.uploaded()
+            if not job.run.active_at or uploaded != job.run.active_bytes:
+                job.run.active_at, job.run.active_bytes = now, uploaded
+            reason = reason_to_stop(job.seed_limits, self.seed_session, job.share_ratio(),
+                                    now - job.run.active_at)
+            if reason is None:
+                return
+            log.info("%s stops seeding: %s", job.label(), reason)
+            self.record_seeding(job, False)
+            job.run.torrent.pause()
 
     # Finishing: flushed, then renamed, then completed --------------------------------------
     def finish(self, job, flush_asked=False):
@@ -256,7 +275,7 @@ class Lifecycle:
                 self.set_state(job, JobState.COMPLETED)
         if job.state == JobState.COMPLETED:
             durability.sync(job)
-        self.check_seed_ratio(job)
+        self.check_seed_limits(job)
 
     def renamed(self, job, value):
         """One of the job's files was renamed (or could not be: it keeps its name)."""

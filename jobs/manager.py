@@ -17,6 +17,7 @@ from jobs.ownership import FileLedger, Ownership
 from jobs.part_files import PartFiles
 from jobs.registry import JobRegistry
 from jobs.runner import WorkerNotStarted, runner_from_config
+from jobs.seeding import SessionSeedLimits
 from jobs.slots import SlotQueue
 from jobs.steering import Steering
 from jobs.submit import JobOptions, category_for_dir, check_category, uploaded_targets
@@ -26,6 +27,8 @@ from jobs.watch import WatchFolder
 from store import StoreWriteError, open_store
 
 log = logging.getLogger(__name__)
+SEED_CHECK_INTERVAL = 2.0  # seconds between checks of the seeds' idle limits
+KEEP = object()  # an argument left out: the setting stays as it is
 SPARE_THREADS = 16  # kept free at start-up for the web server (waitress starts 4) and libtorrent
 
 
@@ -41,14 +44,16 @@ class JobManager:
         self.resume_interval = float(config["RESUME_INTERVAL"])
         self._last_number = 0  # the highest job number given; restore() reads it from the store
         self._upload_totals_due = 0.0  # monotonic time of the next save of upload totals
+        self._seed_check_due = 0.0  # monotonic time of the next check of idle seeds
         resume_files = ResumeFiles(os.path.join(config["DATA_DIR"], "resume"))
         self.crash_marker = CrashMarker(os.path.join(config["DATA_DIR"], "running"))
         suffix = config.get("PART_SUFFIX", "")
         ownership = Ownership(FileLedger(os.path.join(config["DATA_DIR"], "written")), config["SAVE_PATH"], suffix)
         part_files = PartFiles(suffix, registry.lock, ownership)
         slots = SlotQueue(int(config["MAX_ACTIVE"]))
+        self.seed_session = SessionSeedLimits(config["SEED_RATIO"], config["SEED_IDLE_MINUTES"])
         self.lifecycle = Lifecycle(registry, slots, session, store, part_files, resume_files,
-                                   config["SEED_RATIO"])
+                                   self.seed_session)
         self.services = JobServices(session, registry, slots, self.lifecycle, part_files, ownership,
                                     resume_files, self.crash_marker)
         self.steering = Steering(registry, self.lifecycle, self.services, store, self._start_or_fail)
@@ -63,7 +68,7 @@ class JobManager:
                                  config["DISK_IO"])
         session.start()
         manager = cls(config, session, store, runner)
-        session.on_tick = manager.save_upload_totals
+        session.on_tick = manager.tick
         manager.restore()
         return manager
 
@@ -204,6 +209,21 @@ class JobManager:
     def reannounce(self, info_hash):
         return self.steering.reannounce(info_hash)
 
+    def verify(self, info_hash):
+        return self.steering.verify(info_hash)
+
+    def set_seed_limits(self, info_hash, changes):
+        return self.steering.set_seed_limits(info_hash, changes)
+
+    def set_session_seed_limits(self, ratio=KEEP, idle_minutes=KEEP):
+        """Change the global seeding limits (None: no limit) until the next start."""
+        with self.registry.lock:
+            if ratio is not KEEP:
+                self.seed_session.ratio = ratio
+            if idle_minutes is not KEEP:
+                self.seed_session.idle_minutes = idle_minutes
+        self.check_seed_limits()
+
     def find(self, target):
         """The job a hashes.Target names under any of its hashes, as shown, or None."""
         job = self.registry.find(target)
@@ -284,6 +304,19 @@ class JobManager:
                     self.registry.add(job)
                     if job.state != JobState.FAILED:
                         self._start_or_fail(job)
+
+    def tick(self):
+        """The periodic work, about once a second in the alert thread."""
+        self.save_upload_totals()
+        now = time.monotonic()
+        if now >= self._seed_check_due:
+            self._seed_check_due = now + SEED_CHECK_INTERVAL
+            self.check_seed_limits()
+
+    def check_seed_limits(self):
+        """Stop the seeds whose limits are reached: idle ones post no status to check them by."""
+        for job in self.registry.matching({JobState.COMPLETED}):
+            self.lifecycle.check_seed_limits(job)
 
     def save_upload_totals(self):
         """Record the upload totals that grew, at most every resume_interval, in one write.

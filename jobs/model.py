@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
 
+from jobs.seeding import SeedLimits
+
 # A shown rate is the bytes of the last RATE_WINDOW seconds of statuses; with less than
 # MIN_RATE_SPAN between the two counts it is libtorrent's own.
 RATE_WINDOW = 2.0
@@ -102,6 +104,8 @@ class JobRun:
     held_for_sort: bool = False  # in upload mode until its files are sorted (see jobs.task)
     added_at: float | None = None  # time.time() as its torrent was added: files made since are its own
     names_before: frozenset = frozenset()  # what the save path held then, for a magnet (see jobs.task)
+    active_at: float = 0.0  # time.monotonic() its upload total last grew while seeding; 0: not yet seen
+    active_bytes: int = 0  # that upload total
 
     def is_running(self):
         return self.worker is not None and self.worker.is_alive()
@@ -137,7 +141,8 @@ class Job:
     has_metadata: bool = False
     fetching_file_list: bool = False  # paused, but fetching its metadata: it downloads no file
     finishing: bool = False  # every piece in; completed once libtorrent has written them out
-    seeding_stopped: bool = False  # completed, and seeds no more (paused, or its ratio reached)
+    seeding_stopped: bool = False  # completed, and seeds no more (paused, or a seeding limit reached)
+    seed_limits: SeedLimits = field(default_factory=SeedLimits)  # its own, as torrent-set gives them
     live: dict = field(default_factory=dict)  # the latest batched torrent status
     tracker: str | None = None  # what the last tracker answer said
     rate_meter: RateMeter = field(default_factory=RateMeter)
@@ -188,6 +193,8 @@ class Job:
             "number": self.number or None,
             "labels": json.dumps(self.labels),
             "source": self.source,
+            "seeding_stopped": int(self.seeding_stopped),
+            "seed_limits": self.seed_limits.to_text(),
         }
 
     @classmethod
@@ -201,6 +208,8 @@ class Job:
             error=record["error"], save_path=record["save_path"], category=record["category"],
             sequential=bool(record["sequential"]), number=record.get("number") or 0,
             labels=stored_labels(record.get("labels")), source=record.get("source") or "form",
+            seeding_stopped=bool(record.get("seeding_stopped")),
+            seed_limits=SeedLimits.from_text(record.get("seed_limits")),
             completed_at=datetime.fromisoformat(completed_at) if completed_at else None,
             durability=Durability(restored=True, uploaded_saved=record["uploaded_bytes"]),
         )

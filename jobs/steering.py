@@ -8,6 +8,7 @@ import torrent_files
 from downloader import STOP
 from jobs.model import ENDED, JobError, JobState, Removal
 from jobs.ownership import UnsafePath
+from jobs.seeding import changed_limits
 from jobs.view import job_view
 
 REMOVED_KEPT = 1000  # removed jobs' numbers remembered, for RPC clients that ask what went away
@@ -39,7 +40,7 @@ class Steering:
             if job.state in ENDED:
                 raise JobError(f"{job.state.value} jobs cannot be paused.", 409)
             if job.state == JobState.COMPLETED:
-                job.seeding_stopped = True
+                self.lifecycle.record_seeding(job, False)
             elif job.state != JobState.PAUSED:
                 self.lifecycle.set_state(job, JobState.PAUSED)
             job.fetching_file_list = False  # paused outright: no metadata either
@@ -52,7 +53,7 @@ class Steering:
         job = self.get(info_hash)
         with self.registry.lock:
             if job.state == JobState.COMPLETED:
-                job.seeding_stopped = False
+                self.lifecycle.record_seeding(job, True)
                 if job.run.torrent:
                     job.run.torrent.resume()
             elif job.state in (JobState.PAUSED, JobState.FAILED):
@@ -130,6 +131,24 @@ class Steering:
             job.labels = [str(label) for label in labels]
             self.store.update(job.info_hash, labels=json.dumps(job.labels))
         return job_view(job)
+
+    def set_seed_limits(self, info_hash, changes):
+        """Change a job's own seeding limits (jobs.seeding.changed_limits keys); return it as shown."""
+        job = self.get(info_hash)
+        try:
+            limits = changed_limits(job.seed_limits, changes)
+        except ValueError as exc:
+            raise JobError(str(exc)) from None
+        with self.registry.lock:
+            job.seed_limits = limits
+            self.store.update(job.info_hash, seed_limits=limits.to_text())
+        self.lifecycle.check_seed_limits(job)
+        return job_view(job)
+
+    def verify(self, info_hash):
+        """Check the job's files against its pieces again; missing pieces are downloaded again."""
+        torrent = self._torrent_with_metadata(info_hash)
+        torrent.handle.force_recheck()
 
     def reannounce(self, info_hash):
         """Ask the job's trackers for peers again now, if its torrent is in the session."""

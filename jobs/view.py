@@ -1,4 +1,6 @@
 """A job as the page and the JSON API show it."""
+from dataclasses import asdict
+
 from jobs.model import RUNNING, JobState, utcnow
 from torrent_files import free_bytes
 
@@ -45,6 +47,7 @@ def job_view(job, now=None):
         "fetching_file_list": job.fetching_file_list,
         "labels": list(job.labels),
         "source": job.source,
+        "seed_limits": asdict(job.seed_limits),
     }
 
 

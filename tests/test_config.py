@@ -58,11 +58,24 @@ def test_the_receive_buffer_defaults_to_the_systems_and_must_be_a_number(make_ap
         make_app(RECV_BUFFER="4M")
 
 
-def test_a_seed_ratio_that_is_not_a_number_is_refused_with_a_sentence(make_app):
+@pytest.mark.parametrize("key, value, said", [
+    ("SEED_RATIO", "lots", "HASHDROP_SEED_RATIO must be a number, not 'lots'"),
+    ("SEED_RATIO", "-1", "HASHDROP_SEED_RATIO must be 0 or more"),
+    ("SEED_IDLE_MINUTES", "soon", "HASHDROP_SEED_IDLE_MINUTES must be a number, not 'soon'"),
+    ("SEED_IDLE_MINUTES", "nan", "HASHDROP_SEED_IDLE_MINUTES must be 0 or more"),
+])
+def test_a_seeding_limit_that_is_not_a_number_is_refused_with_a_sentence(make_app, key, value, said):
     from config import ConfigError
 
-    with pytest.raises(ConfigError, match="HASHDROP_SEED_RATIO must be a number, not 'lots'"):
-        make_app(SEED_RATIO="lots")
+    with pytest.raises(ConfigError, match=said):
+        make_app(**{key: value})
+
+
+def test_the_seeding_limits_are_read_as_numbers_and_unset_is_no_limit(make_app):
+    manager = make_app(SEED_RATIO="1.5", SEED_IDLE_MINUTES="30").extensions["hashdrop"]
+    assert (manager.seed_session.ratio, manager.seed_session.idle_minutes) == (1.5, 30.0)
+    manager = make_app(SEED_RATIO="", SEED_IDLE_MINUTES=None).extensions["hashdrop"]
+    assert (manager.seed_session.ratio, manager.seed_session.idle_minutes) == (None, None)
 
 
 def test_the_part_suffix_defaults_to_part_and_must_be_a_file_name_ending(make_app):

@@ -9,6 +9,7 @@ from jobs.model import Job, JobState, Removal
 from jobs.ownership import FileLedger, Ownership
 from jobs.part_files import PartFiles
 from jobs.registry import JobRegistry
+from jobs.seeding import SessionSeedLimits
 from jobs.slots import SlotQueue
 from doubles import MemoryJobStore
 
@@ -36,7 +37,7 @@ def machine(tmp_path):
     registry, store = JobRegistry(), MemoryJobStore()
     ownership = Ownership(FileLedger(str(tmp_path / "written")), str(tmp_path), ".part")
     lifecycle = Lifecycle(registry, SlotQueue(1), QuietSession(), store, PartFiles(".part", registry.lock, ownership),
-                          ResumeFiles(str(tmp_path / "resume")), seed_ratio=None)
+                          ResumeFiles(str(tmp_path / "resume")), seed_session=SessionSeedLimits())
 
     def add(letter, state=JobState.FETCHING_METADATA):
         job = Job(info_hash=letter * 40, save_path=str(tmp_path), state=state)

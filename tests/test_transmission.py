@@ -324,3 +324,76 @@ def test_sonarrs_grab_poll_import_and_removal(server, seed_new):
     sonarr.call("torrent-remove", ids=[episode.info_hash], **{"delete-local-data": True})
     wait_until(lambda: not (Path(folder) / episode.name).exists(), 20, "the episode was not deleted")
     assert sonarr.call("torrent-get", fields=["id"]) == {"torrents": []}
+
+
+@pytest.mark.swarm
+def test_seeding_limits_stop_seeding_the_way_each_mode_says_and_outlive_a_restart(server, seed_new):
+    by_session, unlimited, idle, keeps = (seed_new(MiB) for _ in range(4))
+    rpc = client(server)
+    rpc.set_session(seed_ratio_limited=True, seed_ratio_limit=0.0)  # every torrent in mode 0: stop at once
+    ids = {t.info_hash: rpc.add_torrent(t.magnet(), paused=True).id for t in (by_session, unlimited, idle, keeps)}
+    rpc.change_torrent(ids[unlimited.info_hash], seed_ratio_mode=2)
+    rpc.change_torrent(ids[idle.info_hash], seed_ratio_mode=2, seed_idle_mode=1, seed_idle_limit=0)
+    rpc.change_torrent(ids[keeps.info_hash], seed_ratio_mode=1, seed_ratio_limit=5.0,
+                       seed_idle_mode=1, seed_idle_limit=60)
+    rpc.start_torrent(list(ids.values()))
+    wait_until(lambda: all(server.job(h)["state"] == "completed" for h in ids), 60, "the downloads did not finish")
+
+    def statuses():
+        return {t.hash_string: (t.status, t.fields["isFinished"]) for t in rpc.get_torrents(
+            arguments=["hashString", "status", "isFinished"])}
+
+    stopped, seeding = ("stopped", True), ("seeding", False)
+    expected = {by_session.info_hash: stopped, unlimited.info_hash: seeding, idle.info_hash: stopped,
+                keeps.info_hash: seeding}
+    wait_until(lambda: statuses() == expected, 30, "the seeding limits were not applied as their modes say")
+    for torrent in (by_session, unlimited, idle, keeps):
+        check_files(torrent, server.save_path)
+    assert rpc.get_session().seed_ratio_limited and rpc.get_session().seed_ratio_limit == 0
+    kept = rpc.get_torrent(ids[keeps.info_hash])
+    assert (kept.seed_ratio_limit, kept.seed_ratio_mode.value, kept.seed_idle_limit, kept.seed_idle_mode.value) == \
+        (5.0, 1, 60, 1)
+
+    server.stop()
+    server.start()  # the session's limit is back to HASHDROP_SEED_RATIO (unset): no limit
+    rpc = client(server)
+    wait_until(lambda: statuses() == expected, 30, "a stop by a seeding limit did not outlive a restart")
+    assert rpc.get_torrent(ids[keeps.info_hash]).seed_ratio_limit == 5.0
+    rpc.start_torrent(ids[by_session.info_hash])  # started again, and no limit now: it seeds
+    wait_until(lambda: statuses()[by_session.info_hash] == seeding, 20, "a started torrent did not seed")
+    with pytest.raises(TransmissionError, match="seedRatioMode|ratio_mode"):
+        rpc.change_torrent(ids[keeps.info_hash], seed_ratio_mode=7)
+
+
+@pytest.mark.swarm
+def test_verify_finds_a_damaged_file_and_downloads_the_damage_again(server, seed_new):
+    film = seed_new({"film.mkv": 4 * MiB, "film.nfo": 500})
+    rpc = client(server)
+    added = rpc.add_torrent(film.magnet())
+    wait_until(lambda: server.job(film.info_hash)["state"] == "completed", 60, "the download did not finish")
+    damaged = server.save_path / film.name / "film.mkv"
+    with open(damaged, "r+b") as f:
+        f.seek(MiB + 5)
+        f.write(b"\x00" * 4096)
+    code, output = remote(server, "-t", str(added.id), "-v")
+    assert code == 0 and "success" in output, output
+    # libtorrent reads the damaged piece again and fetches it from the seed.
+    wait_until(lambda: server.job(film.info_hash)["state"] == "completed"
+               and not server.job(film.info_hash)["checking"] and file_matches(film, server.save_path),
+               60, "the damaged piece was not downloaded again")
+    check_files(film, server.save_path)
+    rpc.stop_torrent(added.id)
+    rpc.verify_torrent(added.id)  # a stopped torrent's check waits until it is started
+    wait_until(lambda: rpc.get_torrent(added.id).status == "check pending", 30, "no check was pending")
+    rpc.start_torrent(added.id)
+    wait_until(lambda: rpc.get_torrent(added.id).status == "seeding", 30, "a verified torrent did not seed")
+    check_files(film, server.save_path)  # a whole file checks whole
+    rpc.verify_torrent(rpc.add_torrent(magnet("ef"), paused=True).id)  # no file list yet: nothing to check
+
+
+def file_matches(torrent, save_path):
+    try:
+        check_files(torrent, save_path)
+    except AssertionError:
+        return False
+    return True
