@@ -18,11 +18,11 @@ from jobs.durability import write_atomically
 import security
 import serve
 import transmission
+from torrent_files import MAX_TORRENT_BYTES
 
 log = logging.getLogger(__name__)
 bp = Blueprint("jobs", __name__)
 
-MAX_TORRENT_BYTES = 10 * 1024 * 1024
 MIN_SECRET_CHARS = 32  # a shorter key in the secret_key file is replaced (64 hex digits are made)
 
 

@@ -8,6 +8,8 @@ import json
 import os
 from typing import NamedTuple
 
+import torrent_urls
+
 DEFAULTS = {
     # Downloads and the libtorrent session (DATA_DIR defaults to Flask's instance folder).
     "SAVE_PATH": "downloads",
@@ -31,6 +33,8 @@ DEFAULTS = {
     "RUNNER": "thread",
     "STORE": "sqlite",
     "WATCH_DIR": "",  # a folder whose .torrent and .magnet files become jobs; "" for none
+    "URL_ALLOW": ["public"],  # where the RPC's torrent-add may fetch .torrent URLs from (torrent_urls)
+    "URL_TIMEOUT": 30,  # seconds one such fetch may take, redirects included
     # Who may connect, and how much one request may carry.
     "HOST": "127.0.0.1",
     "USERNAME": "admin",
@@ -51,7 +55,7 @@ DEFAULTS = {
 BOOLEANS = ("DHT", "LSD", "UPNP", "NATPMP")
 COUNTS = ("MAX_ACTIVE", "DOWNLOAD_LIMIT", "UPLOAD_LIMIT", "RECV_BUFFER")  # whole numbers, at least 0
 LIMITS = ("MAX_REQUEST_BYTES", "MAX_UPLOAD_BYTES", "MAX_LINES", "MAX_LINE_CHARS",
-          "IDLE_TIMEOUT", "SESSION_DAYS", "MAX_JOBS")  # at least 1
+          "IDLE_TIMEOUT", "SESSION_DAYS", "MAX_JOBS", "URL_TIMEOUT")  # at least 1
 TEXTS = ("OUTGOING_INTERFACES", "RUNNER", "STORE", "WATCH_DIR")
 # The names HASHDROP_DISK_IO takes; downloader.DISK_BACKENDS maps each to libtorrent's constructor.
 DISK_IO_CHOICES = ("pread", "mmap", "posix")
@@ -91,6 +95,7 @@ def normalize_config(config):
     config["SEED_RATIO"] = optional_number("SEED_RATIO", config["SEED_RATIO"])
     config["SEED_IDLE_MINUTES"] = optional_number("SEED_IDLE_MINUTES", config["SEED_IDLE_MINUTES"])
     config["TRACKERS"] = trackers(config["TRACKERS"])
+    config["URL_ALLOW"] = url_allow(config["URL_ALLOW"])
     config["DISK_IO"] = disk_io(config["DISK_IO"])
     config["PART_SUFFIX"] = part_suffix(config["PART_SUFFIX"])
     for key in TEXTS:
@@ -156,6 +161,14 @@ def trackers(value):
     if isinstance(value, str):
         value = [t.strip() for t in value.replace("\n", ",").split(",")]
     return [t for t in value if t]
+
+
+def url_allow(value):
+    """HASHDROP_URL_ALLOW as torrent_urls rules: "public" and networks, comma separated or a JSON list."""
+    try:
+        return torrent_urls.allow_rules(value if isinstance(value, (str, list)) else str(value))
+    except ValueError as exc:
+        raise ConfigError(f"HASHDROP_URL_ALLOW: {exc}") from None
 
 
 def disk_io(value):

@@ -8,6 +8,7 @@ import libtorrent as lt
 SYNCED_KEY = b"hashdrop-synced"  # in resume data saved after the files were fsynced; libtorrent ignores it
 FULL_DISK_BYTES = 16 * 1024 * 1024  # less free than this at an I/O error: the disk is full
 NAME_MAX = 255
+MAX_TORRENT_BYTES = 10 * 1024 * 1024  # the largest .torrent file taken, from the form, a URL or the watch folder
 
 
 def info_hash_keys(info_hashes):

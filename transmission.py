@@ -16,6 +16,7 @@ from datetime import datetime
 
 from flask import Blueprint, current_app, jsonify, request
 
+import torrent_urls
 from jobs import JobError
 
 bp = Blueprint("transmission", __name__)
@@ -298,14 +299,28 @@ def torrent_add(arguments):
     if metainfo:
         result = manager().submit_items([], uploads=[("metainfo", decoded(metainfo))], **options)
     elif isinstance(filename, str) and filename.strip():
-        if filename.strip().lower().startswith(("http://", "https://")):
-            raise RpcError("hashdrop cannot fetch .torrent files from a URL yet: send the magnet "
-                           "link, or the .torrent file's bytes as metainfo.")
-        result = manager().submit_items([filename.strip()], **options)
+        filename = filename.strip()
+        if filename.lower().startswith(("http://", "https://")):
+            shown = torrent_urls.shown(filename)
+            kind, filename = fetched(filename, arguments.get("cookies"))
+            if kind == "torrent":
+                return added(manager().submit_items([], uploads=[(shown, filename)], **options))
+        result = manager().submit_items([filename], **options)
     else:
-        raise RpcError("torrent-add needs a filename (a magnet link or an info hash) or metainfo "
-                       "(a .torrent file in base64).")
+        raise RpcError("torrent-add needs a filename (a magnet link, an info hash or the URL of a "
+                       ".torrent file) or metainfo (a .torrent file in base64).")
     return added(result)
+
+
+def fetched(url, cookies):
+    """("torrent", bytes) or ("magnet", link) from a URL, as HASHDROP_URL_ALLOW lets it be fetched."""
+    if cookies is not None and not isinstance(cookies, str):
+        raise RpcError("cookies must be a string such as \"name=value; other=value\".")
+    config = current_app.config
+    try:
+        return torrent_urls.fetch(url, config["URL_ALLOW"], config["URL_TIMEOUT"], cookies or "")
+    except torrent_urls.FetchError as exc:
+        raise RpcError(str(exc)) from None
 
 
 def decoded(metainfo):

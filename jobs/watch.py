@@ -6,12 +6,12 @@ import time
 from dataclasses import dataclass
 
 import hashes
+from torrent_files import MAX_TORRENT_BYTES
 
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 1.0
 SETTLE_SECONDS = 1.0  # a file must keep its size and mtime this long before it is read
-MAX_TORRENT_BYTES = 10 * 1024 * 1024  # as the form takes
 MAX_MAGNET_BYTES = 1024 * 1024
 KINDS = (".torrent", ".magnet")
 ADDED, INVALID = ".added", ".invalid"

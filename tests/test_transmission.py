@@ -1,10 +1,13 @@
 """The Transmission RPC, against `python app.py`, driven by the clients people point at it: the
 transmission-rpc library, Debian's transmission-remote, and Sonarr's calls as it sends them."""
 import base64
+import functools
+import http.server
 import json
 import re
 import signal
 import subprocess
+import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -267,8 +270,8 @@ def test_a_download_dir_outside_the_save_path_is_refused_and_nothing_is_written(
         with pytest.raises(TransmissionError, match="outside hashdrop's save path|folder name inside"):
             rpc.add_torrent(magnet("ab"), download_dir=folder)
     assert not outside.exists() and server.get("/api/jobs") == []
-    with pytest.raises(TransmissionError, match="cannot fetch .torrent files from a URL yet"):
-        rpc.add_torrent("https://example.invalid/a.torrent")
+    with pytest.raises(TransmissionError, match="127.0.0.1, which hashdrop does not fetch from"):
+        rpc.add_torrent(server.url("/the-rpc-itself.torrent"))  # by default: public addresses only
     inside = rpc.add_torrent(magnet("cd"), download_dir=str(server.save_path / "tv"), paused=True)
     listed = rpc.get_torrent(inside.id)
     assert listed.download_dir == str(server.save_path / "tv") and listed.status == "stopped"
@@ -397,3 +400,29 @@ def file_matches(torrent, save_path):
     except AssertionError:
         return False
     return True
+
+
+@pytest.mark.swarm
+def test_a_torrent_url_from_an_allowed_address_is_fetched_and_downloads(start_server, seed_new, tmp_path):
+    film = seed_new({"film.mkv": 2 * MiB})
+    (tmp_path / "indexer").mkdir()
+    (tmp_path / "indexer" / "film.torrent").write_bytes(film.data)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=tmp_path / "indexer")
+    indexer = http.server.ThreadingHTTPServer(("127.0.0.3", 0), handler)
+    threading.Thread(target=indexer.serve_forever, daemon=True).start()
+    try:
+        at = f"http://127.0.0.3:{indexer.server_address[1]}"
+        server = start_server(URL_ALLOW="127.0.0.3/32")
+        rpc = client(server)
+        added = rpc.add_torrent(f"{at}/film.torrent", labels=["films"])
+        assert added.hash_string == film.info_hash
+        wait_until(lambda: server.job(film.info_hash)["state"] == "completed", 60, "the download did not finish")
+        check_files(film, server.save_path)
+        for url, said in ((f"{at}/missing.torrent", "answered 404"),
+                          (f"http://127.0.0.1:{server.port}/", "127.0.0.1, which hashdrop does not fetch from")):
+            with pytest.raises(TransmissionError, match=said):
+                rpc.add_torrent(url)
+        assert [job["info_hash"] for job in server.get("/api/jobs")] == [film.info_hash]
+    finally:
+        indexer.shutdown()
+        indexer.server_close()
