@@ -703,9 +703,12 @@ def lines_problem(lines, noun, count=None):
 
 
 def refuse(message, status):
-    """Answer a refused request: JSON for the API, a flash on the page for the paste form."""
+    """Answer a refused request: JSON for the API, a flash on the page for the paste form, and
+    for the RPC its own envelope (its clients read a sentence in "result", not an HTML page)."""
     if request.path.startswith("/api/"):
         return api_error(message, status)
+    if request.path.startswith(RPC_PREFIX) and status == 413:
+        return jsonify({"result": message, "arguments": {}})
     if request.endpoint == "jobs.start_downloads":
         if request.headers.get("HX-Request"):
             # 200 so htmx shows it in #messages, as the view does for its own messages.
@@ -723,6 +726,8 @@ def too_large(exc):
         return refuse(f"That was too much at once: hashdrop takes at most {text} and "
                       f"{size(config['MAX_UPLOAD_BYTES'])} in all with .torrent files "
                       "(HASHDROP_MAX_UPLOAD_BYTES). Send fewer lines or files at a time.", 413)
+    if request.path.startswith(RPC_PREFIX):
+        text = f"{size(config['MAX_UPLOAD_BYTES'])} (HASHDROP_MAX_UPLOAD_BYTES)"
     return refuse(f"The request is too large: hashdrop takes at most {text}.", 413)
 
 

@@ -9,6 +9,7 @@ import binascii
 import hmac
 import json
 import math
+import os
 import secrets
 import shutil
 import time
@@ -16,6 +17,7 @@ from datetime import datetime
 
 from flask import Blueprint, current_app, jsonify, request
 
+import torrent_files
 import torrent_urls
 from jobs import JobError
 
@@ -264,12 +266,20 @@ def session_stats(arguments):
 
 
 def free_space(arguments):
-    """The free bytes where a path is; the path is echoed, as transmission-rpc checks."""
+    """The free bytes where a path is; the path is echoed, as transmission-rpc checks. Only the
+    save path and folders in it are answered for: the RPC is no way to map the machine's disks."""
     path = arguments.get("path")
     if not isinstance(path, str) or not path:
         raise RpcError("free-space needs a path.")
+    root = current_app.config["SAVE_PATH"]
+    target = os.path.join(root, path)  # a relative path is a folder in the save path
+    if not torrent_files.resolves_inside(target, root):
+        raise RpcError(f"free-space answers for hashdrop's save path {root} and the folders in it, "
+                       f"not for {path!r}.")
+    while not os.path.isdir(target) and torrent_files.resolves_inside(os.path.dirname(target), root):
+        target = os.path.dirname(target)  # a category folder not made yet: the disk it will be on
     try:
-        usage = shutil.disk_usage(path)
+        usage = shutil.disk_usage(target)
     except OSError as exc:
         raise RpcError(f"The free space of {path!r} cannot be read: {exc.strerror or exc}.") from None
     return {"path": path, "size-bytes": usage.free, "total_size": usage.total}

@@ -208,6 +208,14 @@ def test_with_a_password_it_takes_http_basic_and_answers_401_without(start_serve
     assert post(server.url(), {"method": "session-get"}, auth="admin:secret")[0] == 429
 
 
+def test_a_body_too_large_is_refused_with_a_result_not_a_page(start_server):
+    server = start_server(MAX_UPLOAD_BYTES="200000")
+    rpc = client(server)
+    with pytest.raises(TransmissionError, match=r"too large: hashdrop takes at most 200,000 bytes"):
+        rpc.add_torrent(b"d4:info" + b"x" * 300_000)
+    assert rpc.get_session().rpc_version == 17 and server.get("/api/jobs") == []
+
+
 @pytest.mark.swarm
 def test_a_magnet_and_a_torrent_file_download_and_a_repeat_is_a_duplicate(server, seed_new):
     by_magnet, by_file = seed_new(2 * MiB), seed_new({"a.bin": MiB, "b/c.bin": MiB + 7})
@@ -276,6 +284,11 @@ def test_a_download_dir_outside_the_save_path_is_refused_and_nothing_is_written(
     listed = rpc.get_torrent(inside.id)
     assert listed.download_dir == str(server.save_path / "tv") and listed.status == "stopped"
     assert server.job("cd" * 20)["category"] == "tv"
+    free = rpc.free_space(str(server.save_path))
+    assert free > 0 and rpc.free_space(str(server.save_path / "tv" / "not-made-yet")) > 0
+    for path in ("/", str(tmp_path), "../elsewhere"):
+        with pytest.raises(TransmissionError, match="free-space answers for hashdrop's save path"):
+            rpc.free_space(path)
 
 
 def test_numbers_are_never_reused_and_outlive_a_restart(server):
