@@ -235,6 +235,13 @@ def session_seed_limits(arguments):
     return changes
 
 
+def whole_number(arguments, name):
+    value = arguments.get(name)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise RpcError(f"{name} must be a whole number of 0 or more, not {value!r}.")
+    return value
+
+
 def number(arguments, name, default):
     value = arguments.get(name, default)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
@@ -292,7 +299,7 @@ def port_test(arguments):
 
 
 def accepted(arguments):
-    """A call hashdrop has nothing to do for (queue moves, blocklists, groups): it succeeds."""
+    """A call hashdrop has nothing to do for (bandwidth groups): it succeeds."""
     return {}
 
 
@@ -383,6 +390,12 @@ def torrent_stop(arguments):
     return {}
 
 
+def queue_move(arguments, where):
+    """Move the jobs named in the download queue; the first queued job gets the next free slot."""
+    manager().move_in_queue(hash_list(arguments), where)
+    return {}
+
+
 def torrent_verify(arguments):
     """Check the files of the jobs named against their pieces; one without metadata has none."""
     for info_hash in hash_list(arguments):
@@ -422,6 +435,8 @@ def torrent_set(arguments):
             manager().set_labels(info_hash, labels)
         if seed_limits:
             manager().set_seed_limits(info_hash, seed_limits)
+        if "queuePosition" in arguments:
+            manager().move_in_queue([info_hash], whole_number(arguments, "queuePosition"))
         if "files-wanted" in arguments or "files-unwanted" in arguments:
             choose_files(info_hash, wanted, unwanted, "files-wanted" in arguments,
                          "files-unwanted" in arguments)
@@ -451,8 +466,9 @@ def torrent_get(arguments):
         raise RpcError("fields must be a list of torrent field names.")
     known = [name for name in dict.fromkeys(fields) if name in FIELDS]
     now = datetime.now().astimezone()
-    torrents = [{name: FIELDS[name](Torrent(job, position, now)) for name in known}
-                for position, job in enumerate(selected(arguments))]
+    positions = manager().queue_positions() if "queuePosition" in known else {}
+    torrents = [{name: FIELDS[name](Torrent(job, positions.get(job["info_hash"], 0), now)) for name in known}
+                for job in selected(arguments)]
     answer = {"torrents": torrents}
     if arguments.get("ids") == "recently-active":
         answer["removed"] = manager().removed_numbers(RECENT_SECONDS)
@@ -610,10 +626,10 @@ METHODS = {
     "torrent-reannounce": torrent_reannounce,
     "torrent-remove": torrent_remove,
     "torrent-set": torrent_set,
-    "queue-move-top": accepted,
-    "queue-move-up": accepted,
-    "queue-move-down": accepted,
-    "queue-move-bottom": accepted,
+    "queue-move-top": lambda arguments: queue_move(arguments, "top"),
+    "queue-move-up": lambda arguments: queue_move(arguments, "up"),
+    "queue-move-down": lambda arguments: queue_move(arguments, "down"),
+    "queue-move-bottom": lambda arguments: queue_move(arguments, "bottom"),
     "group-get": lambda arguments: {"group": []},
     "group-set": accepted,
 }

@@ -209,6 +209,12 @@ class JobManager:
     def reannounce(self, info_hash):
         return self.steering.reannounce(info_hash)
 
+    def move_in_queue(self, info_hashes, where):
+        return self.steering.move_in_queue(info_hashes, where)
+
+    def queue_positions(self):
+        return self.steering.queue_positions()
+
     def verify(self, info_hash):
         return self.steering.verify(info_hash)
 

@@ -134,6 +134,7 @@ class Job:
     number: int = 0  # its small id (the Transmission RPC's), never reused; 0 until given one
     labels: list = field(default_factory=list)  # as the RPC's clients set them, kept as given
     source: str = "form"  # what added it: "form", "api", "rpc" or "watch"
+    queue_rank: float | None = None  # its place in the download queue; None: its number's place
     added_at: datetime = field(default_factory=utcnow)
     state: JobState = JobState.FETCHING_METADATA
     error: str | None = None
@@ -157,6 +158,10 @@ class Job:
 
     def label(self):
         return self.name or self.info_hash
+
+    def rank(self):
+        """Its place in the download queue, lowest first: where it was moved, else by age."""
+        return float(self.number) if self.queue_rank is None else self.queue_rank
 
     def uploaded(self):
         return self.live.get("all_time_upload", self.durability.uploaded_saved)
@@ -195,6 +200,7 @@ class Job:
             "source": self.source,
             "seeding_stopped": int(self.seeding_stopped),
             "seed_limits": self.seed_limits.to_text(),
+            "queue_rank": self.queue_rank,
         }
 
     @classmethod
@@ -210,6 +216,7 @@ class Job:
             labels=stored_labels(record.get("labels")), source=record.get("source") or "form",
             seeding_stopped=bool(record.get("seeding_stopped")),
             seed_limits=SeedLimits.from_text(record.get("seed_limits")),
+            queue_rank=record.get("queue_rank"),
             completed_at=datetime.fromisoformat(completed_at) if completed_at else None,
             durability=Durability(restored=True, uploaded_saved=record["uploaded_bytes"]),
         )

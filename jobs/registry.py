@@ -66,5 +66,14 @@ class JobRegistry:
         return jobs
 
     def keys_in_order(self, predicate):
-        """The info hashes of the jobs for which predicate(job) holds, oldest first, lazily."""
-        return (job.info_hash for job in list(self._jobs.values()) if predicate(job))
+        """The info hashes of the jobs for which predicate(job) holds, in queue order
+        (Job.rank: by age, unless moved)."""
+        with self.lock:
+            chosen = [job for job in self._jobs.values() if predicate(job)]
+        return [job.info_hash for job in sorted(chosen, key=lambda job: job.rank())]
+
+    def queue_order(self):
+        """(info hash, rank) of every job, first in the queue first."""
+        with self.lock:
+            return sorted(((job.info_hash, job.rank()) for job in self._jobs.values()),
+                          key=lambda pair: pair[1])

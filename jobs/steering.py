@@ -9,6 +9,7 @@ from downloader import STOP
 from jobs.model import ENDED, JobError, JobState, Removal
 from jobs.ownership import UnsafePath
 from jobs.seeding import changed_limits
+from jobs.slots import moved_ranks
 from jobs.view import job_view
 
 REMOVED_KEPT = 1000  # removed jobs' numbers remembered, for RPC clients that ask what went away
@@ -149,6 +150,20 @@ class Steering:
         """Check the job's files against its pieces again; missing pieces are downloaded again."""
         torrent = self._torrent_with_metadata(info_hash)
         torrent.handle.force_recheck()
+
+    def move_in_queue(self, info_hashes, where):
+        """Move jobs in the download queue: "top", "bottom", "up", "down" or to a position (0 is
+        first); a job that waits for a slot gets the next one by this order."""
+        for info_hash in info_hashes:
+            self.get(info_hash)  # 404 for an unknown one, before anything moves
+        with self.registry.lock:
+            for info_hash, rank in moved_ranks(self.registry.queue_order(), info_hashes, where).items():
+                self.registry.get(info_hash).queue_rank = rank
+                self.store.update(info_hash, queue_rank=rank)
+
+    def queue_positions(self):
+        """{info hash: place in the download queue}, 0 first."""
+        return {info_hash: place for place, (info_hash, _) in enumerate(self.registry.queue_order())}
 
     def reannounce(self, info_hash):
         """Ask the job's trackers for peers again now, if its torrent is in the session."""

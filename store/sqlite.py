@@ -37,12 +37,13 @@ ADDED_COLUMNS = {
     "source": "TEXT NOT NULL DEFAULT 'form'",
     "seeding_stopped": "INTEGER NOT NULL DEFAULT 0",
     "seed_limits": "TEXT NOT NULL DEFAULT '{}'",
+    "queue_rank": "REAL",  # NULL: the job's number is its place
 }
 
 COLUMNS = (
     "info_hash", "v1_hash", "v2_hash", "name", "magnet", "torrent", "added_at", "state",
     "error", "save_path", "category", "sequential", "completed_at", "number", "labels", "source",
-    "seeding_stopped", "seed_limits",
+    "seeding_stopped", "seed_limits", "queue_rank",
 )
 # The highest job number ever given: kept apart from the jobs, so that a removed job's number
 # is not given again (clients such as Sonarr remember jobs by it).

@@ -1,5 +1,7 @@
 """The download-slot queue, alone: pure bookkeeping, no libtorrent."""
-from jobs.slots import SlotQueue
+import pytest
+
+from jobs.slots import SlotQueue, moved_ranks
 
 
 def test_a_slot_is_taken_while_one_is_free():
@@ -42,3 +44,24 @@ def test_a_free_slot_with_nobody_waiting():
 def test_no_slot_at_all_queues_everyone():
     slots = SlotQueue(0)
     assert not slots.take("a")
+
+
+ORDER = [("a", 1.0), ("b", 2.0), ("c", 3.0), ("d", 4.0)]
+
+
+def placed(order, ranks):
+    """The keys in queue order once the new ranks apply."""
+    merged = {**dict(order), **ranks}
+    return "".join(sorted(merged, key=merged.get))
+
+
+@pytest.mark.parametrize("moving, where, expected", [
+    (["c"], "top", "cabd"), (["b"], "bottom", "acdb"), (["c"], "up", "acbd"), (["a"], "up", "abcd"),
+    (["b", "c"], "down", "adbc"), (["d"], 1, "adbc"), (["a", "d"], "top", "adbc"), (["b"], 99, "acdb"),
+    (["c", "a"], "bottom", "bdac"), (["d"], "down", "abcd"), (["x"], "top", "abcd"),
+])
+def test_queue_moves_place_the_keys_as_transmission_does(moving, where, expected):
+    ranks = moved_ranks(ORDER, moving, where)
+    assert placed(ORDER, ranks) == expected
+    if where not in ("up", "down"):  # those swap places with a neighbour
+        assert set(ranks) <= set(moving)  # nothing else is written

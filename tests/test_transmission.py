@@ -439,3 +439,40 @@ def test_a_torrent_url_from_an_allowed_address_is_fetched_and_downloads(start_se
     finally:
         indexer.shutdown()
         indexer.server_close()
+
+
+@pytest.mark.swarm
+def test_queue_moves_decide_who_gets_the_next_slot_and_outlive_a_restart(start_server, seed_new):
+    server = start_server(MAX_ACTIVE="1")
+    stuck, first, second, moved = seed_new(MiB, seeded=False), seed_new(MiB), seed_new(MiB), seed_new(MiB)
+    rpc = client(server)
+    ids = {}
+    for torrent in (stuck, first, second, moved):  # .torrent files: each knows its files, so it queues
+        ids[torrent.info_hash] = rpc.add_torrent(torrent.data).id
+        if torrent is stuck:
+            wait_until(lambda: server.job(stuck.info_hash)["state"] == "downloading", 20, "no slot taken")
+    wait_until(lambda: [server.job(t.info_hash)["state"] for t in (first, second, moved)] == ["queued"] * 3,
+               20, "the others did not queue")
+
+    def positions():
+        torrents = rpc.get_torrents(arguments=["hashString", "queuePosition"])
+        return [t.hash_string for t in sorted(torrents, key=lambda t: t.fields["queuePosition"])]
+
+    assert positions() == [stuck.info_hash, first.info_hash, second.info_hash, moved.info_hash]
+    rpc.queue_top(ids[moved.info_hash])
+    rpc.change_torrent(ids[first.info_hash], queue_position=3)  # to the end
+    assert positions() == [moved.info_hash, stuck.info_hash, second.info_hash, first.info_hash]
+    rpc.queue_down(ids[second.info_hash])
+    expected = [moved.info_hash, stuck.info_hash, first.info_hash, second.info_hash]
+    assert positions() == expected
+    server.stop()
+    server.start()
+    rpc = client(server)
+    assert positions() == expected
+    rpc.stop_torrent(ids[stuck.info_hash])  # its slot goes to each queued job in turn, by the queue
+    wait_until(lambda: all(server.job(t.info_hash)["state"] == "completed" for t in (first, second, moved)),
+               60, "the queued jobs did not finish")
+    finished = sorted((first, second, moved), key=lambda t: server.job(t.info_hash)["completed_at"])
+    assert [t.info_hash for t in finished] == [moved.info_hash, first.info_hash, second.info_hash]
+    for torrent in (first, second, moved):
+        check_files(torrent, server.save_path)
