@@ -494,8 +494,10 @@ class Torrent:
     def status(self):
         """Transmission's status number for the job's state."""
         job = self.job
-        if job["checking"]:  # libtorrent checks a stopped torrent's files once it is started
-            return CHECK_WAIT if self.stopped() else CHECKING
+        if self.stopped():  # libtorrent checks a stopped torrent's files once it is started
+            return CHECK_WAIT if job["verify_pending"] else STOPPED
+        if job["checking"]:
+            return CHECKING
         if job["state"] == "queued":
             return DOWNLOAD_WAIT
         if job["state"] in ("fetching_metadata", "downloading"):

@@ -39,6 +39,9 @@ class Lifecycle:
     # Events ---------------------------------------------------------------------------
     def on_status(self, job, status):
         job.live = job.rate_meter.measure(status, time.monotonic())
+        if job.run.verify is not None:  # a check asked for: pending until libtorrent has done it
+            job.run.verify = "checking" if status.get("checking") else (
+                None if job.run.verify == "checking" else "asked")
         if job.run.redial_due and status["total_wanted"] > 0:
             self.redial_if_due(job)
         if not status["finished"] and not status.get("checking"):

@@ -106,6 +106,7 @@ class JobRun:
     names_before: frozenset = frozenset()  # what the save path held then, for a magnet (see jobs.task)
     active_at: float = 0.0  # time.monotonic() its upload total last grew while seeding; 0: not yet seen
     active_bytes: int = 0  # that upload total
+    verify: str | None = None  # a check a person asked for: "asked", then "checking" until it ends
 
     def is_running(self):
         return self.worker is not None and self.worker.is_alive()

@@ -149,6 +149,8 @@ class Steering:
     def verify(self, info_hash):
         """Check the job's files against its pieces again; missing pieces are downloaded again."""
         torrent = self._torrent_with_metadata(info_hash)
+        with self.registry.lock:
+            self.get(info_hash).run.verify = "asked"
         torrent.handle.force_recheck()
 
     def move_in_queue(self, info_hashes, where):

@@ -37,6 +37,7 @@ def job_view(job, now=None):
         "waiting_seconds": int((now - job.added_at).total_seconds()),
         "seeding": completed and not job.seeding_stopped,
         "checking": live.get("checking", False),
+        "verify_pending": job.run.verify is not None,
         "disk_free_bytes": short_of_space(job, total - done),
         "error": job.error,
         "tracker": job.tracker,
