@@ -286,3 +286,50 @@ def names_in(folder):
         return os.listdir(folder)
     except OSError:
         return []
+
+
+def tracker_entries(handle):
+    """Each tracker of a torrent, first tier first: its URL and tier, what it last said, and the
+    swarm it last reported (-1 where it never said)."""
+    entries = []
+    for tracker in sorted(handle.trackers(), key=lambda entry: entry["tier"]):
+        answers = [answer for endpoint in tracker.get("endpoints", [])
+                   for answer in endpoint.get("info_hashes", [])]
+        entries.append({
+            "url": tracker["url"], "tier": tracker["tier"], "message": tracker.get("message") or "",
+            "fails": tracker.get("fails", 0), "updating": any(a.get("updating") for a in answers),
+            "announced": any(a.get("start_sent") for a in answers),
+            "seeders": max((a.get("scrape_complete", -1) for a in answers), default=-1),
+            "leechers": max((a.get("scrape_incomplete", -1) for a in answers), default=-1),
+            "downloads": max((a.get("scrape_downloaded", -1) for a in answers), default=-1),
+            "next_announce": max((a.get("next_announce") or 0 for a in answers), default=0),
+        })
+    return entries
+
+
+# libtorrent's peer flag for a uTP connection; its Python binding names it in some builds only.
+UTP_SOCKET = getattr(lt.peer_info, "utp_socket", 0)
+
+
+def peer_entries(handle):
+    """Each peer the torrent is connected to: address, client, progress and rates (bytes/s)."""
+    peers = []
+    for peer in handle.get_peer_info():
+        client = peer.client.decode("utf-8", "replace") if isinstance(peer.client, bytes) else peer.client
+        peers.append({
+            "address": peer.ip[0], "port": peer.ip[1], "client": client, "progress": peer.progress,
+            "down": peer.payload_down_speed, "up": peer.payload_up_speed,
+            "seed": bool(peer.flags & lt.peer_info.seed),
+            "incoming": not peer.flags & lt.peer_info.outgoing_connection,
+            "utp": bool(peer.flags & UTP_SOCKET),
+            "choked": bool(peer.flags & lt.peer_info.choked),
+            "remote_choked": bool(peer.flags & lt.peer_info.remote_choked),
+            "interesting": bool(peer.flags & lt.peer_info.interesting),
+            "remote_interested": bool(peer.flags & lt.peer_info.remote_interested),
+            "encrypted": bool(peer.flags & (lt.peer_info.rc4_encrypted | lt.peer_info.plaintext_encrypted)),
+        })
+    return peers
+
+
+def magnet_link(handle):
+    return lt.make_magnet_uri(handle)

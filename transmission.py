@@ -8,12 +8,14 @@ import base64
 import binascii
 import hmac
 import json
+import logging
 import math
 import os
 import secrets
 import shutil
 import time
 from datetime import datetime
+from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, jsonify, request
 
@@ -22,6 +24,7 @@ import torrent_urls
 from jobs import JobError
 
 bp = Blueprint("transmission", __name__)
+log = logging.getLogger(__name__)
 
 # Sonarr and Radarr read the first number of "version": 4.0 or more turns their labels on.
 VERSION = "4.0.6 (hashdrop)"
@@ -111,6 +114,9 @@ def call(method, arguments):
         return str(exc), {}
     except JobError as exc:
         return exc.message, {}
+    except Exception:  # a bug: the client still gets a sentence it can show, the log the trace
+        log.exception("the RPC method %s failed", method)
+        return f"{method} failed inside hashdrop; its log says why.", {}
 
 
 # Picking torrents ------------------------------------------------------------------
@@ -480,7 +486,7 @@ class Torrent:
 
     def __init__(self, job, position, now):
         self.job, self.position, self.now = job, position, now
-        self._files = None
+        self._files = self._swarm = None
 
     def files(self):
         """The job's files in the torrent's order; none before its metadata has arrived."""
@@ -490,6 +496,15 @@ class Torrent:
             except JobError:
                 self._files = []
         return self._files
+
+    def swarm(self):
+        """The job's trackers, peers and magnet link, asked for once, if a field needs them."""
+        if self._swarm is None:
+            try:
+                self._swarm = manager().swarm(self.job["info_hash"])
+            except JobError:  # removed meanwhile
+                self._swarm = {"trackers": [], "peers": [], "magnet": ""}
+        return self._swarm
 
     def status(self):
         """Transmission's status number for the job's state."""
@@ -534,6 +549,66 @@ def file_entries(torrent):
 def file_stats(torrent):
     return [{"bytesCompleted": done_bytes(entry), "wanted": entry["wanted"], "priority": 0}
             for entry in torrent.files()]
+
+
+def trackers(torrent):
+    return [{"announce": entry["url"], "id": number, "scrape": "", "tier": entry["tier"],
+             "sitename": site_name(entry["url"])} for number, entry in enumerate(torrent.swarm()["trackers"])]
+
+
+def tracker_stats(torrent):
+    """Each tracker as transmission-remote -it prints it; times are epoch seconds, 0 for never."""
+    stats = []
+    for number, entry in enumerate(torrent.swarm()["trackers"]):
+        said = entry["message"] or ("Success" if entry["announced"] and not entry["fails"] else "")
+        stats.append({
+            "id": number, "announce": entry["url"], "scrape": "", "tier": entry["tier"],
+            "host": host_of(entry["url"]), "sitename": site_name(entry["url"]), "isBackup": False,
+            "announceState": 3 if entry["updating"] else 1,  # 3: announcing now, 1: waiting
+            "hasAnnounced": entry["announced"], "lastAnnounceSucceeded": entry["announced"] and not entry["fails"],
+            "lastAnnounceResult": said, "lastAnnounceTimedOut": False, "lastAnnouncePeerCount": 0,
+            "lastAnnounceTime": 0, "lastAnnounceStartTime": 0, "nextAnnounceTime": int(entry["next_announce"]),
+            "hasScraped": entry["seeders"] >= 0, "scrapeState": 1, "lastScrapeSucceeded": entry["seeders"] >= 0,
+            "lastScrapeResult": "", "lastScrapeTimedOut": False, "lastScrapeTime": 0,
+            "lastScrapeStartTime": 0, "nextScrapeTime": 0, "seederCount": entry["seeders"],
+            "leecherCount": entry["leechers"], "downloadCount": entry["downloads"],
+        })
+    return stats
+
+
+def peers(torrent):
+    return [{"address": peer["address"], "port": peer["port"], "clientName": peer["client"],
+             "progress": peer["progress"], "rateToClient": peer["down"], "rateToPeer": peer["up"],
+             "isDownloadingFrom": peer["down"] > 0, "isUploadingTo": peer["up"] > 0,
+             "isIncoming": peer["incoming"], "isUTP": peer["utp"], "isEncrypted": peer["encrypted"],
+             "clientIsChoked": peer["choked"], "clientIsInterested": peer["interesting"],
+             "peerIsChoked": peer["remote_choked"], "peerIsInterested": peer["remote_interested"],
+             "flagStr": peer_flags(peer)} for peer in torrent.swarm()["peers"]]
+
+
+def peer_flags(peer):
+    """Transmission's flag letters: D downloading from, U uploading to, I incoming, T uTP, E encrypted."""
+    return "".join(letter for letter, on in (("D", peer["down"] > 0), ("U", peer["up"] > 0), ("I", peer["incoming"]),
+                                             ("T", peer["utp"]), ("E", peer["encrypted"])) if on)
+
+
+def tracker_list(entries):
+    """The trackers as one text: a URL per line, tiers apart by a blank line."""
+    tiers = {}
+    for entry in entries:
+        tiers.setdefault(entry["tier"], []).append(entry["url"])
+    return "\n\n".join("\n".join(urls) for _, urls in sorted(tiers.items()))
+
+
+def host_of(url):
+    parts = urlsplit(url)
+    return f"{parts.hostname or ''}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
+
+
+def site_name(url):
+    """The tracker's site as Transmission names it: its host's last two labels' first, e.g. "example"."""
+    labels = (urlsplit(url).hostname or "").split(".")
+    return labels[-2] if len(labels) >= 2 and not labels[-1].isdigit() else (urlsplit(url).hostname or "")
 
 
 def done_bytes(entry):
@@ -597,12 +672,12 @@ FIELDS = {
     "sequentialDownload": lambda t: t.job["sequential"],
     "comment": lambda t: "",
     "creator": lambda t: "",
-    "magnetLink": lambda t: "",
+    "magnetLink": lambda t: t.swarm()["magnet"],
     "errorCode": lambda t: LOCAL_ERROR if t.failed() else 0,
-    "trackers": lambda t: [],
-    "trackerStats": lambda t: [],
-    "trackerList": lambda t: "",
-    "peers": lambda t: [],
+    "trackers": trackers,
+    "trackerStats": tracker_stats,
+    "trackerList": lambda t: tracker_list(t.swarm()["trackers"]),
+    "peers": peers,
     "webseeds": lambda t: [],
     "file-count": lambda t: len(t.files()),
     "fileCount": lambda t: len(t.files()),

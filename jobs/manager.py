@@ -215,6 +215,9 @@ class JobManager:
     def queue_positions(self):
         return self.steering.queue_positions()
 
+    def swarm(self, info_hash):
+        return self.steering.swarm(info_hash)
+
     def verify(self, info_hash):
         return self.steering.verify(info_hash)
 

@@ -214,6 +214,22 @@ class Steering:
         return [{**entry, "wanted": entry["index"] in wanted}
                 for entry in torrent_files.file_list(torrent.handle)]
 
+    def swarm(self, info_hash):
+        """The job's trackers, peers and magnet link, as libtorrent knows them now."""
+        job = self.get(info_hash)
+        with self.registry.lock:
+            torrent = job.run.torrent
+        magnet = job.magnet or (f"magnet:?xt=urn:btih:{job.v1_hash}" if job.v1_hash
+                                else f"magnet:?xt=urn:btmh:1220{job.info_hash}")
+        if torrent is None:
+            return {"trackers": [], "peers": [], "magnet": magnet}
+        try:
+            return {"trackers": torrent_files.tracker_entries(torrent.handle),
+                    "peers": torrent_files.peer_entries(torrent.handle),
+                    "magnet": torrent_files.magnet_link(torrent.handle) or magnet}
+        except RuntimeError:  # removed from the session meanwhile
+            return {"trackers": [], "peers": [], "magnet": magnet}
+
     def _torrent_with_metadata(self, info_hash):
         job = self.get(info_hash)
         with self.registry.lock:

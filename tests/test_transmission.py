@@ -476,3 +476,30 @@ def test_queue_moves_decide_who_gets_the_next_slot_and_outlive_a_restart(start_s
     assert [t.info_hash for t in finished] == [moved.info_hash, first.info_hash, second.info_hash]
     for torrent in (first, second, moved):
         check_files(torrent, server.save_path)
+
+
+@pytest.mark.swarm
+def test_trackers_peers_and_the_magnet_link_are_shown_as_transmission_remote_prints_them(server, seed_new, tracker):
+    slow = seed_new(8 * MiB, upload_limit=512 * 1024)  # about 16 s: time to see the seed as a peer
+    rpc = client(server)
+    added = rpc.add_torrent(slow.data)
+
+    def seeding_peer():
+        torrent = rpc.get_torrent(added.id, arguments=["peers"])
+        return [peer for peer in torrent.fields["peers"] if peer["rateToClient"] > 0]
+
+    peer = wait_until(seeding_peer, 30, "the seed never showed as a peer sending to us")[0]
+    assert peer["address"] == "127.0.0.2" and "D" in peer["flagStr"] and 0 < peer["progress"] <= 1
+    code, output = remote(server, "-t", str(added.id), "-pi")
+    assert code == 0 and "127.0.0.2" in output, output
+    torrent = rpc.get_torrent(added.id, arguments=["trackers", "trackerStats", "trackerList", "magnetLink"])
+    assert [t["announce"] for t in torrent.fields["trackers"]] == [tracker.announce_url]
+    assert torrent.fields["trackerList"] == tracker.announce_url
+    stats = torrent.fields["trackerStats"][0]
+    assert stats["announce"] == tracker.announce_url and stats["host"].startswith("127.0.0.1:")
+    assert all(isinstance(stats[key], int) for key in ("seederCount", "leecherCount", "tier", "nextAnnounceTime"))
+    assert torrent.fields["magnetLink"].startswith(f"magnet:?xt=urn:btih:{slow.info_hash}")
+    code, output = remote(server, "-t", str(added.id), "-it")
+    assert code == 0 and "Tracker 0: 127.0.0.1:" in output, output
+    code, output = remote(server, "-t", str(added.id), "-i")
+    assert code == 0 and f"Magnet: magnet:?xt=urn:btih:{slow.info_hash}" in output, output
