@@ -11,6 +11,7 @@ import hashes
 import torrent_files
 from downloader import STOP, TorrentSession, session_settings
 from jobs.durability import CrashMarker, ResumeFiles
+from jobs.library_move import LibraryMove
 from jobs.lifecycle import Lifecycle
 from jobs.model import ENDED, RUNNING, Job, JobError, JobState, SubmitResult, utcnow
 from jobs.ownership import FileLedger, Ownership
@@ -43,14 +44,16 @@ class JobManager:
         self._upload_totals_due = 0.0  # monotonic time of the next save of upload totals
         resume_files = ResumeFiles(os.path.join(config["DATA_DIR"], "resume"))
         self.crash_marker = CrashMarker(os.path.join(config["DATA_DIR"], "running"))
-        suffix = config.get("PART_SUFFIX", "")
-        ownership = Ownership(FileLedger(os.path.join(config["DATA_DIR"], "written")), config["SAVE_PATH"], suffix)
+        suffix, incomplete = config.get("PART_SUFFIX", ""), config.get("INCOMPLETE_PATH", "")
+        ownership = Ownership(FileLedger(os.path.join(config["DATA_DIR"], "written")), config["SAVE_PATH"], suffix,
+                              incomplete)
         part_files = PartFiles(suffix, registry.lock, ownership)
+        library_move = LibraryMove(incomplete, config["SAVE_PATH"], suffix, store, registry.lock)
         slots = SlotQueue(int(config["MAX_ACTIVE"]))
         self.lifecycle = Lifecycle(registry, slots, session, store, part_files, resume_files,
-                                   config["SEED_RATIO"])
+                                   config["SEED_RATIO"], library_move)
         self.services = JobServices(session, registry, slots, self.lifecycle, part_files, ownership,
-                                    resume_files, self.crash_marker)
+                                    resume_files, self.crash_marker, library_move)
         self.steering = Steering(registry, self.lifecycle, self.services, store, self._start_or_fail)
         self.watch_folder = None  # a WatchFolder once watch() is called (HASHDROP_WATCH_DIR)
 
@@ -79,12 +82,14 @@ class JobManager:
                source="form"):
         """Start a job per new target and per uploaded .torrent file ((filename, bytes) pairs)."""
         result = SubmitResult(duplicates=list(parsed.duplicates), rejected=list(parsed.rejected))
+        download_root = self.config["INCOMPLETE_PATH"] or self.config["SAVE_PATH"]
         try:
             category = check_category(self.config["SAVE_PATH"], category)
+            check_category(download_root, category)  # a link there must not lead out either
         except JobError as exc:
             return result.refuse(exc.message)
         targets = [(target, None) for target in parsed.targets] + uploaded_targets(uploads, result.rejected)
-        options = JobOptions(self.config["SAVE_PATH"], category, sequential, paused, self.config["TRACKERS"],
+        options = JobOptions(download_root, category, sequential, paused, self.config["TRACKERS"],
                              list(labels), source)
         registry = self.registry
         with registry.lock:

@@ -137,6 +137,7 @@ class Job:
     has_metadata: bool = False
     fetching_file_list: bool = False  # paused, but fetching its metadata: it downloads no file
     finishing: bool = False  # every piece in; completed once libtorrent has written them out
+    moving_to: str | None = None  # the library folder its files are being moved into (jobs.library_move)
     seeding_stopped: bool = False  # completed, and seeds no more (paused, or its ratio reached)
     live: dict = field(default_factory=dict)  # the latest batched torrent status
     tracker: str | None = None  # what the last tracker answer said
@@ -188,6 +189,7 @@ class Job:
             "number": self.number or None,
             "labels": json.dumps(self.labels),
             "source": self.source,
+            "moving_to": self.moving_to,
         }
 
     @classmethod
@@ -202,6 +204,7 @@ class Job:
             sequential=bool(record["sequential"]), number=record.get("number") or 0,
             labels=stored_labels(record.get("labels")), source=record.get("source") or "form",
             completed_at=datetime.fromisoformat(completed_at) if completed_at else None,
+            moving_to=record.get("moving_to"),
             durability=Durability(restored=True, uploaded_saved=record["uploaded_bytes"]),
         )
 

@@ -63,7 +63,7 @@ def uploaded_targets(uploads, rejected):
 class JobOptions:
     """What one submit asks of each of its new jobs."""
 
-    save_root: str
+    save_root: str  # the folder the job downloads into: the incomplete folder if set, else the save path
     category: str
     sequential: bool
     paused: bool

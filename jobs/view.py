@@ -35,6 +35,7 @@ def job_view(job, now=None):
         "waiting_seconds": int((now - job.added_at).total_seconds()),
         "seeding": completed and not job.seeding_stopped,
         "checking": live.get("checking", False),
+        "moving": job.moving_to is not None,  # its files move from the incomplete folder into the library
         "disk_free_bytes": short_of_space(job, total - done),
         "error": job.error,
         "tracker": job.tracker,

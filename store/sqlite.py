@@ -35,11 +35,13 @@ ADDED_COLUMNS = {
     "number": "INTEGER",  # NULL in a database made before numbers: the manager gives one at start
     "labels": "TEXT NOT NULL DEFAULT '[]'",
     "source": "TEXT NOT NULL DEFAULT 'form'",
+    "moving_to": "TEXT",  # set while a job's files move into the library (jobs.library_move)
 }
 
 COLUMNS = (
     "info_hash", "v1_hash", "v2_hash", "name", "magnet", "torrent", "added_at", "state",
     "error", "save_path", "category", "sequential", "completed_at", "number", "labels", "source",
+    "moving_to",
 )
 # The highest job number ever given: kept apart from the jobs, so that a removed job's number
 # is not given again (clients such as Sonarr remember jobs by it).
