@@ -14,6 +14,7 @@ log = logging.getLogger(__name__)
 # The ending files have while they move when HASHDROP_PART_SUFFIX is empty: across disks libtorrent
 # copies each file under the name it has, and the library must not show a half-copied film.
 MOVE_SUFFIX = ".part"
+MOVE_FAILED = "Could not move the files into the library"
 
 
 class MoveRefused(JobRefused):
@@ -91,6 +92,7 @@ class LibraryMove:
         refusal = self._refusal(job, library, moving)
         if refusal:
             raise MoveRefused(refusal)
+        self._make_folders(library, moving)
         with self._lock:
             job.moving_to = library
             self.store.update(job.info_hash, moving_to=library)
@@ -101,6 +103,16 @@ class LibraryMove:
             raise MoveRefused(f"The move into {library} was not started: {problem}")
         log.info("job %s: moving its files from %s into %s", job.info_hash, job.save_path, library)
         torrent_files.move_storage(handle, library)
+
+    def _make_folders(self, library, paths):
+        """Make the folders the files move into. libtorrent would too, but where it cannot (a
+        read-only disk) it goes on to copy, and reports the copy's "No such file or directory"."""
+        try:
+            for folder in sorted({os.path.dirname(os.path.join(library, path)) for path in paths}):
+                os.makedirs(folder, exist_ok=True)
+        except OSError as exc:
+            remove_empty_folders(library, paths, self.save_root)
+            raise MoveRefused(f"{MOVE_FAILED}: {downloader.describe_error(exc)}") from None
 
     def _refusal(self, job, library, paths):
         """Why the files cannot move into library, or None."""

@@ -5,7 +5,7 @@ import time
 import downloader
 import torrent_files
 from jobs import durability
-from jobs.library_move import LibraryMove, MoveRefused
+from jobs.library_move import MOVE_FAILED, LibraryMove, MoveRefused
 from jobs.model import RUNNING, JobState, utcnow
 from jobs.ownership import UnsafePath
 from jobs.part_files import refused_message
@@ -293,7 +293,7 @@ class Lifecycle:
         """The move failed: the files stay in the incomplete folder, and the job fails saying why."""
         reason, name_taken = value
         self.library_move.failed(job, name_taken)
-        self.fail_move(job, f"Could not move the files into the library: {reason}")
+        self.fail_move(job, f"{MOVE_FAILED}: {reason}")
 
     def fail_move(self, job, reason):
         with self.lock:
