@@ -191,3 +191,80 @@ def test_a_kill_9_mid_move_loses_nothing_and_the_move_is_made_again(tmp_path, tr
     finally:
         server.stop(signal.SIGKILL)
         server.log.close()
+
+
+def recovering_job(tmp_path, library, torrent):
+    """A job whose move from tmp_path/incomplete into library was cut short, as the store left it,
+    and a LibraryMove as the manager makes it."""
+    import threading
+
+    from doubles import MemoryJobStore
+    from jobs.library_move import LibraryMove
+    from jobs.model import Job
+
+    store = MemoryJobStore()
+    job = Job(info_hash=torrent.info_hash, save_path=str(tmp_path / "incomplete"), moving_to=str(library))
+    store.save_many([job.record()])
+    return job, store, LibraryMove(str(tmp_path / "incomplete"), str(library), ".part", store, threading.Lock())
+
+
+def place(payload, folder, rel, size=None):
+    """Copy a payload file into folder under its .part name (its first size bytes: a partial copy)."""
+    target = Path(folder) / f"{rel}.part"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes((payload.root / rel).read_bytes()[:size])
+
+
+def test_a_cut_short_cross_disk_move_whose_copies_were_all_made_goes_on_into_the_library(tmp_path, tmpfs):
+    """libtorrent deletes the originals only once every file is copied: a file found only in the
+    library means every copy is whole, and the move goes on instead of copying back across disks."""
+    from swarm import make_payload, make_torrent
+
+    library = tmpfs("16m")
+    payload = make_payload(tmp_path / "made", "show", {"e1.mkv": MiB, "e2.mkv": MiB})
+    torrent = make_torrent(payload, None, "v1")
+    job, store, move = recovering_job(tmp_path, library, torrent)
+    place(payload, library, "show/e1.mkv")
+    place(payload, library, "show/e2.mkv")
+    place(payload, tmp_path / "incomplete", "show/e2.mkv")  # e1's original was deleted already
+    move.recover(job, lt.load_torrent_buffer(torrent.data))
+    assert job.save_path == str(library) and job.moving_to is None
+    assert store.records[job.info_hash]["save_path"] == str(library)
+    assert files_under(tmp_path / "incomplete") == []
+    for rel, digest in torrent.files.items():
+        assert sha256_file(library / f"{rel}.part") == digest
+
+
+def test_a_cut_short_move_with_originals_in_place_goes_back_and_partial_copies_go(tmp_path, tmpfs):
+    from swarm import make_payload, make_torrent
+
+    library = tmpfs("16m")
+    payload = make_payload(tmp_path / "made", "show", {"e1.mkv": MiB, "e2.mkv": MiB})
+    torrent = make_torrent(payload, None, "v1")
+    job, store, move = recovering_job(tmp_path, library, torrent)
+    place(payload, library, "show/e1.mkv")  # copied whole
+    place(payload, library, "show/e2.mkv", size=1000)  # cut short mid-copy
+    for rel in torrent.files:
+        place(payload, tmp_path / "incomplete", rel)
+    move.recover(job, lt.load_torrent_buffer(torrent.data))
+    assert job.save_path == str(tmp_path / "incomplete") and job.moving_to is None
+    assert store.records[job.info_hash]["moving_to"] is None
+    assert files_under(library) == []
+    for rel, digest in torrent.files.items():
+        assert sha256_file(tmp_path / "incomplete" / f"{rel}.part") == digest
+
+
+def test_a_cut_short_move_on_one_disk_renames_the_moved_files_back(tmp_path):
+    from swarm import make_payload, make_torrent
+
+    library = tmp_path / "downloads"
+    payload = make_payload(tmp_path / "made", "show", {"e1.mkv": MiB, "sub/e2.mkv": MiB})
+    torrent = make_torrent(payload, None, "v1")
+    job, _, move = recovering_job(tmp_path, library, torrent)
+    place(payload, library, "show/sub/e2.mkv")  # renamed into the library before the crash
+    place(payload, tmp_path / "incomplete", "show/e1.mkv")
+    move.recover(job, lt.load_torrent_buffer(torrent.data))
+    assert job.save_path == str(tmp_path / "incomplete")
+    assert not (library / "show").exists()  # the folders the move made are gone with it
+    for rel, digest in torrent.files.items():
+        assert sha256_file(tmp_path / "incomplete" / f"{rel}.part") == digest
