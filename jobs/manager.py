@@ -84,8 +84,7 @@ class JobManager:
         result = SubmitResult(duplicates=list(parsed.duplicates), rejected=list(parsed.rejected))
         download_root = self.config["INCOMPLETE_PATH"] or self.config["SAVE_PATH"]
         try:
-            category = check_category(self.config["SAVE_PATH"], category)
-            check_category(download_root, category)  # a link there must not lead out either
+            category = check_category(self.config["SAVE_PATH"], category, download_root)
         except JobError as exc:
             return result.refuse(exc.message)
         targets = [(target, None) for target in parsed.targets] + uploaded_targets(uploads, result.rejected)
