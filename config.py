@@ -35,6 +35,7 @@ DEFAULTS = {
     "WATCH_DIR": "",  # a folder whose .torrent and .magnet files become jobs; "" for none
     "URL_ALLOW": ["public"],  # where the RPC's torrent-add may fetch .torrent URLs from (torrent_urls)
     "URL_TIMEOUT": 30,  # seconds one such fetch may take, redirects included
+    "INCOMPLETE_PATH": "",  # where jobs download before they move into SAVE_PATH; "" downloads in place
     # Who may connect, and how much one request may carry.
     "HOST": "127.0.0.1",
     "USERNAME": "admin",
@@ -56,7 +57,7 @@ BOOLEANS = ("DHT", "LSD", "UPNP", "NATPMP")
 COUNTS = ("MAX_ACTIVE", "DOWNLOAD_LIMIT", "UPLOAD_LIMIT", "RECV_BUFFER")  # whole numbers, at least 0
 LIMITS = ("MAX_REQUEST_BYTES", "MAX_UPLOAD_BYTES", "MAX_LINES", "MAX_LINE_CHARS",
           "IDLE_TIMEOUT", "SESSION_DAYS", "MAX_JOBS", "URL_TIMEOUT")  # at least 1
-TEXTS = ("OUTGOING_INTERFACES", "RUNNER", "STORE", "WATCH_DIR")
+TEXTS = ("OUTGOING_INTERFACES", "RUNNER", "STORE", "WATCH_DIR", "INCOMPLETE_PATH")
 # The names HASHDROP_DISK_IO takes; downloader.DISK_BACKENDS maps each to libtorrent's constructor.
 DISK_IO_CHOICES = ("pread", "mmap", "posix")
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
@@ -102,6 +103,7 @@ def normalize_config(config):
         config[key] = as_text(config[key])
     config["SAVE_PATH"] = os.path.abspath(config["SAVE_PATH"])
     config["DATA_DIR"] = os.path.abspath(config["DATA_DIR"])
+    config["INCOMPLETE_PATH"] = incomplete_path(config["INCOMPLETE_PATH"], config["SAVE_PATH"])
     normalize_access(config)
 
 
@@ -187,6 +189,19 @@ def part_suffix(value):
         raise ConfigError(f"HASHDROP_PART_SUFFIX must be a short file name ending such as .part, "
                           f"or empty for none, not {suffix!r}")
     return suffix
+
+
+def incomplete_path(value, save_path):
+    """HASHDROP_INCOMPLETE_PATH as an absolute folder ("" for none): not the save path, and not a
+    folder that holds it (a job's move into the library would then move into its own folder)."""
+    if not value:
+        return ""
+    path = os.path.abspath(value)
+    real, library = os.path.realpath(path), os.path.realpath(save_path)
+    if real == library or library.startswith(real.rstrip(os.sep) + os.sep):
+        raise ConfigError(f"HASHDROP_INCOMPLETE_PATH must be a folder apart from the save path "
+                          f"{save_path}, not {value!r}: jobs move from it into the save path.")
+    return path
 
 
 def host_names(config):

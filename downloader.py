@@ -473,6 +473,10 @@ def translate(alert):
         return "resume_data", lt.write_resume_data_buf(alert.params)
     if isinstance(alert, lt.save_resume_data_failed_alert) and not not_modified(alert.error):
         log.warning("resume data not saved: %s", alert.message())
+    if isinstance(alert, lt.storage_moved_alert):
+        return "moved", alert.storage_path()
+    if isinstance(alert, lt.storage_moved_failed_alert):
+        return "move_failed", (describe_move_error(alert), alert.error.value() == errno.EEXIST)
     if isinstance(alert, lt.file_renamed_alert):
         return "renamed", (int(alert.index), True)
     if isinstance(alert, lt.file_rename_failed_alert):
@@ -492,6 +496,12 @@ def describe_file_error(error, filename):
     if error.value() == errno.EIO and disk_is_full(filename):
         text += " (the disk is full)"
     return text
+
+
+def describe_move_error(alert):
+    """The OS's reason a move into the library failed, and the file it failed on."""
+    where = alert.file_path()
+    return f"{alert.error.message()}: {where}" if where else alert.error.message()
 
 
 def live_status(status):

@@ -197,6 +197,31 @@ def unmark_complete(handle, skip=()):
     return indices
 
 
+def mark_for_move(handle, save_path, suffix, skip=()):
+    """Give each file on disk under its own name the suffix before the torrent's files move into
+    the library: across disks libtorrent copies a file under the name it has, and a media server
+    would find a half-copied film under its own name. Return the indices renamed."""
+    _, named = named_files(handle)
+    taken = {path for _, path, _ in named}
+    indices = []
+    for index, path, on_disk in named:
+        if on_disk == path and index not in skip and can_mark(path, suffix, taken) \
+                and os.path.exists(os.path.join(save_path, path)):
+            handle.rename_file(index, path + suffix)
+            indices.append(index)
+    return indices
+
+
+def move_storage(handle, path):
+    """Have libtorrent move the torrent's files into path (it renames, or across disks copies then
+    deletes) and seed from there; it posts storage_moved_alert or storage_moved_failed_alert.
+
+    fail_if_exist, not dont_replace: dont_replace skips a file whose name is taken in path and points
+    the torrent at the file found there, which it would then check and download into; fail_if_exist
+    looks at every name first and moves nothing if one is taken."""
+    handle.move_storage(path, lt.move_flags_t.fail_if_exist)
+
+
 def match_names_on_disk(params, save_path, suffix):
     """Point resume data at each file where it is on disk, marked or not.
 
@@ -250,14 +275,25 @@ def disk_is_full(path):
     return free is not None and free < FULL_DISK_BYTES
 
 
-def free_bytes(directory):
-    """Bytes free for this user on the file system that holds directory (or will, once it is
-    made: a fresh install's save path), or None if it cannot say."""
+def same_disk(one, other):
+    """Whether two folders (or the nearest folders above them that exist) are on one file system:
+    a move between them is a rename."""
+    return os.stat(existing_folder(one)).st_dev == os.stat(existing_folder(other)).st_dev
+
+
+def existing_folder(directory):
+    """directory, or the nearest folder above it that exists (a fresh install's save path)."""
     path = os.path.abspath(directory)
     while not os.path.isdir(path) and os.path.dirname(path) != path:
         path = os.path.dirname(path)
+    return path
+
+
+def free_bytes(directory):
+    """Bytes free for this user on the file system that holds directory (or will, once it is
+    made: a fresh install's save path), or None if it cannot say."""
     try:
-        return shutil.disk_usage(path).free
+        return shutil.disk_usage(existing_folder(directory)).free
     except OSError:
         return None
 

@@ -5,6 +5,7 @@ import time
 import downloader
 import torrent_files
 from jobs import durability
+from jobs.library_move import MOVE_FAILED, LibraryMove, MoveRefused
 from jobs.model import RUNNING, JobState, utcnow
 from jobs.ownership import UnsafePath
 from jobs.part_files import refused_message
@@ -17,7 +18,8 @@ class Lifecycle:
     """The job state machine. Events come in the job's own thread (see jobs.task); user
     commands (jobs.manager) share its moves. Shared job state changes under the registry's lock."""
 
-    def __init__(self, registry, slots, session, store, part_files, resume_files, seed_session):
+    def __init__(self, registry, slots, session, store, part_files, resume_files, seed_session,
+                 library_move=None):
         self.registry = registry
         self.lock = registry.lock
         self.slots = slots
@@ -26,10 +28,13 @@ class Lifecycle:
         self.part_files = part_files
         self.resume_files = resume_files
         self.seed_session = seed_session  # jobs.seeding.SessionSeedLimits, which session-set changes
+        # No incomplete folder unless given one (HASHDROP_INCOMPLETE_PATH): nothing moves.
+        self.library_move = library_move or LibraryMove("", "", "", store, self.lock)
         self._handlers = {
             "status": self.on_status, "metadata": self.on_metadata, "finished": self.on_finished,
             "error": self.on_error, "tracker": self.on_tracker, "resume_data": self.resume_files.save,
-            "flushed": self.flushed, "renamed": self.renamed,
+            "flushed": self.flushed, "renamed": self.renamed, "moved": self.moved,
+            "move_failed": self.move_failed,
         }
 
     def handle(self, job, event, value):
@@ -157,8 +162,9 @@ class Lifecycle:
         try:
             if wanted is None:
                 wanted = {i for i, priority in enumerate(handle.get_file_priorities()) if priority > 0}
+            self.library_move.check_names(job, handle, wanted)
             self.part_files.want_files(job, handle, wanted)
-        except UnsafePath as exc:
+        except (UnsafePath, MoveRefused) as exc:
             self.stop_with(job, str(exc))
             return False
         except RuntimeError:  # removed meanwhile
@@ -270,7 +276,12 @@ class Lifecycle:
         with self.lock:
             if not job.finishing:
                 return
-        if job.marks.renaming or self.part_files.unmark_complete(job):
+        if job.marks.renaming or job.moving_to:
+            return  # renamed() or moved() comes back here
+        if self.library_move.needed(job):
+            self.move_to_library(job)
+            return
+        if self.part_files.unmark_complete(job):
             return  # renamed() comes back here once the renames are done
         with self.lock:
             job.finishing = False
@@ -279,6 +290,37 @@ class Lifecycle:
         if job.state == JobState.COMPLETED:
             durability.sync(job)
         self.check_seed_limits(job)
+
+    # Moving: from the incomplete folder into the library (jobs.library_move) -----------------
+    def move_to_library(self, job):
+        """A finishing job in the incomplete folder: mark its files unfinished, then move them.
+        It stays downloading, moving, until libtorrent says the files are in the library."""
+        if job.run.torrent is None or job.state not in RUNNING:
+            with self.lock:
+                job.finishing = False  # paused or failed meanwhile: it moves when it finishes again
+            return
+        try:
+            self.library_move.begin(job)  # renames first: renamed() comes back to flushed()
+        except MoveRefused as exc:
+            self.fail_move(job, str(exc))
+
+    def moved(self, job, path):
+        """The files are in the library, and libtorrent seeds from there: give them their names."""
+        if job.moving_to is None:
+            return  # not a move of the job's (or one put in order at start)
+        self.library_move.moved(job, path)
+        self.flushed(job)
+
+    def move_failed(self, job, value):
+        """The move failed: the files stay in the incomplete folder, and the job fails saying why."""
+        reason, name_taken = value
+        self.library_move.failed(job, name_taken)
+        self.fail_move(job, f"{MOVE_FAILED}: {reason}")
+
+    def fail_move(self, job, reason):
+        with self.lock:
+            job.finishing = False  # a Retry finishes, and moves, again
+        self.stop_with(job, reason)
 
     def renamed(self, job, value):
         """One of the job's files was renamed (or could not be: it keeps its name)."""

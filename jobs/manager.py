@@ -11,6 +11,7 @@ import hashes
 import torrent_files
 from downloader import STOP, TorrentSession, session_settings
 from jobs.durability import CrashMarker, ResumeFiles
+from jobs.library_move import LibraryMove
 from jobs.lifecycle import Lifecycle
 from jobs.model import ENDED, RUNNING, Job, JobError, JobState, SubmitResult, utcnow
 from jobs.ownership import FileLedger, Ownership
@@ -47,15 +48,17 @@ class JobManager:
         self._seed_check_due = 0.0  # monotonic time of the next check of idle seeds
         resume_files = ResumeFiles(os.path.join(config["DATA_DIR"], "resume"))
         self.crash_marker = CrashMarker(os.path.join(config["DATA_DIR"], "running"))
-        suffix = config.get("PART_SUFFIX", "")
-        ownership = Ownership(FileLedger(os.path.join(config["DATA_DIR"], "written")), config["SAVE_PATH"], suffix)
+        suffix, incomplete = config.get("PART_SUFFIX", ""), config.get("INCOMPLETE_PATH", "")
+        ownership = Ownership(FileLedger(os.path.join(config["DATA_DIR"], "written")), config["SAVE_PATH"], suffix,
+                              incomplete)
         part_files = PartFiles(suffix, registry.lock, ownership)
+        library_move = LibraryMove(incomplete, config["SAVE_PATH"], suffix, store, registry.lock)
         slots = SlotQueue(int(config["MAX_ACTIVE"]))
         self.seed_session = SessionSeedLimits(config["SEED_RATIO"], config["SEED_IDLE_MINUTES"])
         self.lifecycle = Lifecycle(registry, slots, session, store, part_files, resume_files,
-                                   self.seed_session)
+                                   self.seed_session, library_move)
         self.services = JobServices(session, registry, slots, self.lifecycle, part_files, ownership,
-                                    resume_files, self.crash_marker)
+                                    resume_files, self.crash_marker, library_move)
         self.steering = Steering(registry, self.lifecycle, self.services, store, self._start_or_fail)
         self.watch_folder = None  # a WatchFolder once watch() is called (HASHDROP_WATCH_DIR)
 
@@ -84,12 +87,13 @@ class JobManager:
                source="form"):
         """Start a job per new target and per uploaded .torrent file ((filename, bytes) pairs)."""
         result = SubmitResult(duplicates=list(parsed.duplicates), rejected=list(parsed.rejected))
+        download_root = self.config["INCOMPLETE_PATH"] or self.config["SAVE_PATH"]
         try:
-            category = check_category(self.config["SAVE_PATH"], category)
+            category = check_category(self.config["SAVE_PATH"], category, download_root)
         except JobError as exc:
             return result.refuse(exc.message)
         targets = [(target, None) for target in parsed.targets] + uploaded_targets(uploads, result.rejected)
-        options = JobOptions(self.config["SAVE_PATH"], category, sequential, paused, self.config["TRACKERS"],
+        options = JobOptions(download_root, category, sequential, paused, self.config["TRACKERS"],
                              list(labels), source)
         registry = self.registry
         with registry.lock:

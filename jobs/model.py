@@ -143,6 +143,7 @@ class Job:
     has_metadata: bool = False
     fetching_file_list: bool = False  # paused, but fetching its metadata: it downloads no file
     finishing: bool = False  # every piece in; completed once libtorrent has written them out
+    moving_to: str | None = None  # the library folder its files are being moved into (jobs.library_move)
     seeding_stopped: bool = False  # completed, and seeds no more (paused, or a seeding limit reached)
     seed_limits: SeedLimits = field(default_factory=SeedLimits)  # its own, as torrent-set gives them
     live: dict = field(default_factory=dict)  # the latest batched torrent status
@@ -202,6 +203,7 @@ class Job:
             "seeding_stopped": int(self.seeding_stopped),
             "seed_limits": self.seed_limits.to_text(),
             "queue_rank": self.queue_rank,
+            "moving_to": self.moving_to,
         }
 
     @classmethod
@@ -219,6 +221,7 @@ class Job:
             seed_limits=SeedLimits.from_text(record.get("seed_limits")),
             queue_rank=record.get("queue_rank"),
             completed_at=datetime.fromisoformat(completed_at) if completed_at else None,
+            moving_to=record.get("moving_to"),
             durability=Durability(restored=True, uploaded_saved=record["uploaded_bytes"]),
         )
 

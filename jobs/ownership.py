@@ -67,21 +67,29 @@ class FileLedger:
 class Ownership:
     """Sorts a job's files before it may write them, and deletes only what it wrote."""
 
-    def __init__(self, ledger, save_root, suffix):
+    def __init__(self, ledger, save_root, suffix, incomplete_root=""):
         self.ledger = ledger
         self.save_root = save_root
         self.suffix = suffix
+        self.incomplete_root = incomplete_root  # HASHDROP_INCOMPLETE_PATH, "" for none
+
+    def root(self, job):
+        """The folder a job's files must stay inside: the incomplete folder while they are in
+        it, else the save path. The record's paths are the torrent's, so they follow a move."""
+        if self.incomplete_root and torrent_files.resolves_inside(job.save_path, self.incomplete_root):
+            return self.incomplete_root
+        return self.save_root
 
     def sort(self, job, files, wanted, renamed):
         """Sort the wanted ones of files ((index, path) pairs) by whose they are on disk;
         renamed maps an index to its name on disk where that differs."""
         written = self.ledger.written(job.info_hash)
-        result = FileSort()
+        result, root = FileSort(), self.root(job)
         for index, path in files:
             if index not in wanted:
                 continue
             full = os.path.join(job.save_path, path)
-            if not torrent_files.resolves_inside(full, self.save_root):
+            if not torrent_files.resolves_inside(full, root):
                 result.outside[index] = path
                 continue
             on_disk = torrent_files.existing_name(job.save_path, path, self.suffix, renamed.get(index))
@@ -110,26 +118,29 @@ class Ownership:
         """Raise UnsafePath if a file of the torrent (its metadata known) would leave the save path."""
         if params.ti is None:
             return
+        root = self.root(job)
         outside = {index: path for index, path in torrent_files.real_files(params.ti.layout())
-                   if not torrent_files.resolves_inside(os.path.join(job.save_path, path), self.save_root)}
+                   if not torrent_files.resolves_inside(os.path.join(job.save_path, path), root)}
         if outside:
             raise UnsafePath(outside_message(job, outside))
 
     def delete_written(self, job, files):
         """Delete the job's own files ((index, path, path on disk) triples), then the folders
         they leave empty, and libtorrent's part file; never a file it did not write."""
-        written = self.ledger.written(job.info_hash)
+        written, root = self.ledger.written(job.info_hash), self.root(job)
         for _, path, on_disk in files:
             if written and path in written:
                 for name in {on_disk, path, path + self.suffix}:
-                    self._delete_inside(os.path.join(job.save_path, name))
-        self._delete_inside(os.path.join(job.save_path, f".{job.info_hash}.parts"))
-        remove_empty_folders(job.save_path, [path for _, path, _ in files], self.save_root)
+                    delete_inside(os.path.join(job.save_path, name), root)
+        delete_inside(os.path.join(job.save_path, f".{job.info_hash}.parts"), root)
+        remove_empty_folders(job.save_path, [path for _, path, _ in files], root)
         self.ledger.forget(job.info_hash)
 
-    def _delete_inside(self, path):
-        if os.path.isfile(path) and not os.path.islink(path) and torrent_files.resolves_inside(path, self.save_root):
-            remove_quietly(path)
+
+def delete_inside(path, root):
+    """Delete the file at path if it is one (not a link) and inside root."""
+    if os.path.isfile(path) and not os.path.islink(path) and torrent_files.resolves_inside(path, root):
+        remove_quietly(path)
 
 
 def made_since(path, moment):

@@ -12,8 +12,17 @@ from jobs.model import Job, JobError, JobState
 NOT_IN_A_FOLDER_NAME = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
-def check_category(save_root, category):
-    """A category is a subfolder of the save path; refuse any that would leave it."""
+def check_category(save_root, category, download_root=None):
+    """A category is a subfolder of the save path (and of the incomplete folder, download_root,
+    where jobs download first); refuse any that would leave either."""
+    category = folder_in(save_root, category)
+    if download_root and download_root != save_root:
+        folder_in(download_root, category)
+    return category
+
+
+def folder_in(save_root, category):
+    """The category as a folder inside save_root, or a JobError."""
     bad = NOT_IN_A_FOLDER_NAME.search(category or "")
     if bad:
         raise JobError(f"The category {category!r} contains U+{ord(bad.group()):04X}, a control "
@@ -63,7 +72,7 @@ def uploaded_targets(uploads, rejected):
 class JobOptions:
     """What one submit asks of each of its new jobs."""
 
-    save_root: str
+    save_root: str  # the folder the job downloads into: the incomplete folder if set, else the save path
     category: str
     sequential: bool
     paused: bool

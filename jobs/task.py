@@ -22,6 +22,7 @@ class JobServices:
     ownership: object  # jobs.ownership.Ownership
     resume_files: object  # jobs.durability.ResumeFiles
     crash_marker: object  # jobs.durability.CrashMarker
+    library_move: object  # jobs.library_move.LibraryMove
 
 
 class JobTask:
@@ -62,6 +63,9 @@ class JobTask:
         job, jobs = self.job, self._jobs
         params, vouched = jobs.resume_files.read(job)
         resumed = params is not None
+        if job.moving_to:  # its move into the library was cut short: files back in order first
+            known = params if resumed or not job.metainfo else torrent_files.params_from_torrent(job.metainfo)
+            jobs.library_move.recover(job, known)
         if resumed:
             self._check_kept_files(params, vouched)
             jobs.ownership.claim_resumed(job, params)
@@ -76,8 +80,9 @@ class JobTask:
         torrent_files.set_flag(params, "sequential_download", job.sequential)
         # A new torrent whose files are known (an uploaded one) is sorted as it is attached.
         self._sort_at_attach = not resumed and torrent_files.has_metadata(params)
-        if not torrent_files.has_metadata(params):
-            job.run.names_before = frozenset(torrent_files.names_in(job.save_path))
+        if not torrent_files.has_metadata(params):  # where it downloads, and where its files will move
+            job.run.names_before = frozenset(name for folder in jobs.library_move.folders(job)
+                                             for name in torrent_files.names_in(folder))
         job.run.added_at = time.time()
         hold = self._sort_at_attach and self._hold_or_claim(params.ti.name(), params.ti.layout())
         self._set_start_flags(params, hold)
@@ -143,7 +148,8 @@ class JobTask:
         candidates = [name, name + suffix] if suffix else [name]
         if names is not None:
             return any(candidate in names for candidate in candidates)
-        return any(os.path.lexists(os.path.join(self.job.save_path, candidate)) for candidate in candidates)
+        return any(os.path.lexists(os.path.join(folder, candidate)) for candidate in candidates
+                   for folder in self._jobs.library_move.folders(self.job))
 
     def before_metadata(self, handle, name):
         """In the alert thread, as a magnet's metadata arrives and libtorrent is about to write:

@@ -38,6 +38,7 @@ def job_view(job, now=None):
         "seeding": completed and not job.seeding_stopped,
         "checking": live.get("checking", False),
         "verify_pending": job.run.verify is not None,
+        "moving": job.moving_to is not None,  # its files move from the incomplete folder into the library
         "disk_free_bytes": short_of_space(job, total - done),
         "error": job.error,
         "tracker": job.tracker,

@@ -38,12 +38,13 @@ ADDED_COLUMNS = {
     "seeding_stopped": "INTEGER NOT NULL DEFAULT 0",
     "seed_limits": "TEXT NOT NULL DEFAULT '{}'",
     "queue_rank": "REAL",  # NULL: the job's number is its place
+    "moving_to": "TEXT",  # set while a job's files move into the library (jobs.library_move)
 }
 
 COLUMNS = (
     "info_hash", "v1_hash", "v2_hash", "name", "magnet", "torrent", "added_at", "state",
     "error", "save_path", "category", "sequential", "completed_at", "number", "labels", "source",
-    "seeding_stopped", "seed_limits", "queue_rank",
+    "seeding_stopped", "seed_limits", "queue_rank", "moving_to",
 )
 # The highest job number ever given: kept apart from the jobs, so that a removed job's number
 # is not given again (clients such as Sonarr remember jobs by it).
