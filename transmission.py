@@ -403,6 +403,20 @@ def queue_move(arguments, where):
     return {}
 
 
+def torrent_set_location(arguments):
+    """Move the jobs' files into another folder of the save path. Only moving is done: pointing
+    a job at files that are there already (move false) would make it take them for its own."""
+    location = arguments.get("location")
+    if not isinstance(location, str) or not location:
+        raise RpcError("torrent-set-location needs a location: a folder in hashdrop's save path.")
+    if not flag(arguments, "move", False):
+        raise RpcError("hashdrop moves a torrent's files itself (move: true); it does not take "
+                       "files already in another folder for a torrent's own.")
+    for info_hash in hash_list(arguments):
+        manager().relocate(info_hash, location)
+    return {}
+
+
 def torrent_verify(arguments):
     """Check the files of the jobs named against their pieces; one without metadata has none."""
     for info_hash in hash_list(arguments):
@@ -442,6 +456,8 @@ def torrent_set(arguments):
             manager().set_labels(info_hash, labels)
         if seed_limits:
             manager().set_seed_limits(info_hash, seed_limits)
+        if "location" in arguments:  # moved, as torrent-set-location with move: true
+            torrent_set_location({"ids": [info_hash], "location": arguments["location"], "move": True})
         if "queuePosition" in arguments:
             manager().move_in_queue([info_hash], whole_number(arguments, "queuePosition"))
         if "files-wanted" in arguments or "files-unwanted" in arguments:
@@ -701,6 +717,7 @@ METHODS = {
     "torrent-start-now": torrent_start,
     "torrent-stop": torrent_stop,
     "torrent-verify": torrent_verify,
+    "torrent-set-location": torrent_set_location,
     "torrent-reannounce": torrent_reannounce,
     "torrent-remove": torrent_remove,
     "torrent-set": torrent_set,

@@ -82,12 +82,13 @@ class LibraryMove:
         job.marks.renaming.update(indices)
         return bool(indices)
 
-    def start(self, job):
-        """Record the move, then have libtorrent move the job's files into its library folder.
-        Raises MoveRefused when a name is taken there or the move cannot be recorded."""
+    def start(self, job, library=None):
+        """Record the move, then have libtorrent move the job's files into its library folder
+        (or into `library`, a folder in the save path a person chose). Raises MoveRefused when a
+        name is taken there or the move cannot be recorded."""
         handle = job.run.torrent.handle
         _, named = torrent_files.named_files(handle)
-        library = self.library_path(job)
+        library = library or self.library_path(job)
         moving = [path for _, path, on_disk in named if os.path.lexists(os.path.join(job.save_path, on_disk))]
         refusal = self._refusal(job, library, moving)
         if refusal:

@@ -222,6 +222,10 @@ class JobManager:
     def swarm(self, info_hash):
         return self.steering.swarm(info_hash)
 
+    def relocate(self, info_hash, directory):
+        """Move a job's files into directory, which must be in the save path (category_for_dir)."""
+        return self.steering.relocate(info_hash, self.category_for_dir(directory))
+
     def verify(self, info_hash):
         return self.steering.verify(info_hash)
 

@@ -7,6 +7,7 @@ import downloader
 import torrent_files
 from downloader import STOP
 from jobs.model import ENDED, JobError, JobState, Removal
+from jobs.library_move import MoveRefused
 from jobs.ownership import UnsafePath
 from jobs.seeding import changed_limits
 from jobs.slots import moved_ranks
@@ -144,6 +145,32 @@ class Steering:
             job.seed_limits = limits
             self.store.update(job.info_hash, seed_limits=limits.to_text())
         self.lifecycle.check_seed_limits(job)
+        return job_view(job)
+
+    def relocate(self, info_hash, category):
+        """Move a job's files into another folder of the save path (a category: "" is the save
+        path itself); a job still in the incomplete folder moves there once it finishes."""
+        job = self.get(info_hash)
+        library_move = self.services.library_move
+        with self.registry.lock:
+            torrent = job.run.torrent
+            if job.moving_to is not None:
+                raise JobError("Its files are moving now; ask again once they have moved.", 409)
+            if torrent is None or job.state in ENDED:
+                raise JobError("Only a job that runs or is paused can move its files: start it first.", 409)
+            job.category = category
+            self.store.update(job.info_hash, category=category)
+            if library_move.needed(job):
+                return job_view(job)
+            target = library_move.library_path(job)
+            if target == job.save_path:
+                return job_view(job)
+        try:
+            library_move.start(job, target)
+        except MoveRefused as exc:
+            raise JobError(str(exc), 409) from None
+        except RuntimeError:  # removed meanwhile
+            pass
         return job_view(job)
 
     def verify(self, info_hash):

@@ -503,3 +503,29 @@ def test_trackers_peers_and_the_magnet_link_are_shown_as_transmission_remote_pri
     assert code == 0 and "Tracker 0: 127.0.0.1:" in output, output
     code, output = remote(server, "-t", str(added.id), "-i")
     assert code == 0 and f"Magnet: magnet:?xt=urn:btih:{slow.info_hash}" in output, output
+
+
+@pytest.mark.swarm
+def test_set_location_moves_the_files_within_the_save_path_and_nothing_else(server, seed_new, tmp_path):
+    film, show = seed_new({"film.mkv": 2 * MiB, "film.nfo": 100}), seed_new(MiB)
+    rpc = client(server)
+    ids = [rpc.add_torrent(torrent.data).id for torrent in (film, show)]
+    wait_until(lambda: all(server.job(t.info_hash)["state"] == "completed" for t in (film, show)), 60,
+               "the downloads did not finish")
+    code, output = remote(server, "-t", str(ids[0]), "--move", str(server.save_path / "films"))
+    assert code == 0 and "success" in output, output
+    wait_until(lambda: server.job(film.info_hash)["save_path"] == str(server.save_path / "films"), 20,
+               "the files did not move")
+    check_files(film, server.save_path / "films")
+    assert not (server.save_path / film.name).exists()
+    moved = rpc.get_torrent(ids[0])
+    assert moved.download_dir == str(server.save_path / "films") and moved.status == "seeding"
+    assert server.job(film.info_hash)["category"] == "films"
+    rpc.change_torrent(ids[1], location="tv")  # torrent-set's location: a folder in the save path
+    wait_until(lambda: (server.save_path / "tv" / show.name).exists(), 20, "torrent-set location did not move")
+    check_files(show, server.save_path / "tv")
+    for arguments, said in (({"location": str(tmp_path), "move": True}, "outside hashdrop's save path"),
+                            ({"location": "films", "move": False}, "moves a torrent's files itself")):
+        with pytest.raises(TransmissionError, match=said):
+            rpc.move_torrent_data(ids[1], arguments["location"], move=arguments["move"])
+    check_files(show, server.save_path / "tv")
