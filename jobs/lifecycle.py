@@ -6,6 +6,7 @@ import downloader
 import torrent_files
 from jobs import durability
 from jobs.model import RUNNING, JobState, utcnow
+from jobs.notify import Notifier
 from jobs.ownership import UnsafePath
 from jobs.part_files import refused_message
 
@@ -16,7 +17,7 @@ class Lifecycle:
     """The job state machine. Events come in the job's own thread (see jobs.task); user
     commands (jobs.manager) share its moves. Shared job state changes under the registry's lock."""
 
-    def __init__(self, registry, slots, session, store, part_files, resume_files, seed_ratio):
+    def __init__(self, registry, slots, session, store, part_files, resume_files, seed_ratio, notifier=None):
         self.registry = registry
         self.lock = registry.lock
         self.slots = slots
@@ -25,6 +26,7 @@ class Lifecycle:
         self.part_files = part_files
         self.resume_files = resume_files
         self.seed_ratio = seed_ratio
+        self.notifier = notifier or Notifier([], registry.lock)  # none: nobody is told
         self._handlers = {
             "status": self.on_status, "metadata": self.on_metadata, "finished": self.on_finished,
             "error": self.on_error, "tracker": self.on_tracker, "resume_data": self.resume_files.save,
@@ -105,6 +107,7 @@ class Lifecycle:
         with self.lock:
             if job.removal is not None or (job.state == state and job.error == error):
                 return
+            entered = job.state != state
             job.state = state
             job.error = error
             if state == JobState.COMPLETED and job.completed_at is None:
@@ -113,6 +116,8 @@ class Lifecycle:
                 self.release_slot(job)
             self.store.update(job.info_hash, state=state.value, error=error,
                               completed_at=job.record()["completed_at"])
+            if entered:
+                self.notifier.entered(job, state)  # queued: the job's thread does not wait for it
 
     def release_slot(self, job):
         """Give up the job's download slot, if it holds one, to the first queued job."""

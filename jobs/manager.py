@@ -13,6 +13,7 @@ from downloader import STOP, TorrentSession, session_settings
 from jobs.durability import CrashMarker, ResumeFiles
 from jobs.lifecycle import Lifecycle
 from jobs.model import ENDED, RUNNING, Job, JobError, JobState, SubmitResult, utcnow
+from jobs.notify import Notifier
 from jobs.ownership import FileLedger, Ownership
 from jobs.part_files import PartFiles
 from jobs.registry import JobRegistry
@@ -23,6 +24,7 @@ from jobs.submit import JobOptions, category_for_dir, check_category, uploaded_t
 from jobs.task import JobServices, JobTask
 from jobs.view import job_view
 from jobs.watch import WatchFolder
+from notifiers import targets_from_config
 from store import StoreWriteError, open_store
 
 log = logging.getLogger(__name__)
@@ -47,8 +49,10 @@ class JobManager:
         ownership = Ownership(FileLedger(os.path.join(config["DATA_DIR"], "written")), config["SAVE_PATH"], suffix)
         part_files = PartFiles(suffix, registry.lock, ownership)
         slots = SlotQueue(int(config["MAX_ACTIVE"]))
+        targets, secrets = targets_from_config(config)
+        self.notifier = Notifier(targets, registry.lock, secrets)
         self.lifecycle = Lifecycle(registry, slots, session, store, part_files, resume_files,
-                                   config["SEED_RATIO"])
+                                   config["SEED_RATIO"], self.notifier)
         self.services = JobServices(session, registry, slots, self.lifecycle, part_files, ownership,
                                     resume_files, self.crash_marker)
         self.steering = Steering(registry, self.lifecycle, self.services, store, self._start_or_fail)
@@ -63,6 +67,7 @@ class JobManager:
                                  config["DISK_IO"])
         session.start()
         manager = cls(config, session, store, runner)
+        manager.notifier.start()
         session.on_tick = manager.save_upload_totals
         manager.restore()
         return manager
@@ -114,6 +119,7 @@ class JobManager:
                                      f"started. The system allows no more threads: remove or pause "
                                      f"jobs, or raise the limit on threads or memory.", 503)
         result.started = new_jobs
+        self.notifier.added(new_jobs)
         return result
 
     def _take_number(self):
@@ -328,6 +334,7 @@ class JobManager:
         for job in jobs:
             if job.run.worker is not None:
                 job.run.worker.join(timeout)
+        self.notifier.stop(timeout)
         self.store.close()
         self.services.resume_files.write_all(resume_files)
         self.crash_marker.clear()
