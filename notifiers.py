@@ -232,10 +232,10 @@ class Plex:
         else:
             http_request("GET", self.address(f"/library/sections/{section}/refresh", path=folder))
 
-    def address(self, path, **query):
+    def address(self, endpoint, **query):
         if self.token:
             query["X-Plex-Token"] = self.token
-        return f"{self.url}{path}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
+        return f"{self.url}{endpoint}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
 
     def section_for(self, folder):
         """The key of the library section whose folder holds folder (the deepest), or None."""

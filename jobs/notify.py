@@ -30,7 +30,7 @@ def describe(job, event):
         "hash": job.info_hash,
         "name": job.name,
         "category": job.category,
-        "files": [path for path, _ in files],
+        "files": sorted((path for path, _ in files), key=torrent_files.natural_order),
         "size": sum(size for _, size in files) or job.live.get("total_wanted", 0),
         "save_path": job.save_path,
         "time": utcnow().isoformat(),
