@@ -150,6 +150,7 @@ class Webhook:
 
     def __init__(self, url):
         self.url = url
+        self.where = shown_url(url)
 
     def send(self, event):
         post_json(self.url, event)
@@ -163,6 +164,7 @@ class AppriseTarget:
     def __init__(self, url):
         self.url = url
         self.name = f"Apprise ({url.partition('://')[0]})"
+        self.where = f"{url.partition('://')[0]}://{HIDDEN}"  # Apprise keeps tokens in hosts and paths
 
     def send(self, event):
         import apprise  # only when configured: it loads a hundred plugins
@@ -198,6 +200,7 @@ class Jellyfin:
 
     def __init__(self, url, token):
         self.url = url.rstrip("/")
+        self.where = shown_url(self.url)
         # Jellyfin 12 reads the token only from Authorization (X-Emby-Token is "legacy" and off
         # by default there); Emby reads X-Emby-Token. Both are sent.
         self.headers = {"Authorization": f'MediaBrowser Token="{token}"', "X-Emby-Token": token}
@@ -221,6 +224,7 @@ class Plex:
 
     def __init__(self, url, token=None, section=None):
         self.url = url.rstrip("/")
+        self.where = shown_url(self.url)
         self.token = token
         self.section = section
 

@@ -87,6 +87,7 @@ class Notifier:
         logging.getLogger("apprise").addFilter(self._log_filter)
         self._thread = threading.Thread(target=self._run, name="notifier", daemon=True)
         self._thread.start()
+        log.info("notices go to %s", ", ".join(f"{t.name} ({t.where})" for t in self.targets))
 
     def added(self, jobs):
         for job in jobs:

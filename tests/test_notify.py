@@ -48,6 +48,8 @@ def notice_settings(url, **more):
 class FlakyTarget:
     """Fails the first `failures` sends with `reason` (or raises `crash`), then records events."""
 
+    where = "nowhere"
+
     def __init__(self, name="Flaky", failures=0, reason="connection refused", crash=None, events=None):
         self.name, self.failures, self.reason, self.crash, self.events = name, failures, reason, crash, events
         self.tries, self.received = 0, []
@@ -292,6 +294,7 @@ def test_a_completed_download_is_told_to_every_target_exactly(make_app, tracker,
     assert job_of(app, torrent.info_hash)["notice"] is None
     shown = everything_shown(app, client) + caplog.text
     assert "Jellyfin told: completed" in caplog.text
+    assert f"Webhook (http://***@127.0.0.1:{receiver.port}/hook?***)" in caplog.text
     assert not [secret for secret in SECRETS if secret in shown]
 
 
