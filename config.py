@@ -5,6 +5,7 @@ asks server_settings() where to listen before any app exists.
 """
 import importlib
 import json
+import logging
 import os
 import urllib.parse
 from typing import NamedTuple
@@ -226,8 +227,16 @@ def apprise_urls(urls):
         import apprise
     except ImportError:
         raise ConfigError("HASHDROP_APPRISE_URLS needs the apprise package (pip install apprise)") from None
+    def quiet(record):  # Apprise logs a URL it cannot parse, password and all
+        return False
+
+    logging.getLogger("apprise").addFilter(quiet)
+    try:
+        known = [apprise.Apprise.instantiate(url) is not None for url in urls]
+    finally:
+        logging.getLogger("apprise").removeFilter(quiet)
     for number, url in enumerate(urls, 1):
-        if apprise.Apprise.instantiate(url) is None:
+        if not known[number - 1]:
             raise ConfigError(f"HASHDROP_APPRISE_URLS: URL {number} ({url.partition('://')[0]}://…) is not one "
                               f"Apprise knows, or lacks a part it needs (the rest is not shown: it may hold "
                               f"a password)")

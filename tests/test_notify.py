@@ -190,10 +190,12 @@ def test_redact_blanks_every_secret_of_the_settings(make_app):
     ({"PLEX_URL": "http://127.0.0.1:32400", "PLEX_SECTION": "films"}, "HASHDROP_PLEX_SECTION must be"),
     ({"APPRISE_URLS": f"nosuchservice://{APPRISE_PASSWORD}@x"}, "HASHDROP_APPRISE_URLS: URL 1 \\(nosuchservice"),
 ])
-def test_bad_notice_settings_are_refused_without_showing_a_secret(make_app, settings, message):
+def test_bad_notice_settings_are_refused_without_showing_a_secret(make_app, caplog, settings, message):
+    caplog.set_level(logging.DEBUG)
     with pytest.raises(ConfigError, match=message) as refusal:
         make_app(**settings)
-    assert WEBHOOK_PASSWORD not in str(refusal.value) and APPRISE_PASSWORD not in str(refusal.value)
+    shown = str(refusal.value) + caplog.text
+    assert WEBHOOK_PASSWORD not in shown and APPRISE_PASSWORD not in shown
 
 
 def test_no_notice_settings_no_notifier_thread(make_app):
