@@ -32,6 +32,9 @@ def create_app(test_config=None):
     config.load(app, test_config)
     private_directory(app.config["DATA_DIR"])
     app.secret_key = app.config.get("SECRET_KEY") or installation_secret(app.config["DATA_DIR"])
+    # Process-wide, before any download: libtorrent creates the files and folders (0666 and
+    # 0777 less the umask), and a media server running as another user must be able to read them.
+    os.umask(app.config["UMASK"])
 
     app.extensions["hashdrop"] = manager = JobManager.from_config(app.config)
     atexit.register(manager.shutdown)

@@ -5,7 +5,9 @@ asks server_settings() where to listen before any app exists.
 """
 import importlib
 import json
+import logging
 import os
+import urllib.parse
 from typing import NamedTuple
 
 import torrent_urls
@@ -36,6 +38,15 @@ DEFAULTS = {
     "URL_ALLOW": ["public"],  # where the RPC's torrent-add may fetch .torrent URLs from (torrent_urls)
     "URL_TIMEOUT": 30,  # seconds one such fetch may take, redirects included
     "INCOMPLETE_PATH": "",  # where jobs download before they move into SAVE_PATH; "" downloads in place
+    "UMASK": "022",  # octal; 022: new files are 0644 and folders 0755, readable by a media server
+    # Who is told what became of a job (jobs/notify.py); each is off while empty.
+    "WEBHOOK_URL": "",
+    "APPRISE_URLS": [],
+    "JELLYFIN_URL": "",
+    "JELLYFIN_TOKEN": "",
+    "PLEX_URL": "",
+    "PLEX_TOKEN": "",
+    "PLEX_SECTION": "",  # the library section's number; "" finds it from the folder
     # Who may connect, and how much one request may carry.
     "HOST": "127.0.0.1",
     "USERNAME": "admin",
@@ -104,6 +115,8 @@ def normalize_config(config):
     config["SAVE_PATH"] = os.path.abspath(config["SAVE_PATH"])
     config["DATA_DIR"] = os.path.abspath(config["DATA_DIR"])
     config["INCOMPLETE_PATH"] = incomplete_path(config["INCOMPLETE_PATH"], config["SAVE_PATH"])
+    config["UMASK"] = umask(raw_setting(config, "UMASK"))
+    normalize_notices(config)
     normalize_access(config)
 
 
@@ -202,6 +215,65 @@ def incomplete_path(value, save_path):
         raise ConfigError(f"HASHDROP_INCOMPLETE_PATH must be a folder apart from the save path "
                           f"{save_path}, not {value!r}: jobs move from it into the save path.")
     return path
+
+
+def umask(value):
+    """HASHDROP_UMASK (octal text such as "022" or "002") as a number for os.umask."""
+    text = "" if value is None else str(value).strip()
+    if not (1 <= len(text) <= 4 and all(c in "01234567" for c in text)) or int(text, 8) > 0o777:
+        raise ConfigError(f"HASHDROP_UMASK must be an octal umask such as 022 or 002, not {text!r}")
+    return int(text, 8)
+
+
+def normalize_notices(config):
+    """The webhook, Apprise, Jellyfin and Plex settings, checked; errors never show a secret."""
+    for key in ("WEBHOOK_URL", "JELLYFIN_URL", "PLEX_URL"):
+        config[key] = http_url(key, as_text(config[key]))
+    for key in ("JELLYFIN_TOKEN", "PLEX_TOKEN"):
+        config[key] = raw_setting(config, key) or ""  # as typed: a token of digits stays text
+    if config["JELLYFIN_URL"] and not config["JELLYFIN_TOKEN"]:
+        raise ConfigError("HASHDROP_JELLYFIN_URL needs HASHDROP_JELLYFIN_TOKEN (an API key made "
+                          "under Dashboard > API Keys)")
+    section = as_text(config["PLEX_SECTION"])
+    if section and not section.isdigit():
+        raise ConfigError(f"HASHDROP_PLEX_SECTION must be a library section's number, not {section!r}")
+    config["PLEX_SECTION"] = section
+    config["APPRISE_URLS"] = apprise_urls(trackers(config["APPRISE_URLS"]))
+
+
+def http_url(key, url):
+    """An http:// or https:// URL with a host, or "" for none; the error does not repeat it."""
+    if not url:
+        return ""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"HASHDROP_{key} must be an http:// or https:// URL with a host name "
+                          f"(the value is not shown: it may hold a password)")
+    return url
+
+
+def apprise_urls(urls):
+    """The Apprise URLs, each one Apprise knows; only then is Apprise imported."""
+    if not urls:
+        return []
+    try:
+        import apprise
+    except ImportError:
+        raise ConfigError("HASHDROP_APPRISE_URLS needs the apprise package (pip install apprise)") from None
+    def quiet(record):  # Apprise logs a URL it cannot parse, password and all
+        return False
+
+    logging.getLogger("apprise").addFilter(quiet)
+    try:
+        known = [apprise.Apprise.instantiate(url) is not None for url in urls]
+    finally:
+        logging.getLogger("apprise").removeFilter(quiet)
+    for number, url in enumerate(urls, 1):
+        if not known[number - 1]:
+            raise ConfigError(f"HASHDROP_APPRISE_URLS: URL {number} ({url.partition('://')[0]}://…) is not one "
+                              f"Apprise knows, or lacks a part it needs (the rest is not shown: it may hold "
+                              f"a password)")
+    return urls
 
 
 def host_names(config):

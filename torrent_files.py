@@ -55,6 +55,13 @@ def file_list(handle):
     return sorted(listing, key=lambda entry: natural_order(entry["path"]))
 
 
+def wanted_files(handle):
+    """(path as in the torrent, size) of each wanted file, padding left out."""
+    files = handle.torrent_file().layout()
+    priorities = handle.get_file_priorities()
+    return [(path, files.file_size(index)) for index, path in real_files(files) if priorities[index] > 0]
+
+
 def natural_order(text):
     """A sort key that puts "E2" before "E10", in any case: episodes in the order they air."""
     return [int(part) if part.isdigit() else part.casefold() for part in re.split(r"(\d+)", text)]

@@ -7,6 +7,7 @@ import torrent_files
 from jobs import durability
 from jobs.library_move import MOVE_FAILED, LibraryMove, MoveRefused
 from jobs.model import RUNNING, JobState, utcnow
+from jobs.notify import Notifier
 from jobs.ownership import UnsafePath
 from jobs.part_files import refused_message
 from jobs.seeding import reason_to_stop
@@ -19,7 +20,7 @@ class Lifecycle:
     commands (jobs.manager) share its moves. Shared job state changes under the registry's lock."""
 
     def __init__(self, registry, slots, session, store, part_files, resume_files, seed_session,
-                 library_move=None):
+                 library_move=None, notifier=None):
         self.registry = registry
         self.lock = registry.lock
         self.slots = slots
@@ -30,6 +31,7 @@ class Lifecycle:
         self.seed_session = seed_session  # jobs.seeding.SessionSeedLimits, which session-set changes
         # No incomplete folder unless given one (HASHDROP_INCOMPLETE_PATH): nothing moves.
         self.library_move = library_move or LibraryMove("", "", "", store, self.lock)
+        self.notifier = notifier or Notifier([], registry.lock)  # none: nobody is told
         self._handlers = {
             "status": self.on_status, "metadata": self.on_metadata, "finished": self.on_finished,
             "error": self.on_error, "tracker": self.on_tracker, "resume_data": self.resume_files.save,
@@ -114,6 +116,7 @@ class Lifecycle:
         with self.lock:
             if job.removal is not None or (job.state == state and job.error == error):
                 return
+            entered = job.state != state
             job.state = state
             job.error = error
             if state == JobState.COMPLETED and job.completed_at is None:
@@ -122,6 +125,8 @@ class Lifecycle:
                 self.release_slot(job)
             self.store.update(job.info_hash, state=state.value, error=error,
                               completed_at=job.record()["completed_at"])
+            if entered:
+                self.notifier.entered(job, state)  # queued: the job's thread does not wait for it
 
     def release_slot(self, job):
         """Give up the job's download slot, if it holds one, to the first queued job."""

@@ -14,6 +14,7 @@ from jobs.durability import CrashMarker, ResumeFiles
 from jobs.library_move import LibraryMove
 from jobs.lifecycle import Lifecycle
 from jobs.model import ENDED, RUNNING, Job, JobError, JobState, SubmitResult, utcnow
+from jobs.notify import Notifier
 from jobs.ownership import FileLedger, Ownership
 from jobs.part_files import PartFiles
 from jobs.registry import JobRegistry
@@ -25,6 +26,7 @@ from jobs.submit import JobOptions, category_for_dir, check_category, uploaded_t
 from jobs.task import JobServices, JobTask
 from jobs.view import job_view
 from jobs.watch import WatchFolder
+from notifiers import targets_from_config
 from store import StoreWriteError, open_store
 
 log = logging.getLogger(__name__)
@@ -55,8 +57,10 @@ class JobManager:
         library_move = LibraryMove(incomplete, config["SAVE_PATH"], suffix, store, registry.lock)
         slots = SlotQueue(int(config["MAX_ACTIVE"]))
         self.seed_session = SessionSeedLimits(config["SEED_RATIO"], config["SEED_IDLE_MINUTES"])
+        targets, secrets = targets_from_config(config)
+        self.notifier = Notifier(targets, registry.lock, secrets)
         self.lifecycle = Lifecycle(registry, slots, session, store, part_files, resume_files,
-                                   self.seed_session, library_move)
+                                   self.seed_session, library_move, self.notifier)
         self.services = JobServices(session, registry, slots, self.lifecycle, part_files, ownership,
                                     resume_files, self.crash_marker, library_move)
         self.steering = Steering(registry, self.lifecycle, self.services, store, self._start_or_fail)
@@ -71,6 +75,7 @@ class JobManager:
                                  config["DISK_IO"])
         session.start()
         manager = cls(config, session, store, runner)
+        manager.notifier.start()
         session.on_tick = manager.tick
         manager.restore()
         return manager
@@ -123,6 +128,7 @@ class JobManager:
                                      f"started. The system allows no more threads: remove or pause "
                                      f"jobs, or raise the limit on threads or memory.", 503)
         result.started = new_jobs
+        self.notifier.added(new_jobs)
         return result
 
     def _take_number(self):
@@ -378,6 +384,7 @@ class JobManager:
         for job in jobs:
             if job.run.worker is not None:
                 job.run.worker.join(timeout)
+        self.notifier.stop(timeout)
         self.store.close()
         self.services.resume_files.write_all(resume_files)
         self.crash_marker.clear()

@@ -148,6 +148,7 @@ class Job:
     seed_limits: SeedLimits = field(default_factory=SeedLimits)  # its own, as torrent-set gives them
     live: dict = field(default_factory=dict)  # the latest batched torrent status
     tracker: str | None = None  # what the last tracker answer said
+    notice: str | None = None  # why a notice about it did not arrive (jobs.notify), while it did not
     rate_meter: RateMeter = field(default_factory=RateMeter)
     marks: PartMarks = field(default_factory=PartMarks)
     durability: Durability = field(default_factory=Durability)

@@ -42,6 +42,7 @@ def job_view(job, now=None):
         "disk_free_bytes": short_of_space(job, total - done),
         "error": job.error,
         "tracker": job.tracker,
+        "notice": job.notice,
         "save_path": job.save_path,
         "category": job.category,
         "sequential": job.sequential,

@@ -185,3 +185,40 @@ def test_a_magnet_link_handed_over_by_the_browser_fills_the_form(live_server, tr
     page.click("form.submit button[type=submit]")
     expect(page.locator(f"#job-{torrent.info_hash} .state")).to_contain_text("Completed", timeout=30000)
     assert errors == []
+
+
+def luminance(css_color):
+    """The relative luminance (0 black, 1 white) of a computed "rgb(r, g, b)" colour."""
+    red, green, blue = (int(part) / 255 for part in css_color[css_color.index("(") + 1:-1].split(",")[:3])
+    return 0.2126 * red + 0.7152 * green + 0.0722 * blue
+
+
+@pytest.mark.parametrize("scheme", ["dark", "light"])
+def test_the_page_follows_the_systems_light_or_dark_preference(live_server, tracker, seed_new, browser,
+                                                               tmp_path, scheme):
+    from playwright.sync_api import expect
+
+    done = seed_new(MiB)
+    url = live_server(TRACKERS=[tracker.announce_url])
+    context = browser.new_context(viewport={"width": 1280, "height": 700}, color_scheme=scheme)
+    try:
+        page = context.new_page()
+        page.goto(url + "/")
+        page.fill("#downloads", f"{done.info_hash}\n{NOBODY_HAS}")
+        page.click("form.submit button")
+        expect(page.locator(f"#job-{done.info_hash} .state")).to_contain_text("Completed", timeout=30000)
+        page.screenshot(path=str(tmp_path / f"{scheme}.png"), full_page=True)
+        colours = page.evaluate("""() => Object.fromEntries(
+            [["page", "body"], ["table", "#jobs table"], ["form", "form.submit"], ["paste", "#downloads"],
+             ["name", "#jobs .title"]].map(([key, selector]) => {
+                const style = getComputedStyle(document.querySelector(selector));
+                return [key, [style.backgroundColor, style.color]];
+            }))""")
+    finally:
+        context.close()
+    backgrounds = [luminance(colours[key][0]) for key in ("page", "table", "form", "paste")]
+    texts = [luminance(colours[key][1]) for key in ("page", "name", "paste")]
+    if scheme == "dark":
+        assert max(backgrounds) < 0.15 and min(texts) > 0.6, colours
+    else:
+        assert min(backgrounds) > 0.9 and max(texts) < 0.2, colours
