@@ -5,9 +5,11 @@ import time
 import downloader
 import torrent_files
 from jobs import durability
-from jobs.model import RUNNING, JobState, utcnow
+from jobs.model import RUNNING, TIMED, JobState, utcnow
 from jobs.ownership import UnsafePath
 from jobs.part_files import refused_message
+from jobs.stall import StallLimits
+from jobs.stall_watch import StallWatch
 
 log = logging.getLogger(__name__)
 
@@ -16,7 +18,8 @@ class Lifecycle:
     """The job state machine. Events come in the job's own thread (see jobs.task); user
     commands (jobs.manager) share its moves. Shared job state changes under the registry's lock."""
 
-    def __init__(self, registry, slots, session, store, part_files, resume_files, seed_ratio):
+    def __init__(self, registry, slots, session, store, part_files, resume_files, seed_ratio,
+                 stall_limits=StallLimits()):
         self.registry = registry
         self.lock = registry.lock
         self.slots = slots
@@ -25,10 +28,11 @@ class Lifecycle:
         self.part_files = part_files
         self.resume_files = resume_files
         self.seed_ratio = seed_ratio
+        self.stalls = StallWatch(self, stall_limits)
         self._handlers = {
             "status": self.on_status, "metadata": self.on_metadata, "finished": self.on_finished,
             "error": self.on_error, "tracker": self.on_tracker, "resume_data": self.resume_files.save,
-            "flushed": self.flushed, "renamed": self.renamed,
+            "flushed": self.flushed, "renamed": self.renamed, "tick": self.stalls.on_tick,
         }
 
     def handle(self, job, event, value):
@@ -38,13 +42,14 @@ class Lifecycle:
     # Events ---------------------------------------------------------------------------
     def on_status(self, job, status):
         job.live = job.rate_meter.measure(status, time.monotonic())
+        self.stalls.watch(job, status)
         if job.run.redial_due and status["total_wanted"] > 0:
             self.redial_if_due(job)
         if not status["finished"] and not status.get("checking"):
             job.durability.synced = False  # pieces to fetch (more files, or lost ones): not on disk yet
             if job.state == JobState.COMPLETED and job.has_metadata:
                 self.download_again(job)
-        if status["finished"] and job.state in (JobState.DOWNLOADING, JobState.QUEUED):
+        if status["finished"] and job.state in (JobState.DOWNLOADING, JobState.QUEUED, JobState.STALLED):
             self.finish(job)
         if job.state == JobState.COMPLETED:
             self.check_seed_ratio(job)
@@ -76,7 +81,7 @@ class Lifecycle:
                 return
             if not held and not fetched_file_list:
                 self.part_files.claim_all(job)
-            if job.state == JobState.FETCHING_METADATA:
+            if job.state in (JobState.FETCHING_METADATA, JobState.STALLED):
                 self.want_download(job)
             elif fetched_file_list and job.state == JobState.PAUSED and job.run.torrent:
                 job.run.torrent.pause()  # its files can be chosen now; Resume downloads them
@@ -105,6 +110,8 @@ class Lifecycle:
         with self.lock:
             if job.removal is not None or (job.state == state and job.error == error):
                 return
+            if state != job.state and state in TIMED:
+                job.stall.restart(time.monotonic())
             job.state = state
             job.error = error
             if state == JobState.COMPLETED and job.completed_at is None:

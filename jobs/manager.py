@@ -18,6 +18,7 @@ from jobs.part_files import PartFiles
 from jobs.registry import JobRegistry
 from jobs.runner import WorkerNotStarted, runner_from_config
 from jobs.slots import SlotQueue
+from jobs.stall import StallLimits
 from jobs.steering import Steering
 from jobs.submit import JobOptions, category_for_dir, check_category, uploaded_targets
 from jobs.task import JobServices, JobTask
@@ -48,10 +49,11 @@ class JobManager:
         part_files = PartFiles(suffix, registry.lock, ownership)
         slots = SlotQueue(int(config["MAX_ACTIVE"]))
         self.lifecycle = Lifecycle(registry, slots, session, store, part_files, resume_files,
-                                   config["SEED_RATIO"])
+                                   config["SEED_RATIO"], StallLimits.from_config(config))
         self.services = JobServices(session, registry, slots, self.lifecycle, part_files, ownership,
                                     resume_files, self.crash_marker)
         self.steering = Steering(registry, self.lifecycle, self.services, store, self._start_or_fail)
+        self.lifecycle.stalls.remove = self.steering.remove  # HASHDROP_STALLED_REMOVE_AFTER
         self.watch_folder = None  # a WatchFolder once watch() is called (HASHDROP_WATCH_DIR)
 
     @classmethod
@@ -161,6 +163,7 @@ class JobManager:
         return result.to_dict(lambda job: job_view(job, now))
 
     def _start(self, job):
+        job.run.detached = False  # a retried job's new worker holds its torrent (and deletes its files)
         job.run.worker = self.runner.start(JobTask(job, self.services))
 
     def _start_or_fail(self, job):

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
 
+from jobs.stall import StallClock
+
 # A shown rate is the bytes of the last RATE_WINDOW seconds of statuses; with less than
 # MIN_RATE_SPAN between the two counts it is libtorrent's own.
 RATE_WINDOW = 2.0
@@ -21,9 +23,11 @@ class JobState(str, Enum):
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    STALLED = "stalled"  # no peer has what it lacks: it holds no slot and asks again now and then
 
 
-RUNNING = {JobState.QUEUED, JobState.FETCHING_METADATA, JobState.DOWNLOADING}
+RUNNING = {JobState.QUEUED, JobState.FETCHING_METADATA, JobState.DOWNLOADING, JobState.STALLED}
+TIMED = {JobState.FETCHING_METADATA, JobState.DOWNLOADING}  # stalled after a wait with no sign of life
 ENDED = {JobState.FAILED, JobState.CANCELLED}  # no torrent in the session: no status comes
 
 
@@ -141,6 +145,7 @@ class Job:
     live: dict = field(default_factory=dict)  # the latest batched torrent status
     tracker: str | None = None  # what the last tracker answer said
     rate_meter: RateMeter = field(default_factory=RateMeter)
+    stall: StallClock = field(default_factory=StallClock)
     marks: PartMarks = field(default_factory=PartMarks)
     durability: Durability = field(default_factory=Durability)
     run: JobRun = field(default_factory=JobRun)
