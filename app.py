@@ -125,6 +125,7 @@ def duration(seconds):
 STATE_WORDS = {
     "queued": "Queued", "fetching_metadata": "Fetching metadata", "downloading": "Downloading",
     "paused": "Paused", "completed": "Completed", "failed": "Failed", "cancelled": "Cancelled",
+    "stalled": "Stalled",
 }
 
 
@@ -142,6 +143,7 @@ JOBS_PER_PAGE = 50  # rows of the job table; 1,000 rows took 380 ms to render, e
 JOB_FILTERS = {
     "all": None,
     "active": {JobState.QUEUED, JobState.FETCHING_METADATA, JobState.DOWNLOADING},
+    "stalled": {JobState.STALLED},
     "completed": {JobState.COMPLETED},
     "paused": {JobState.PAUSED},
     "failed": {JobState.FAILED},

@@ -47,6 +47,11 @@ DEFAULTS = {
     "PLEX_URL": "",
     "PLEX_TOKEN": "",
     "PLEX_SECTION": "",  # the library section's number; "" finds it from the folder
+    # Stalled jobs (seconds): no file list after METADATA_TIMEOUT, or no progress and no peer
+    # with the missing pieces for STALL_TIMEOUT; removed after STALLED_REMOVE_AFTER (0: never).
+    "METADATA_TIMEOUT": 1800,
+    "STALL_TIMEOUT": 7200,
+    "STALLED_REMOVE_AFTER": 0,
     # Who may connect, and how much one request may carry.
     "HOST": "127.0.0.1",
     "USERNAME": "admin",
@@ -69,6 +74,7 @@ COUNTS = ("MAX_ACTIVE", "DOWNLOAD_LIMIT", "UPLOAD_LIMIT", "RECV_BUFFER")  # whol
 LIMITS = ("MAX_REQUEST_BYTES", "MAX_UPLOAD_BYTES", "MAX_LINES", "MAX_LINE_CHARS",
           "IDLE_TIMEOUT", "SESSION_DAYS", "MAX_JOBS", "URL_TIMEOUT")  # at least 1
 TEXTS = ("OUTGOING_INTERFACES", "RUNNER", "STORE", "WATCH_DIR", "INCOMPLETE_PATH")
+TIMEOUTS = ("METADATA_TIMEOUT", "STALL_TIMEOUT")  # seconds, at least 1
 # The names HASHDROP_DISK_IO takes; downloader.DISK_BACKENDS maps each to libtorrent's constructor.
 DISK_IO_CHOICES = ("pread", "mmap", "posix")
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
@@ -110,6 +116,9 @@ def normalize_config(config):
     config["URL_ALLOW"] = url_allow(config["URL_ALLOW"])
     config["DISK_IO"] = disk_io(config["DISK_IO"])
     config["PART_SUFFIX"] = part_suffix(config["PART_SUFFIX"])
+    for key in TIMEOUTS:
+        config[key] = as_int(key, config[key], minimum=1)
+    config["STALLED_REMOVE_AFTER"] = as_int("STALLED_REMOVE_AFTER", config["STALLED_REMOVE_AFTER"] or 0)
     for key in TEXTS:
         config[key] = as_text(config[key])
     config["SAVE_PATH"] = os.path.abspath(config["SAVE_PATH"])

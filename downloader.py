@@ -409,8 +409,8 @@ def downloader(task):
     (keys()), its add parameters and its inbox; it takes the torrent (attach, detach), the
     events (handle), a failure (fail), and the metadata as it arrives, in the alert thread
     (before_metadata). This adds the torrent to the shared session, then
-    sleeps on the inbox, where the alert thread delivers the torrent's alerts and status
-    updates, until it is told to stop.
+    sleeps on the inbox (next_message), where the alert thread delivers the torrent's alerts
+    and status updates, until it is told to stop.
     """
     torrent = None
     try:
@@ -420,7 +420,8 @@ def downloader(task):
         task.session.listen(task.keys(), task.inbox.put, task.before_metadata)
         torrent = task.session.add(task.add_params())
         task.attach(torrent)
-        for message in iter(task.inbox.get, STOP):  # (event, value) pairs from translate()
+        # (event, value) pairs from translate(), and ("tick", None) when a timer of the job is due
+        for message in iter(task.next_message, STOP):
             task.handle(*message)
     except SessionClosed:
         pass  # the app is shutting down; the job runs again at the next start
@@ -519,6 +520,9 @@ def live_status(status):
         # Nothing wanted is not finished: a job added paused holds all its files for a choice.
         "finished": status.has_metadata and status.is_finished and status.total_wanted > 0,
         "checking": status.state in CHECKING_STATES,
+        # Copies of the torrent among the connected peers and this job (1.0: every piece is
+        # there); -1 once nothing is wanted. Tells a stalled job that a peer has what it lacks.
+        "distributed_copies": status.distributed_copies,
     }
 
 
@@ -546,3 +550,19 @@ def save_resume(handle):
 def reconnect(handle):
     """Ask trackers for peers again at once, e.g. after a resume."""
     handle.force_reannounce(0, -1, lt.reannounce_flags_t.ignore_min_interval)
+
+
+def announce_everywhere(handle):
+    """Ask the trackers, and the DHT where it is on (else this part does nothing), for peers again."""
+    reconnect(handle)
+    handle.force_dht_announce()
+
+
+def peer_progress(torrent):
+    """The share of the torrent (0 to 1) each connected peer has; none for no torrent."""
+    if torrent is None:
+        return []
+    try:
+        return [peer.progress for peer in torrent.handle.get_peer_info()]
+    except RuntimeError:  # removed meanwhile
+        return []

@@ -42,7 +42,8 @@ SEED_LIMIT_NAMES = {"seedRatioLimit": "ratio", "seedRatioMode": "ratio_mode",
 # Transmission's torrent status numbers (libtransmission's tr_torrent_activity).
 STOPPED, CHECK_WAIT, CHECKING, DOWNLOAD_WAIT, DOWNLOADING, SEED_WAIT, SEEDING = range(7)
 LOCAL_ERROR = 3  # the torrent's "error" field: a local error, such as a disk that is gone
-ACTIVE_STATES = ("queued", "fetching_metadata", "downloading")
+TRACKER_WARNING = 1  # ...and a warning: a stalled job, which tries on
+ACTIVE_STATES = ("queued", "fetching_metadata", "downloading", "stalled")
 
 
 class RpcError(Exception):
@@ -532,7 +533,7 @@ class Torrent:
             return CHECKING
         if job["state"] == "queued":
             return DOWNLOAD_WAIT
-        if job["state"] in ("fetching_metadata", "downloading"):
+        if job["state"] in ("fetching_metadata", "downloading", "stalled"):
             return DOWNLOADING  # a magnet still fetching its file list: downloading, totalSize 0
         return SEEDING if job["seeding"] else STOPPED
 
@@ -656,10 +657,10 @@ FIELDS = {
     "uploadedEver": lambda t: t.job["uploaded_bytes"],
     "downloadedEver": lambda t: t.job["downloaded_bytes"],
     "isFinished": lambda t: t.job["state"] == "completed" and not t.job["seeding"],
-    "isStalled": lambda t: False,
+    "isStalled": lambda t: t.job["state"] == "stalled",
     "isPrivate": lambda t: False,
-    "error": lambda t: LOCAL_ERROR if t.failed() else 0,
-    "errorString": lambda t: (t.job["error"] or "failed") if t.failed() else "",
+    "error": lambda t: LOCAL_ERROR if t.failed() else TRACKER_WARNING if t.job["state"] == "stalled" else 0,
+    "errorString": lambda t: (t.job["error"] or "failed") if t.failed() else t.job["error"] or "",
     "downloadDir": lambda t: t.job["save_path"],
     "labels": lambda t: t.job["labels"],
     "group": lambda t: "",

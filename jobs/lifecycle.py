@@ -6,11 +6,13 @@ import downloader
 import torrent_files
 from jobs import durability
 from jobs.library_move import MOVE_FAILED, LibraryMove, MoveRefused
-from jobs.model import RUNNING, JobState, utcnow
+from jobs.model import RUNNING, TIMED, JobState, utcnow
 from jobs.notify import Notifier
 from jobs.ownership import UnsafePath
 from jobs.part_files import refused_message
 from jobs.seeding import reason_to_stop
+from jobs.stall import StallLimits
+from jobs.stall_watch import StallWatch
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +22,7 @@ class Lifecycle:
     commands (jobs.manager) share its moves. Shared job state changes under the registry's lock."""
 
     def __init__(self, registry, slots, session, store, part_files, resume_files, seed_session,
-                 library_move=None, notifier=None):
+                 library_move=None, notifier=None, stall_limits=StallLimits()):
         self.registry = registry
         self.lock = registry.lock
         self.slots = slots
@@ -32,11 +34,12 @@ class Lifecycle:
         # No incomplete folder unless given one (HASHDROP_INCOMPLETE_PATH): nothing moves.
         self.library_move = library_move or LibraryMove("", "", "", store, self.lock)
         self.notifier = notifier or Notifier([], registry.lock)  # none: nobody is told
+        self.stalls = StallWatch(self, stall_limits)
         self._handlers = {
             "status": self.on_status, "metadata": self.on_metadata, "finished": self.on_finished,
             "error": self.on_error, "tracker": self.on_tracker, "resume_data": self.resume_files.save,
             "flushed": self.flushed, "renamed": self.renamed, "moved": self.moved,
-            "move_failed": self.move_failed,
+            "move_failed": self.move_failed, "tick": self.stalls.on_tick,
         }
 
     def handle(self, job, event, value):
@@ -49,13 +52,14 @@ class Lifecycle:
         if job.run.verify is not None:  # a check asked for: pending until libtorrent has done it
             job.run.verify = "checking" if status.get("checking") else (
                 None if job.run.verify == "checking" else "asked")
+        self.stalls.watch(job, status)
         if job.run.redial_due and status["total_wanted"] > 0:
             self.redial_if_due(job)
         if not status["finished"] and not status.get("checking"):
             job.durability.synced = False  # pieces to fetch (more files, or lost ones): not on disk yet
             if job.state == JobState.COMPLETED and job.has_metadata:
                 self.download_again(job)
-        if status["finished"] and job.state in (JobState.DOWNLOADING, JobState.QUEUED):
+        if status["finished"] and job.state in (JobState.DOWNLOADING, JobState.QUEUED, JobState.STALLED):
             self.finish(job)
         if job.state == JobState.COMPLETED:
             self.check_seed_limits(job)
@@ -87,7 +91,7 @@ class Lifecycle:
                 return
             if not held and not fetched_file_list:
                 self.part_files.claim_all(job)
-            if job.state == JobState.FETCHING_METADATA:
+            if job.state in (JobState.FETCHING_METADATA, JobState.STALLED):
                 self.want_download(job)
             elif fetched_file_list and job.state == JobState.PAUSED and job.run.torrent:
                 job.run.torrent.pause()  # its files can be chosen now; Resume downloads them
@@ -117,6 +121,8 @@ class Lifecycle:
             if job.removal is not None or (job.state == state and job.error == error):
                 return
             entered = job.state != state
+            if state != job.state and state in TIMED:
+                job.stall.restart(time.monotonic())
             job.state = state
             job.error = error
             if state == JobState.COMPLETED and job.completed_at is None:

@@ -21,6 +21,7 @@ from jobs.registry import JobRegistry
 from jobs.runner import WorkerNotStarted, runner_from_config
 from jobs.seeding import SessionSeedLimits
 from jobs.slots import SlotQueue
+from jobs.stall import StallLimits
 from jobs.steering import Steering
 from jobs.submit import JobOptions, category_for_dir, check_category, uploaded_targets
 from jobs.task import JobServices, JobTask
@@ -60,10 +61,12 @@ class JobManager:
         targets, secrets = targets_from_config(config)
         self.notifier = Notifier(targets, registry.lock, secrets)
         self.lifecycle = Lifecycle(registry, slots, session, store, part_files, resume_files,
-                                   self.seed_session, library_move, self.notifier)
+                                   self.seed_session, library_move, self.notifier,
+                                   StallLimits.from_config(config))
         self.services = JobServices(session, registry, slots, self.lifecycle, part_files, ownership,
                                     resume_files, self.crash_marker, library_move)
         self.steering = Steering(registry, self.lifecycle, self.services, store, self._start_or_fail)
+        self.lifecycle.stalls.remove = self.steering.remove  # HASHDROP_STALLED_REMOVE_AFTER
         self.watch_folder = None  # a WatchFolder once watch() is called (HASHDROP_WATCH_DIR)
 
     @classmethod
@@ -176,6 +179,7 @@ class JobManager:
         return result.to_dict(lambda job: job_view(job, now))
 
     def _start(self, job):
+        job.run.detached = False  # a retried job's new worker holds its torrent (and deletes its files)
         job.run.worker = self.runner.start(JobTask(job, self.services))
 
     def _start_or_fail(self, job):

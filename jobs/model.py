@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 from enum import Enum
 
 from jobs.seeding import SeedLimits
+from jobs.stall import StallClock
 
 # A shown rate is the bytes of the last RATE_WINDOW seconds of statuses; with less than
 # MIN_RATE_SPAN between the two counts it is libtorrent's own.
@@ -23,9 +24,11 @@ class JobState(str, Enum):
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    STALLED = "stalled"  # no peer has what it lacks: it holds no slot and asks again now and then
 
 
-RUNNING = {JobState.QUEUED, JobState.FETCHING_METADATA, JobState.DOWNLOADING}
+RUNNING = {JobState.QUEUED, JobState.FETCHING_METADATA, JobState.DOWNLOADING, JobState.STALLED}
+TIMED = {JobState.FETCHING_METADATA, JobState.DOWNLOADING}  # stalled after a wait with no sign of life
 ENDED = {JobState.FAILED, JobState.CANCELLED}  # no torrent in the session: no status comes
 
 
@@ -150,6 +153,7 @@ class Job:
     tracker: str | None = None  # what the last tracker answer said
     notice: str | None = None  # why a notice about it did not arrive (jobs.notify), while it did not
     rate_meter: RateMeter = field(default_factory=RateMeter)
+    stall: StallClock = field(default_factory=StallClock)
     marks: PartMarks = field(default_factory=PartMarks)
     durability: Durability = field(default_factory=Durability)
     run: JobRun = field(default_factory=JobRun)

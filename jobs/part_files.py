@@ -46,7 +46,7 @@ class PartFiles:
         more files were chosen (total_wanted changes), rename; the others return at once.
         """
         live = job.live
-        if job.state not in (JobState.DOWNLOADING, JobState.QUEUED) or live.get("finished") \
+        if job.state not in (JobState.DOWNLOADING, JobState.QUEUED, JobState.STALLED) or live.get("finished") \
                 or live.get("checking") or live.get("total_wanted") == job.marks.marked_for:
             return
         if self.mark_unfinished(job):

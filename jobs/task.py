@@ -1,6 +1,7 @@
 """What a job's worker is handed: downloader(task) adds the job's torrent, attaches it, and
 passes its events on. The task binds one job to the lifecycle that reacts to them."""
 import os
+import queue
 import time
 from dataclasses import dataclass
 
@@ -50,6 +51,15 @@ class JobTask:
         with self._jobs.registry.lock:
             pass
         cpus.all_cpus()
+
+    def next_message(self):
+        """The next (event, value) from the inbox, or ("tick", None) once the job's stall timer
+        is due with nothing come in (jobs.stall_watch)."""
+        timeout = self._jobs.lifecycle.stalls.seconds_to_check(self.job)
+        try:
+            return self.inbox.get(timeout=timeout)
+        except queue.Empty:
+            return "tick", None
 
     def handle(self, event, value):
         self._jobs.lifecycle.handle(self.job, event, value)
@@ -123,6 +133,8 @@ class JobTask:
                 # file whose priority was not set (default_dont_download).
                 job.fetching_file_list = not job.has_metadata
                 paused, slot = not job.fetching_file_list, False
+            elif job.state == JobState.STALLED:
+                paused, slot = False, True  # holds no slot, but downloads what a peer may bring
             else:
                 paused, slot = False, not job.has_metadata or self._jobs.slots.take(job.info_hash)
         # A torrent with metadata but no slot runs in upload mode: it requests no piece and
@@ -181,6 +193,9 @@ class JobTask:
                     torrent.pause()
             elif job.state == JobState.COMPLETED:
                 pass
+            elif job.state == JobState.STALLED:  # stored as stalled: it tries on
+                lifecycle.stalls.resumed_stalled(job)
+                torrent.resume()
             elif not job.has_metadata:
                 lifecycle.set_state(job, JobState.FETCHING_METADATA)
                 torrent.resume()

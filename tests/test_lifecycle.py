@@ -11,6 +11,7 @@ from jobs.part_files import PartFiles
 from jobs.registry import JobRegistry
 from jobs.seeding import SessionSeedLimits
 from jobs.slots import SlotQueue
+from jobs.stall import StallLimits
 from doubles import MemoryJobStore
 
 STATUS = {"total_wanted": 8, "total_size": 8, "total_wanted_done": 8, "download_rate": 0, "upload_rate": 0,
@@ -139,3 +140,52 @@ def test_state_moves_from_many_threads_keep_one_slot(machine):
         thread.join(5)
     states = [job.state for job in jobs]
     assert states.count(JobState.DOWNLOADING) == 1 and states.count(JobState.QUEUED) == 5
+
+
+MOVING = {**STATUS, "total_wanted_done": 2, "all_time_download": 2, "finished": False, "distributed_copies": 0.25}
+
+
+def test_a_stalled_job_gives_its_slot_up_and_queues_when_a_peer_brings_what_it_lacks(machine):
+    stuck, waiting = machine.add("a"), machine.add("b")
+    machine.handle(stuck, "metadata", ("Stuck", []))
+    machine.handle(stuck, "status", MOVING)
+    machine.handle(stuck, "tick", None)  # woken before its time: nothing happens
+    assert stuck.state == JobState.DOWNLOADING
+    stuck.stall.since -= machine.stalls.limits.stall_timeout  # two hours with nothing, without waiting them
+    assert machine.stalls.seconds_to_check(stuck) == 0
+    machine.handle(stuck, "tick", None)
+    assert stuck.state == JobState.STALLED and stored_state(machine, stuck) == "stalled"
+    assert stuck.error == "no seed for 2 h; 25 % done, no peer connected" == machine.store.records[stuck.info_hash]["error"]
+    assert len(machine.slots) == 0
+    machine.handle(waiting, "metadata", ("Waiting", []))
+    assert waiting.state == JobState.DOWNLOADING
+    assert 0 < machine.stalls.seconds_to_check(stuck) <= 60  # its first re-announce
+    machine.handle(stuck, "status", MOVING)  # still nothing new
+    assert stuck.state == JobState.STALLED
+    machine.handle(stuck, "status", {**MOVING, "peers": 1, "seeds": 1})  # a seed: back to work, queued
+    assert stuck.state == JobState.QUEUED and stuck.error is None
+
+
+def test_a_magnet_stalled_for_its_metadata_starts_when_the_metadata_comes(machine):
+    job = machine.add("a")
+    assert machine.stalls.seconds_to_check(job) == pytest.approx(1800, abs=1)
+    job.stall.since -= 1800
+    machine.handle(job, "tick", None)
+    assert job.state == JobState.STALLED and job.error == "no peer sent the file list in 30 min; 0 peers seen"
+    machine.handle(job, "metadata", ("Film", []))
+    assert job.state == JobState.DOWNLOADING and job.error is None
+
+
+def test_a_job_stalled_too_long_is_removed_when_set(machine):
+    removed = []
+    machine.stalls.remove = removed.append
+    job = machine.add("a")
+    machine.stalls.seconds_to_check(job)
+    job.stall.since -= 1800
+    machine.handle(job, "tick", None)
+    job.stall.stalled_at -= 10 ** 6
+    machine.handle(job, "tick", None)
+    assert removed == []  # HASHDROP_STALLED_REMOVE_AFTER unset: kept
+    machine.stalls.limits = StallLimits(remove_after=3600)
+    machine.handle(job, "tick", None)
+    assert removed == [job.info_hash]

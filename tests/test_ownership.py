@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from swarm import check_files, job_of, make_payload, make_torrent, sha256_file, wait_for_state, wait_until
+from swarm import (check_files, file_size_limit, job_of, make_payload, make_torrent, sha256_file, wait_for_state,
+                   wait_until)
 
 MiB = 1024 * 1024
 pytestmark = pytest.mark.swarm
@@ -133,3 +134,35 @@ def test_a_symlinked_folder_does_not_lead_a_job_out_of_the_save_path(make_app, t
     assert client.delete(f"/api/jobs/{torrent.info_hash}?delete_files=true").status_code == 204
     wait_until(lambda: app.extensions["hashdrop"].session.handles() == [], 10, "the torrent stayed")
     assert sha256_file(other_disk / "episode.mkv") == kept
+
+
+@pytest.mark.parametrize("failure", ["write", "conflict"])
+def test_a_failed_job_whose_thread_has_ended_deletes_its_own_files_and_no_one_elses(
+        make_app, tracker, seed_named, failure):
+    """Removed with its files after its thread ended (here: the app restarted; a failed job comes
+    back with no thread), a failed job deletes what it wrote, as any removal does."""
+    torrent = seed_named("Film", {"film.mkv": 3 * MiB, "extras.mkv": MiB})
+    settings = {"TRACKERS": [tracker.announce_url]}
+    app = make_app(**settings)
+    folder = Path(app.config["SAVE_PATH"]) / "Film"
+    theirs = {folder / "poster.jpg": plant(folder / "poster.jpg", 1000)}
+    if failure == "conflict":  # a person's file under one of the torrent's names
+        theirs[folder / "extras.mkv"] = plant(folder / "extras.mkv", MiB)
+        add(app, torrent, "hash")
+        failed = wait_for_state(app, torrent.info_hash, "failed")
+        assert "extras.mkv is already in" in failed["error"]
+    else:
+        with file_size_limit(2 * MiB):  # every write past 2 MiB fails, as on a full disk
+            add(app, torrent, "hash")
+            failed = wait_for_state(app, torrent.info_hash, "failed")
+        assert "File too large" in failed["error"]
+    wait_until(lambda: {"film.mkv", "film.mkv.part"} & {p.name for p in folder.iterdir()}, 10,
+               "the job wrote nothing of film.mkv")
+    app.extensions["hashdrop"].shutdown()
+
+    again = make_app(**settings)
+    assert again.extensions["hashdrop"].get(torrent.info_hash).run.worker is None
+    client = again.test_client()
+    assert client.delete(f"/api/jobs/{torrent.info_hash}?delete_files=true").status_code == 204
+    assert sorted(p.name for p in folder.iterdir()) == sorted(path.name for path in theirs)
+    assert all(sha256_file(path) == digest for path, digest in theirs.items())
