@@ -376,3 +376,11 @@ def peer_entries(handle):
 
 def magnet_link(handle):
     return lt.make_magnet_uri(handle)
+
+
+def set_rate_limits(handle, download=None, upload=None):
+    """A torrent's own rate limits in bytes/s; 0 for none (libtorrent's -1)."""
+    if download is not None:
+        handle.set_download_limit(download or -1)
+    if upload is not None:
+        handle.set_upload_limit(upload or -1)

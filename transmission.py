@@ -35,6 +35,8 @@ SESSION_HEADER = "X-Transmission-Session-Id"
 RECENT_SECONDS = 60  # "recently-active": what changed, or was removed, in the last minute
 KILO = 1000  # Transmission's speeds are in kB/s of 1,000 bytes
 DEFAULT_RATIO, DEFAULT_IDLE = 2.0, 30  # what Transmission shows for a limit that is off
+FILE_LIST_WAIT = 10  # seconds torrent-add waits for a file list to apply files-wanted to
+DEFAULT_TORRENT_LIMIT = 100  # kB/s: what Transmission shows for a torrent's rate limit that is off
 # torrent-set's names for a job's seeding limits (jobs.seeding.SeedLimits)
 SEED_LIMIT_NAMES = {"seedRatioLimit": "ratio", "seedRatioMode": "ratio_mode",
                     "seedIdleLimit": "idle_minutes", "seedIdleMode": "idle_mode"}
@@ -191,7 +193,8 @@ def session_get(arguments):
         "peer-port": (status["listen_ports"] or [0])[0], "peer-port-random-on-start": False,
         "port-forwarding-enabled": bool(config["UPNP"] or config["NATPMP"]),
         "dht-enabled": bool(config["DHT"]), "lpd-enabled": bool(config["LSD"]), "pex-enabled": True,
-        "utp-enabled": True, "encryption": "preferred", "start-added-torrents": True,
+        "utp-enabled": True, "encryption": "preferred",
+        "start-added-torrents": manager().start_added_torrents,
         "seedRatioLimit": float(DEFAULT_RATIO if seed.ratio is None else seed.ratio),
         "seedRatioLimited": seed.ratio is not None,
         "idle-seeding-limit": DEFAULT_IDLE if seed.idle_minutes is None else math.ceil(seed.idle_minutes),
@@ -225,6 +228,8 @@ def session_set(arguments):
     if limits:
         manager().set_rate_limits(download=limits.get("down"), upload=limits.get("up"))
     manager().set_session_seed_limits(**session_seed_limits(arguments))
+    if "start-added-torrents" in arguments:
+        manager().start_added_torrents = flag(arguments, "start-added-torrents")
     return {}
 
 
@@ -318,8 +323,35 @@ def torrent_add(arguments):
     if not isinstance(arguments.get("download-dir", ""), str):
         raise RpcError("download-dir must be a string.")
     options = {"category": manager().category_for_dir(arguments.get("download-dir") or ""),
-               "paused": flag(arguments, "paused"), "labels": string_list(arguments, "labels"),
+               "paused": flag(arguments, "paused", not manager().start_added_torrents),
+               "labels": string_list(arguments, "labels"),
                "source": "rpc"}
+    choosing = "files-wanted" in arguments or "files-unwanted" in arguments
+    index_list(arguments, "files-wanted"), index_list(arguments, "files-unwanted")  # checked first
+    start = not options["paused"]
+    if choosing:  # added paused, so that nothing downloads before the choice applies
+        options["paused"] = True
+    answer = add(arguments, options)
+    if choosing and "torrent-added" in answer:
+        choose_files_at_add(answer["torrent-added"]["hashString"], arguments, start)
+    return answer
+
+
+def choose_files_at_add(info_hash, arguments, start):
+    """Apply torrent-add's files-wanted/-unwanted once the file list is known (at once for a
+    .torrent file; a magnet's comes from its peers), then start the job if it was to start."""
+    wanted, unwanted = index_list(arguments, "files-wanted"), index_list(arguments, "files-unwanted")
+    if not manager().wait_for_file_list(info_hash, FILE_LIST_WAIT):
+        log.info("%s: no file list within %d s; it waits, paused, for its files to be chosen",
+                 info_hash, FILE_LIST_WAIT)
+        return
+    choose_files(info_hash, wanted, unwanted, "files-wanted" in arguments, "files-unwanted" in arguments)
+    if start:
+        manager().resume(info_hash)
+
+
+def add(arguments, options):
+    """Submit what torrent-add names; the torrent-added or torrent-duplicate answer."""
     metainfo, filename = arguments.get("metainfo"), arguments.get("filename")
     if metainfo:
         result = manager().submit_items([], uploads=[("metainfo", decoded(metainfo))], **options)
@@ -448,10 +480,11 @@ def torrent_remove(arguments):
 
 
 def torrent_set(arguments):
-    """Set labels, seeding limits and the files wanted; the speed settings are accepted and left."""
+    """Set labels, seeding and rate limits, the queue position, the location and the files wanted."""
     labels = string_list(arguments, "labels") if "labels" in arguments else None
     wanted, unwanted = index_list(arguments, "files-wanted"), index_list(arguments, "files-unwanted")
     seed_limits = {key: arguments[name] for name, key in SEED_LIMIT_NAMES.items() if name in arguments}
+    limits = torrent_rate_limits(arguments)
     for info_hash in hash_list(arguments):
         if labels is not None:
             manager().set_labels(info_hash, labels)
@@ -459,12 +492,25 @@ def torrent_set(arguments):
             manager().set_seed_limits(info_hash, seed_limits)
         if "location" in arguments:  # moved, as torrent-set-location with move: true
             torrent_set_location({"ids": [info_hash], "location": arguments["location"], "move": True})
+        if limits:
+            manager().set_job_rate_limits(info_hash, **limits)
         if "queuePosition" in arguments:
             manager().move_in_queue([info_hash], whole_number(arguments, "queuePosition"))
         if "files-wanted" in arguments or "files-unwanted" in arguments:
             choose_files(info_hash, wanted, unwanted, "files-wanted" in arguments,
                          "files-unwanted" in arguments)
     return {}
+
+
+def torrent_rate_limits(arguments):
+    """A job's own rate limits from torrent-set (downloadLimit in kB/s, downloadLimited, and the
+    same for upload) as set_job_rate_limits takes them: bytes/s, 0 for none."""
+    limits = {}
+    for direction, name in (("download", "downloadLimit"), ("upload", "uploadLimit")):
+        if name in arguments or f"{name}ed" in arguments:
+            kilobytes = whole_number(arguments, name) if name in arguments else DEFAULT_TORRENT_LIMIT
+            limits[direction] = kilobytes * KILO if flag(arguments, f"{name}ed", True) else 0
+    return limits
 
 
 def choose_files(info_hash, wanted, unwanted, has_wanted, has_unwanted):
@@ -504,7 +550,7 @@ class Torrent:
 
     def __init__(self, job, position, now):
         self.job, self.position, self.now = job, position, now
-        self._files = self._swarm = None
+        self._files = self._details = None
 
     def files(self):
         """The job's files in the torrent's order; none before its metadata has arrived."""
@@ -515,14 +561,16 @@ class Torrent:
                 self._files = []
         return self._files
 
-    def swarm(self):
-        """The job's trackers, peers and magnet link, asked for once, if a field needs them."""
-        if self._swarm is None:
+    def details(self):
+        """The job's trackers, peers, magnet link and rate limits, asked for once, if a field
+        needs them."""
+        if self._details is None:
             try:
-                self._swarm = manager().swarm(self.job["info_hash"])
+                self._details = manager().details(self.job["info_hash"])
             except JobError:  # removed meanwhile
-                self._swarm = {"trackers": [], "peers": [], "magnet": ""}
-        return self._swarm
+                self._details = {"trackers": [], "peers": [], "magnet": "", "download_limit": 0,
+                                 "upload_limit": 0}
+        return self._details
 
     def status(self):
         """Transmission's status number for the job's state."""
@@ -571,13 +619,13 @@ def file_stats(torrent):
 
 def trackers(torrent):
     return [{"announce": entry["url"], "id": number, "scrape": "", "tier": entry["tier"],
-             "sitename": site_name(entry["url"])} for number, entry in enumerate(torrent.swarm()["trackers"])]
+             "sitename": site_name(entry["url"])} for number, entry in enumerate(torrent.details()["trackers"])]
 
 
 def tracker_stats(torrent):
     """Each tracker as transmission-remote -it prints it; times are epoch seconds, 0 for never."""
     stats = []
-    for number, entry in enumerate(torrent.swarm()["trackers"]):
+    for number, entry in enumerate(torrent.details()["trackers"]):
         said = entry["message"] or ("Success" if entry["announced"] and not entry["fails"] else "")
         stats.append({
             "id": number, "announce": entry["url"], "scrape": "", "tier": entry["tier"],
@@ -601,7 +649,7 @@ def peers(torrent):
              "isIncoming": peer["incoming"], "isUTP": peer["utp"], "isEncrypted": peer["encrypted"],
              "clientIsChoked": peer["choked"], "clientIsInterested": peer["interesting"],
              "peerIsChoked": peer["remote_choked"], "peerIsInterested": peer["remote_interested"],
-             "flagStr": peer_flags(peer)} for peer in torrent.swarm()["peers"]]
+             "flagStr": peer_flags(peer)} for peer in torrent.details()["peers"]]
 
 
 def peer_flags(peer):
@@ -683,18 +731,18 @@ FIELDS = {
     "peer-limit": lambda t: 50,
     "bandwidthPriority": lambda t: 0,
     "honorsSessionLimits": lambda t: True,
-    "downloadLimit": lambda t: 0,
-    "downloadLimited": lambda t: False,
-    "uploadLimit": lambda t: 0,
-    "uploadLimited": lambda t: False,
+    "downloadLimit": lambda t: t.details()["download_limit"] // KILO or DEFAULT_TORRENT_LIMIT,
+    "downloadLimited": lambda t: t.details()["download_limit"] > 0,
+    "uploadLimit": lambda t: t.details()["upload_limit"] // KILO or DEFAULT_TORRENT_LIMIT,
+    "uploadLimited": lambda t: t.details()["upload_limit"] > 0,
     "sequentialDownload": lambda t: t.job["sequential"],
     "comment": lambda t: "",
     "creator": lambda t: "",
-    "magnetLink": lambda t: t.swarm()["magnet"],
+    "magnetLink": lambda t: t.details()["magnet"],
     "errorCode": lambda t: LOCAL_ERROR if t.failed() else 0,
     "trackers": trackers,
     "trackerStats": tracker_stats,
-    "trackerList": lambda t: tracker_list(t.swarm()["trackers"]),
+    "trackerList": lambda t: tracker_list(t.details()["trackers"]),
     "peers": peers,
     "webseeds": lambda t: [],
     "file-count": lambda t: len(t.files()),

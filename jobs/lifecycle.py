@@ -95,6 +95,7 @@ class Lifecycle:
                 self.want_download(job)
             elif fetched_file_list and job.state == JobState.PAUSED and job.run.torrent:
                 job.run.torrent.pause()  # its files can be chosen now; Resume downloads them
+        job.run.file_list_known.set()
 
     def on_finished(self, job, status):
         """translate() has asked libtorrent to write the torrent out (flush) already."""

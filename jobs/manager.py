@@ -68,6 +68,9 @@ class JobManager:
         self.steering = Steering(registry, self.lifecycle, self.services, store, self._start_or_fail)
         self.lifecycle.stalls.remove = self.steering.remove  # HASHDROP_STALLED_REMOVE_AFTER
         self.watch_folder = None  # a WatchFolder once watch() is called (HASHDROP_WATCH_DIR)
+        # Whether the RPC's and the watch folder's new jobs start at once (Transmission's
+        # start-added-torrents; session-set changes it until the next start).
+        self.start_added_torrents = True
 
     @classmethod
     def from_config(cls, config):
@@ -229,8 +232,11 @@ class JobManager:
     def queue_positions(self):
         return self.steering.queue_positions()
 
-    def swarm(self, info_hash):
-        return self.steering.swarm(info_hash)
+    def details(self, info_hash):
+        return self.steering.details(info_hash)
+
+    def set_job_rate_limits(self, info_hash, download=None, upload=None):
+        return self.steering.set_rate_limits(info_hash, download, upload)
 
     def relocate(self, info_hash, directory):
         """Move a job's files into directory, which must be in the save path (category_for_dir)."""
@@ -272,6 +278,9 @@ class JobManager:
 
     def files(self, info_hash):
         return self.steering.files(info_hash)
+
+    def wait_for_file_list(self, info_hash, timeout):
+        return self.steering.wait_for_file_list(info_hash, timeout)
 
     def set_files(self, info_hash, wanted):
         return self.steering.set_files(info_hash, wanted)

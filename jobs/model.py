@@ -1,6 +1,7 @@
 """The job model: its states, the job record and its small parts, and what a submit did."""
 import json
 import queue
+import threading
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -110,6 +111,8 @@ class JobRun:
     active_at: float = 0.0  # time.monotonic() its upload total last grew while seeding; 0: not yet seen
     active_bytes: int = 0  # that upload total
     verify: str | None = None  # a check a person asked for: "asked", then "checking" until it ends
+    file_list_known: threading.Event = field(default_factory=threading.Event)  # set at its metadata
+    rate_limits: dict = field(default_factory=dict)  # its own limits asked for before its torrent was added
 
     def is_running(self):
         return self.worker is not None and self.worker.is_alive()

@@ -217,6 +217,10 @@ class Steering:
                  for index, path in torrent_files.real_files(params.ti.layout())]
         self.services.ownership.delete_written(job, files)
 
+    def wait_for_file_list(self, info_hash, timeout):
+        """Wait up to timeout seconds for the job's metadata; return whether its files are known."""
+        return self.get(info_hash).run.file_list_known.wait(timeout)
+
     def files(self, info_hash):
         """The job's files, once its metadata is known."""
         return torrent_files.file_list(self._torrent_with_metadata(info_hash).handle)
@@ -241,21 +245,43 @@ class Steering:
         return [{**entry, "wanted": entry["index"] in wanted}
                 for entry in torrent_files.file_list(torrent.handle)]
 
-    def swarm(self, info_hash):
-        """The job's trackers, peers and magnet link, as libtorrent knows them now."""
+    def details(self, info_hash):
+        """The job's trackers, peers, magnet link and own rate limits (bytes/s, 0 for none), as
+        libtorrent knows them now."""
         job = self.get(info_hash)
         with self.registry.lock:
             torrent = job.run.torrent
         magnet = job.magnet or (f"magnet:?xt=urn:btih:{job.v1_hash}" if job.v1_hash
                                 else f"magnet:?xt=urn:btmh:1220{job.info_hash}")
+        answer = {"trackers": [], "peers": [], "magnet": magnet,
+                  "download_limit": job.run.rate_limits.get("download", 0),
+                  "upload_limit": job.run.rate_limits.get("upload", 0)}
         if torrent is None:
-            return {"trackers": [], "peers": [], "magnet": magnet}
+            return answer
+        handle = torrent.handle
         try:
-            return {"trackers": torrent_files.tracker_entries(torrent.handle),
-                    "peers": torrent_files.peer_entries(torrent.handle),
-                    "magnet": torrent_files.magnet_link(torrent.handle) or magnet}
+            return {"trackers": torrent_files.tracker_entries(handle), "peers": torrent_files.peer_entries(handle),
+                    "magnet": torrent_files.magnet_link(handle) or magnet,
+                    "download_limit": max(0, handle.download_limit()), "upload_limit": max(0, handle.upload_limit())}
         except RuntimeError:  # removed from the session meanwhile
-            return {"trackers": [], "peers": [], "magnet": magnet}
+            return answer
+
+    def set_rate_limits(self, info_hash, download=None, upload=None):
+        """Cap one job's rates in bytes/s (0: none); libtorrent keeps them in its resume data. A
+        job whose torrent is not in the session yet (just added) gets them as it is added."""
+        job = self.get(info_hash)
+        limits = {key: int(value) for key, value in (("download", download), ("upload", upload))
+                  if value is not None}
+        with self.registry.lock:
+            torrent = job.run.torrent
+            if torrent is None:
+                job.run.rate_limits.update(limits)
+                return
+        try:
+            torrent_files.set_rate_limits(torrent.handle, **limits)
+            downloader.save_resume(torrent.handle)
+        except RuntimeError:  # removed meanwhile
+            pass
 
     def _torrent_with_metadata(self, info_hash):
         job = self.get(info_hash)

@@ -186,6 +186,9 @@ class JobTask:
         keys = torrent_files.info_hash_keys(torrent.handle.info_hashes())
         with self._jobs.registry.lock:
             job.run.torrent = torrent
+            if job.run.rate_limits:  # asked for while it was being added
+                torrent_files.set_rate_limits(torrent.handle, **job.run.rate_limits)
+                job.run.rate_limits.clear()
             if self._sort_at_attach and not lifecycle.sort_files(job):
                 pass  # it cannot go on: it failed, saying why
             elif job.state == JobState.PAUSED:
@@ -201,6 +204,8 @@ class JobTask:
                 torrent.resume()
             else:
                 lifecycle.want_download(job)
+        if job.has_metadata:  # its files can be listed and chosen from now on
+            job.run.file_list_known.set()
         self.session.listen(keys, self.inbox.put)
         # The first status arrives with the next batch; ask now so metadata-less jobs show
         # their peers at once.

@@ -139,12 +139,12 @@ class WatchFolder:
     def _submit(self, path, category):
         """Submit one file through the facade, as the form would, with source "watch"."""
         name = os.path.basename(path)
+        options = {"category": category, "source": "watch", "paused": not self.manager.start_added_torrents}
         if name.endswith(".torrent"):
             data = read_at_most(path, MAX_TORRENT_BYTES)
-            return self.manager.submit(hashes.parse_text(""), uploads=[(name, data)], category=category,
-                                       source="watch")
+            return self.manager.submit(hashes.parse_text(""), uploads=[(name, data)], **options)
         data = read_at_most(path, MAX_MAGNET_BYTES)
-        return self.manager.submit_text(data.decode("utf-8", "replace"), category=category, source="watch")
+        return self.manager.submit_text(data.decode("utf-8", "replace"), **options)
 
     def _set_aside(self, path, reason):
         """Rename a file hashdrop cannot add to <name>.invalid, and write why to <name>.invalid.txt."""

@@ -535,3 +535,44 @@ def test_set_location_moves_the_files_within_the_save_path_and_nothing_else(serv
         with pytest.raises(TransmissionError, match=said):
             rpc.move_torrent_data(ids[1], arguments["location"], move=arguments["move"])
     check_files(show, server.save_path / "tv")
+
+
+@pytest.mark.swarm
+def test_files_chosen_at_add_rate_limits_and_start_added_torrents(server, seed_new):
+    album = seed_new({"01.flac": MiB, "02.flac": MiB, "03.flac": MiB})
+    slow = seed_new(2 * MiB)
+    rpc = client(server)
+    chosen = rpc.add_torrent(album.data, files_unwanted=[1])  # every file but 02.flac, as in Transmission
+    wait_until(lambda: server.job(album.info_hash)["state"] == "completed", 60, "the chosen files did not come")
+    for name in ("01.flac", "03.flac"):
+        assert (server.save_path / album.name / name).is_file()
+    assert not list((server.save_path / album.name).glob("02.flac*"))
+    assert rpc.get_torrent(chosen.id).status == "seeding"
+    assert [f.selected for f in rpc.get_torrent(chosen.id).get_files()] == [True, False, True]
+
+    rpc.set_session(start_added_torrents=False)
+    assert rpc.get_session().start_added_torrents is False
+    limited = rpc.add_torrent(slow.data)
+    assert rpc.get_torrent(limited.id).status == "stopped"  # not started: start-added-torrents is off
+    code, output = remote(server, "-t", str(limited.id), "-d", "512")  # kB/s
+    assert code == 0 and "success" in output, output
+    torrent = rpc.get_torrent(limited.id)
+    assert (torrent.download_limited, torrent.download_limit) == (True, 512)
+    rpc.start_torrent(limited.id)
+    rates = []
+
+    def done():
+        job = server.job(slow.info_hash)
+        rates.append(job["download_rate"])
+        return job["state"] == "completed"
+
+    wait_until(done, 60, "the limited download did not finish")
+    moving = sorted(rate for rate in rates if rate > 0)
+    assert moving and moving[len(moving) // 2] <= 512 * 1000 * 1.5, rates  # held to the limit, bursts aside
+    check_files(slow, server.save_path)
+    server.stop()
+    server.start()  # the limit is in the resume data
+    torrent = client(server).get_torrent(limited.id)
+    assert (torrent.download_limited, torrent.download_limit) == (True, 512)
+    client(server).change_torrent(limited.id, download_limited=False)
+    assert client(server).get_torrent(limited.id).download_limited is False
