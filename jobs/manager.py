@@ -5,6 +5,7 @@ import os
 import threading
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import cpus
 import hashes
@@ -68,6 +69,8 @@ class JobManager:
         self.steering = Steering(registry, self.lifecycle, self.services, store, self._start_or_fail)
         self.lifecycle.stalls.remove = self.steering.remove  # HASHDROP_STALLED_REMOVE_AFTER
         self.watch_folder = None  # a WatchFolder once watch() is called (HASHDROP_WATCH_DIR)
+        self.restoring = RestoreProgress()  # stored jobs whose workers restore() has started
+        self._restorer = None  # the thread that starts them
         # Whether the RPC's and the watch folder's new jobs start at once (Transmission's
         # start-added-torrents; session-set changes it until the next start).
         self.start_added_torrents = True
@@ -317,29 +320,52 @@ class JobManager:
         return {"download_rate": sum(down for down, _ in rates), "upload_rate": sum(up for _, up in rates),
                 "free_bytes": torrent_files.free_bytes(save_path), "save_path": save_path,
                 "listen_ports": sorted(self.session.listen_ports),
+                "restoring": None if self.restoring.done() else dict(vars(self.restoring)),
                 "listen_problem": self.session.listen_problem(), "store_problem": self.store.unsaved_problem()}
 
     # Start-up, the periodic save, and shutdown ------------------------------------------------
     def restore(self):
-        """Bring back every stored job; unfinished ones run again in their own worker.
+        """Bring back every stored job: all are listed at once, and the unfinished ones' workers
+        start in the background (the "restorer" thread), so the page answers at once while ten
+        thousand jobs come back; status() says how far along it is."""
+        self._last_number = self.store.last_number()
+        jobs = [self._restored(record) for record in self.store.load()]
+        with self.registry.lock:
+            for job in jobs:
+                self.registry.add(job)
+        to_start = [job for job in jobs if job.state != JobState.FAILED]
+        self.restoring = RestoreProgress(total=len(to_start))
+        self._restorer = threading.Thread(target=self._start_restored, args=(to_start,), name="restorer",
+                                          daemon=True)
+        self._restorer.start()
+
+    def _restored(self, record):
+        """A stored job as it comes back: numbered if it was stored before numbers; one that ran
+        looks for its metadata again (its resume data brings it at once)."""
+        job = Job.from_record(record)
+        if not job.number:  # stored by a hashdrop before job numbers
+            job.number = self._take_number()
+            self.store.update(job.info_hash, number=job.number)
+        if job.state in (JobState.DOWNLOADING, JobState.QUEUED):
+            job.state = JobState.FETCHING_METADATA
+        return job
+
+    def _start_restored(self, jobs):
+        """Start each restored job's worker, oldest first, unless it was removed, started (a
+        Retry) or the app began shutting down meanwhile.
 
         Spare threads are held meanwhile and let go after: where the system has few threads to
-        give, the jobs it has none for fail (and can be retried), and the web server that
-        starts next still gets its own.
+        give, the jobs it has none for fail (and can be retried), and the web server still gets
+        its own.
         """
-        self._last_number = self.store.last_number()
         with spare_threads(SPARE_THREADS):
-            for record in self.store.load():
-                job = Job.from_record(record)
-                if not job.number:  # stored by a hashdrop before job numbers
-                    job.number = self._take_number()
-                    self.store.update(job.info_hash, number=job.number)
-                if job.state in (JobState.DOWNLOADING, JobState.QUEUED):
-                    job.state = JobState.FETCHING_METADATA
+            for job in jobs:
                 with self.registry.lock:
-                    self.registry.add(job)
-                    if job.state != JobState.FAILED:
+                    if self.registry.closed:
+                        return
+                    if job.removal is None and job.run.worker is None:
                         self._start_or_fail(job)
+                    self.restoring.started += 1
 
     def tick(self):
         """The periodic work, about once a second in the alert thread."""
@@ -389,6 +415,9 @@ class JobManager:
             if self.registry.closed:
                 return
             self.registry.closed = True
+        if self._restorer is not None:  # it stops at its next job, seeing closed
+            self._restorer.join(timeout)
+        with self.registry.lock:
             jobs = self.registry.all()
         resume_files = {}
         self.session.close(functools.partial(self._keep_resume_by_key, resume_files), timeout)
@@ -407,6 +436,17 @@ class JobManager:
         data = self.services.resume_files.worth_keeping(job, data) if job else None
         if data is not None:
             resume_files[self.services.resume_files.path(job)] = data
+
+
+@dataclass
+class RestoreProgress:
+    """How many of the stored jobs' workers have started, of how many, at start-up."""
+
+    total: int = 0
+    started: int = 0
+
+    def done(self):
+        return self.started >= self.total
 
 
 @contextmanager
