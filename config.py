@@ -82,7 +82,7 @@ MODES = ("embedded", "cluster")
 # (requirements-cluster.txt), which embedded mode never imports.
 CLUSTER_URLS = {
     "DATABASE_URL": (("postgresql", "postgres"), "postgresql://user:password@host/database",
-                     ("psycopg", "psycopg_pool")),
+                     ("psycopg",)),
     "BROKER_URL": (("redis", "rediss", "redis+socket"), "redis://host:6379/0", ("celery", "redis")),
 }
 
