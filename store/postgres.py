@@ -111,8 +111,12 @@ class PostgresJobStore(JobStore):
             connection.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
             connection.execute("CREATE TABLE IF NOT EXISTS jobs (info_hash text PRIMARY KEY, "
                                "row_order bigint GENERATED ALWAYS AS IDENTITY)")  # SQLite's rowid
+            present = {row["column_name"] for row in connection.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() "
+                "AND table_name = 'jobs'")}
+            # Only what is missing: an ALTER TABLE locks the table out even when it changes nothing.
             for name, definition in {**self._columns, **CLUSTER_COLUMNS}.items():
-                if name != "info_hash":
+                if name not in present:
                     connection.execute(f"ALTER TABLE jobs ADD COLUMN IF NOT EXISTS {name} {definition}")
             connection.execute("CREATE TABLE IF NOT EXISTS counters (name text PRIMARY KEY, value bigint NOT NULL)")
             connection.execute("CREATE TABLE IF NOT EXISTS nodes (name text PRIMARY KEY, lease_until timestamptz, "
