@@ -4,6 +4,7 @@ Nothing else reads HASHDROP_* from the environment: create_app calls load(), and
 asks server_settings() where to listen before any app exists.
 """
 import importlib
+import importlib.util
 import json
 import logging
 import os
@@ -33,7 +34,11 @@ DEFAULTS = {
     "PART_SUFFIX": ".part",
     "OUTGOING_INTERFACES": "",  # libtorrent's outgoing_interfaces; "" lets the system choose
     "RUNNER": "thread",
-    "STORE": "sqlite",
+    "STORE": "sqlite",  # "postgres" keeps jobs in HASHDROP_DATABASE_URL's database (store.postgres)
+    # Cluster mode (#22): the jobs in PostgreSQL, the download nodes reached through Redis.
+    "MODE": "embedded",  # or "cluster"
+    "DATABASE_URL": "",  # postgresql://user:password@host/database
+    "BROKER_URL": "",  # redis://host:6379/0
     "WATCH_DIR": "",  # a folder whose .torrent and .magnet files become jobs; "" for none
     "URL_ALLOW": ["public"],  # where the RPC's torrent-add may fetch .torrent URLs from (torrent_urls)
     "URL_TIMEOUT": 30,  # seconds one such fetch may take, redirects included
@@ -78,6 +83,14 @@ TIMEOUTS = ("METADATA_TIMEOUT", "STALL_TIMEOUT")  # seconds, at least 1
 # The names HASHDROP_DISK_IO takes; downloader.DISK_BACKENDS maps each to libtorrent's constructor.
 DISK_IO_CHOICES = ("pread", "mmap", "posix")
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
+MODES = ("embedded", "cluster")
+# Each cluster URL setting: the schemes it takes, an example, and the packages it needs
+# (requirements-cluster.txt), which embedded mode never imports.
+CLUSTER_URLS = {
+    "DATABASE_URL": (("postgresql", "postgres"), "postgresql://user:password@host/database",
+                     ("psycopg",)),
+    "BROKER_URL": (("redis", "rediss", "redis+socket"), "redis://host:6379/0", ("celery", "redis")),
+}
 
 
 class ConfigError(ValueError):
@@ -125,6 +138,7 @@ def normalize_config(config):
     config["DATA_DIR"] = os.path.abspath(config["DATA_DIR"])
     config["INCOMPLETE_PATH"] = incomplete_path(config["INCOMPLETE_PATH"], config["SAVE_PATH"])
     config["UMASK"] = umask(raw_setting(config, "UMASK"))
+    normalize_cluster(config)
     normalize_notices(config)
     normalize_access(config)
 
@@ -232,6 +246,44 @@ def umask(value):
     if not (1 <= len(text) <= 4 and all(c in "01234567" for c in text)) or int(text, 8) > 0o777:
         raise ConfigError(f"HASHDROP_UMASK must be an octal umask such as 022 or 002, not {text!r}")
     return int(text, 8)
+
+
+def normalize_cluster(config):
+    """HASHDROP_MODE, the store and the cluster's URLs, checked; the packages a setting in use
+    needs are looked for, not imported. Errors never show a URL: it may hold a password."""
+    mode = as_text(config["MODE"]).lower() or DEFAULTS["MODE"]
+    if mode not in MODES:
+        raise ConfigError(f"HASHDROP_MODE must be embedded or cluster, not {mode!r}")
+    config["MODE"] = mode
+    for key in CLUSTER_URLS:
+        config[key] = service_url(key, raw_setting(config, key) or "")
+    used = []
+    if mode == "cluster":
+        used = ["DATABASE_URL", "BROKER_URL"]
+        if config["STORE"] == DEFAULTS["STORE"]:
+            config["STORE"] = "postgres"
+    elif config["STORE"] == "postgres":
+        used = ["DATABASE_URL"]
+    for key in used:
+        setting = "HASHDROP_MODE=cluster" if mode == "cluster" else "HASHDROP_STORE=postgres"
+        if not config[key]:
+            raise ConfigError(f"{setting} needs HASHDROP_{key} ({CLUSTER_URLS[key][1]})")
+        missing = [name for name in CLUSTER_URLS[key][2] if importlib.util.find_spec(name) is None]
+        if missing:
+            raise ConfigError(f"HASHDROP_{key} needs the {' and '.join(missing)} package"
+                              f"{'s' if len(missing) > 1 else ''}: pip install -r requirements-cluster.txt")
+
+
+def service_url(key, url):
+    """A cluster URL of one of the schemes CLUSTER_URLS names, or "" for none."""
+    url = url.strip()
+    if not url:
+        return ""
+    schemes, example, _ = CLUSTER_URLS[key]
+    if urllib.parse.urlsplit(url).scheme.lower() not in schemes:
+        raise ConfigError(f"HASHDROP_{key} must be a URL such as {example} (the value is not "
+                          f"shown: it may hold a password)")
+    return url
 
 
 def normalize_notices(config):

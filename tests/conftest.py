@@ -113,3 +113,4 @@ def browser():
         finally:
             browser.close()
 from swarm_fixtures import *  # noqa: E402,F401,F403  (tracker, seeder, swarm_payloads, seed_new)
+from cluster_fixtures import *  # noqa: E402,F401,F403  (postgres_server, redis_server, pg_database)

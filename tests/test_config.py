@@ -97,3 +97,45 @@ def test_outgoing_interfaces_runner_and_store_default_and_lose_their_blanks(make
     assert (config["RUNNER"], config["STORE"]) == ("thread", "sqlite")
     config = make_app(OUTGOING_INTERFACES=" 127.0.0.1 ", RUNNER=" thread\n", STORE=" sqlite ").config
     assert (config["OUTGOING_INTERFACES"], config["RUNNER"], config["STORE"]) == ("127.0.0.1", "thread", "sqlite")
+
+
+@pytest.mark.parametrize("settings, said", [
+    ({"MODE": "swarm"}, "HASHDROP_MODE must be embedded or cluster, not 'swarm'"),
+    ({"MODE": "cluster", "BROKER_URL": "redis://127.0.0.1:1/0"},
+     r"HASHDROP_MODE=cluster needs HASHDROP_DATABASE_URL \(postgresql://user:password@host/database\)"),
+    ({"MODE": " Cluster ", "DATABASE_URL": "postgresql://127.0.0.1:1/hashdrop"},
+     r"HASHDROP_MODE=cluster needs HASHDROP_BROKER_URL \(redis://host:6379/0\)"),
+    ({"STORE": "postgres"}, "HASHDROP_STORE=postgres needs HASHDROP_DATABASE_URL"),
+    ({"STORE": "postgres", "DATABASE_URL": "mysql://hashdrop:pw-1234@127.0.0.1/hashdrop"},
+     r"HASHDROP_DATABASE_URL must be a URL such as postgresql://user:password@host/database \(the value is not shown"),
+    ({"BROKER_URL": "amqp://guest:pw-1234@127.0.0.1//"}, "HASHDROP_BROKER_URL must be a URL such as redis://host:6379/0"),
+])
+def test_the_cluster_settings_are_checked_and_their_errors_show_no_url(make_app, settings, said):
+    from config import ConfigError
+
+    with pytest.raises(ConfigError, match=said) as refused:
+        make_app(**settings)
+    assert "pw-1234" not in str(refused.value)
+
+
+@pytest.mark.parametrize("settings, package", [
+    ({"STORE": "postgres", "DATABASE_URL": "postgresql://127.0.0.1:1/hashdrop"}, "psycopg"),
+    ({"MODE": "cluster", "DATABASE_URL": "postgres://127.0.0.1:1/hashdrop", "BROKER_URL": "redis://127.0.0.1:1/0"},
+     "celery"),
+])
+def test_a_cluster_setting_without_its_package_says_what_to_install(make_app, monkeypatch, settings, package):
+    import sys
+
+    from config import ConfigError
+
+    monkeypatch.setitem(sys.modules, package, None)  # as if not installed: the import system finds nothing
+    with pytest.raises(ConfigError, match=f"needs the {package} package: pip install -r requirements-cluster.txt"):
+        make_app(**settings)
+
+
+def test_embedded_mode_is_the_default_and_ignores_the_cluster_urls(make_app):
+    from config import DEFAULTS
+
+    assert (DEFAULTS["MODE"], DEFAULTS["DATABASE_URL"], DEFAULTS["BROKER_URL"]) == ("embedded", "", "")
+    config = make_app(DATABASE_URL="postgresql://127.0.0.1:1/hashdrop", BROKER_URL="redis://127.0.0.1:1/0").config
+    assert (config["MODE"], config["STORE"]) == ("embedded", "sqlite")
