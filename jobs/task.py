@@ -186,6 +186,7 @@ class JobTask:
                 torrent.resume()
             else:
                 lifecycle.want_download(job)
+            self._jobs.registry.touch(job)  # added: it may know its files now (resume data, a .torrent)
         self.session.listen(keys, self.inbox.put)
         # The first status arrives with the next batch; ask now so metadata-less jobs show
         # their peers at once.
