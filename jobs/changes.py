@@ -22,12 +22,12 @@ class ChangeLog:
     random per process, so a token from another run (whose versions mean nothing here) is stale.
     """
 
-    def __init__(self, removals_kept=REMOVALS_KEPT, epoch=None):
+    def __init__(self, removals_kept=None, epoch=None):
         self.epoch = epoch or secrets.token_hex(4)
         self.version = 0
         self._stamps = {}  # key -> (version, signature), oldest change first
         self._removals = {}  # removed key -> version, oldest first
-        self._removals_kept = removals_kept
+        self.removals_kept = removals_kept or REMOVALS_KEPT
         self._forgotten = 0  # the version of the newest removal no longer remembered
 
     def token(self):
@@ -57,7 +57,7 @@ class ChangeLog:
             return
         self.version += 1
         self._removals[key] = self.version
-        if len(self._removals) > self._removals_kept:
+        if len(self._removals) > self.removals_kept:
             oldest = next(iter(self._removals))
             self._forgotten = self._removals.pop(oldest)
 
