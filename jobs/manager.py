@@ -4,7 +4,7 @@ import logging
 import os
 import threading
 import time
-from collections import namedtuple
+from collections import Counter, namedtuple
 from contextlib import contextmanager
 
 import cpus
@@ -290,7 +290,8 @@ class JobManager:
         registry = self.registry
         with registry.lock:
             jobs = registry.matching(states, text)
-            page = jobs[::-1][start:start + count]
+            end = max(0, len(jobs) - start)  # the page, newest first, without copying every job twice
+            page = jobs[max(0, end - count):end][::-1]
             token = registry.changes.token()
             try:
                 version = registry.changes.since(since)
@@ -318,8 +319,9 @@ class JobManager:
         return {"token": token, "jobs": [job_view(job, now) for job in shown], "removed": removed, "full": full}
 
     def counts(self):
-        states = [job.state for job in self.registry.all()]
-        return {state.value: states.count(state) for state in JobState}
+        """How many jobs each state holds (one pass: the table's poll asks at every second)."""
+        counted = Counter(job.state for job in self.registry.all())
+        return {state.value: counted[state] for state in JobState}
 
     def has_changing(self):
         """Whether some job's row will change without a click: it runs, or libtorrent's first
