@@ -11,9 +11,9 @@ import cpus
 import hashes
 import torrent_files
 from downloader import STOP, TorrentSession, session_settings
+from jobs.changes import BadToken
 from jobs.durability import CrashMarker, ResumeFiles
 from jobs.library_move import LibraryMove
-from jobs.changes import BadToken
 from jobs.lifecycle import Lifecycle
 from jobs.model import ENDED, RUNNING, Job, JobError, JobState, SubmitResult, utcnow
 from jobs.notify import Notifier

@@ -55,11 +55,6 @@ class JobRegistry:
             if self._jobs.get(job.info_hash) is job:
                 self.changes.stamp(job.info_hash, tuple(shown_fields(job).values()))
 
-    def version_of(self, job):
-        """The version the job was last stamped with."""
-        with self.lock:
-            return self.changes.version_of(job.info_hash)
-
     def changed_since(self, token):
         """(jobs changed since token, newest change first, info hashes removed since, the
         token for now); (None, [], token for now) when the token is stale. BadToken if malformed."""
