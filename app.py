@@ -1,5 +1,6 @@
 """hashdrop: paste info hashes, get files. The app factory and its routes."""
 import atexit
+import hashlib
 import json
 import logging
 import os
@@ -14,6 +15,7 @@ from werkzeug.exceptions import BadRequest, HTTPException
 
 import config
 from jobs import JobError, JobManager, JobState
+from jobs.changes import BadToken
 from jobs.durability import write_atomically
 import security
 import serve
@@ -150,8 +152,9 @@ JOB_FILTERS = {
 }
 
 
-def job_table(page=None):
-    """What _jobs.html shows: one page of the filtered jobs, newest first, and where it is."""
+def job_table(page=None, since=""):
+    """What _jobs.html shows: one page of the filtered jobs, newest first, and where it is; with
+    since (a poll's token), also which of them changed since (see jobs_fragment)."""
     if page is None:
         page = request.args.get("page", "1")
         # A word is the first page, as ever; a number must be one the table can take.
@@ -160,16 +163,26 @@ def job_table(page=None):
     show = show if show in JOB_FILTERS else "all"
     query = requested_query()
     start = (max(page, 1) - 1) * JOBS_PER_PAGE
-    jobs, total = manager().newest_first(start, JOBS_PER_PAGE, JOB_FILTERS[show], query)
+    jobs, total, token, changed = manager().newest_first(start, JOBS_PER_PAGE, JOB_FILTERS[show], query, since)
     pages = max(1, -(-total // JOBS_PER_PAGE))
     if not jobs and total:  # past the last page (jobs were removed): show the last one
         return job_table(pages)
     page = start // JOBS_PER_PAGE + 1
+    counts = filter_counts()
     # The query arguments that show this same table again (refresh, buttons, pages).
     view = {"page": page if page > 1 else None, "show": None if show == "all" else show, "q": query or None}
     return {"jobs": jobs, "total": total, "page": page, "pages": pages, "show": show, "query": query,
-            "view": view, "filter_counts": filter_counts(), "running": manager().has_changing(),
-            "status": status()}
+            "view": view, "filter_counts": counts, "running": manager().has_changing(),
+            "status": status(), "token": token, "changed": changed,
+            "rows": rows_digest([job["info_hash"] for job in jobs], pages, counts["all"])}
+
+
+def rows_digest(info_hashes, pages, any_jobs):
+    """A short name for what the table holds besides each row's figures: its rows in order, how
+    many pages there are, and whether there is any job. A poll that finds another digest
+    renders the whole table again."""
+    text = f"{','.join(info_hashes)};{pages};{bool(any_jobs)}"
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
 def whole_number(text, what):
@@ -202,8 +215,17 @@ def index():
 
 @bp.get("/jobs")
 def jobs_fragment():
-    """The job table alone, polled by the page."""
-    return render_template("_jobs.html", **job_table())
+    """The job table alone, polled by the page. The poll sends the token and the rows digest of
+    the table it shows (?since=, ?rows=): while the page holds the same rows, the answer is only
+    the rows that changed since, with the counts and the status line, each swapped by its id
+    (HX-Reswap: none keeps the rest); otherwise it is the whole table."""
+    table = job_table(since=request.args.get("since", ""))
+    if table["changed"] is None or request.args.get("rows") != table["rows"]:
+        return render_template("_jobs.html", **table)
+    changed = [job for job in table["jobs"] if job["info_hash"] in table["changed"]]
+    page = render_template("_jobs_changed.html", **dict(table, jobs=changed, page_rows=len(table["jobs"]),
+                                                        changes_only=True))
+    return page, 200, {"HX-Reswap": "none"}
 
 
 @bp.post("/start-downloads")
@@ -295,8 +317,18 @@ def act(info_hash, action, delete_files=False):
 
 @bp.get("/api/jobs")
 def api_jobs():
-    """Every job; ?state=downloading,queued keeps those states, ?q=sintel the names or hashes holding it."""
-    return jsonify(manager().jobs(states=requested_states(), text=requested_query()))
+    """Every job; ?state=downloading,queued keeps those states, ?q=sintel the names or hashes holding it.
+
+    ?since=<token> answers only what changed since the answer that gave the token (jobs.changes):
+    {"token", "jobs", "removed", "full"}; an empty or stale token gets every job, with full true.
+    """
+    states, query = requested_states(), requested_query()
+    if "since" not in request.args:
+        return jsonify(manager().jobs(states=states, text=query))
+    try:
+        return jsonify(manager().changes(request.args["since"], states, query))
+    except BadToken:
+        raise JobError("?since= takes the token the last answer gave (or nothing, for every job).") from None
 
 
 @bp.get("/api/status")

@@ -43,8 +43,10 @@ class Lifecycle:
         }
 
     def handle(self, job, event, value):
-        """Apply one event from libtorrent (see downloader.translate) to the job."""
+        """Apply one event from libtorrent (see downloader.translate) to the job, and stamp it
+        changed if what the page and the API show of it changed (most events change it)."""
         self._handlers[event](job, value)
+        self.registry.touch(job)
 
     # Events ---------------------------------------------------------------------------
     def on_status(self, job, status):
@@ -132,6 +134,7 @@ class Lifecycle:
                 self.release_slot(job)
             self.store.update(job.info_hash, state=state.value, error=error,
                               completed_at=job.record()["completed_at"])
+            self.registry.touch(job)  # a person's command changes state outside handle() too
             if entered:
                 self.notifier.entered(job, state)  # queued: the job's thread does not wait for it
 
@@ -235,6 +238,7 @@ class Lifecycle:
             job.seeding_stopped = not seeding
             job.run.active_at = 0.0
             self.store.update(job.info_hash, seeding_stopped=int(not seeding))
+            self.registry.touch(job)  # the alert thread's seed-limit check comes here outside handle()
 
     def check_seed_limits(self, job, now=None):
         """Stop seeding once the job's share ratio or idle limit is reached (see jobs.seeding).

@@ -4,6 +4,7 @@ import logging
 import os
 import threading
 import time
+from collections import Counter, namedtuple
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -11,6 +12,7 @@ import cpus
 import hashes
 import torrent_files
 from downloader import STOP, TorrentSession, session_settings
+from jobs.changes import BadToken
 from jobs.durability import CrashMarker, ResumeFiles
 from jobs.library_move import LibraryMove
 from jobs.lifecycle import Lifecycle
@@ -32,6 +34,7 @@ from notifiers import targets_from_config
 from store import StoreWriteError, open_store
 
 log = logging.getLogger(__name__)
+TablePage = namedtuple("TablePage", "jobs total token changed")  # what newest_first gives the table
 SEED_CHECK_INTERVAL = 2.0  # seconds between checks of the seeds' idle limits
 KEEP = object()  # an argument left out: the setting stays as it is
 SPARE_THREADS = 16  # kept free at start-up for the web server (waitress starts 4) and libtorrent
@@ -60,7 +63,7 @@ class JobManager:
         slots = SlotQueue(int(config["MAX_ACTIVE"]))
         self.seed_session = SessionSeedLimits(config["SEED_RATIO"], config["SEED_IDLE_MINUTES"])
         targets, secrets = targets_from_config(config)
-        self.notifier = Notifier(targets, registry.lock, secrets)
+        self.notifier = Notifier(targets, registry.lock, secrets, touch=registry.touch)
         self.lifecycle = Lifecycle(registry, slots, session, store, part_files, resume_files,
                                    self.seed_session, library_move, self.notifier,
                                    StallLimits.from_config(config))
@@ -295,16 +298,46 @@ class JobManager:
         # Views are made outside the lock: they ask the file system for free space, which can hang on a NAS.
         return [job_view(job, now) for job in self.registry.matching(states, text)]
 
-    def newest_first(self, start, count, states=None, text=""):
+    def newest_first(self, start, count, states=None, text="", since=""):
         """count jobs (those in `states` whose name or hash holds `text`, in any case) as dicts,
-        newest first from position start, and how many there are."""
+        newest first from position start, how many there are, the token for now, and the info
+        hashes of those changed since the token `since` (None when it is empty, stale or
+        malformed: a table polled with it shows them all again)."""
+        registry = self.registry
+        with registry.lock:
+            jobs = registry.matching(states, text)
+            end = max(0, len(jobs) - start)  # the page, newest first, without copying every job twice
+            page = jobs[max(0, end - count):end][::-1]
+            token = registry.changes.token()
+            try:
+                version = registry.changes.since(since)
+            except BadToken:
+                version = None
+            changed = None if version is None else {
+                job.info_hash for job in page if registry.changes.version_of(job.info_hash) > version}
         now = utcnow()
-        jobs = self.registry.matching(states, text)
-        return [job_view(job, now) for job in jobs[::-1][start:start + count]], len(jobs)
+        return TablePage([job_view(job, now) for job in page], len(jobs), token, changed)
+
+    def changes(self, since, states=None, text=""):
+        """GET /api/jobs?since=: the jobs changed since the token (all, with full, when it is empty
+        or stale), the info hashes removed since (with states or text: also those changed that
+        no longer match), and the token for now. BadToken when it is not a token."""
+        registry = self.registry
+        with registry.lock:
+            changed, removed, token = registry.changed_since(since)
+            full = changed is None
+        if full:  # as GET /api/jobs lists them, oldest first
+            shown = registry.matching(states, text)
+        else:  # oldest change first
+            shown = [job for job in reversed(changed) if registry.matches(job, states, text)]
+            removed += [job.info_hash for job in changed if not registry.matches(job, states, text)]
+        now = utcnow()
+        return {"token": token, "jobs": [job_view(job, now) for job in shown], "removed": removed, "full": full}
 
     def counts(self):
-        states = [job.state for job in self.registry.all()]
-        return {state.value: states.count(state) for state in JobState}
+        """How many jobs each state holds (one pass: the table's poll asks at every second)."""
+        counted = Counter(job.state for job in self.registry.all())
+        return {state.value: counted[state] for state in JobState}
 
     def has_changing(self):
         """Whether some job's row will change without a click: it runs, or libtorrent's first

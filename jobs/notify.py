@@ -66,9 +66,10 @@ class Delivery:
 class Notifier:
     """The queue of deliveries and the one thread that works through it."""
 
-    def __init__(self, targets, lock, secrets=None, retry_delays=RETRY_DELAYS):
+    def __init__(self, targets, lock, secrets=None, retry_delays=RETRY_DELAYS, touch=None):
         self.targets = list(targets)
         self.lock = lock  # the registry's: a job's notice is shared job state
+        self.touch = touch or (lambda job: None)  # the registry's: a new notice shows (jobs.changes)
         self.secrets = secrets or Secrets()
         self.retry_delays = tuple(retry_delays)
         self._due = []  # a heap of Delivery
@@ -181,3 +182,4 @@ class Notifier:
                 self._failing[key] = text
             texts = [text for (info_hash, _), text in self._failing.items() if info_hash == key[0]]
             delivery.job.notice = "; ".join(texts) or None
+            self.touch(delivery.job)

@@ -1,5 +1,9 @@
-"""Every job this process knows, by info hash and by each of its v1/v2 hashes, under one lock."""
+"""Every job this process knows, by info hash and by each of its v1/v2 hashes, under one lock,
+and what of them changed since a token (jobs.changes)."""
 import threading
+
+from jobs.changes import ChangeLog
+from jobs.view import shown_fields
 
 
 class JobRegistry:
@@ -11,6 +15,7 @@ class JobRegistry:
         self.closed = False  # shutting down: no job is added
         self._jobs = {}  # info_hash -> Job, in the order they were added
         self._aliases = {}  # every v1/v2 hash of a job -> its info_hash
+        self.changes = ChangeLog()  # what the page and the API show of each job, by version
 
     def __len__(self):
         with self.lock:
@@ -39,6 +44,26 @@ class JobRegistry:
             self._jobs[job.info_hash] = job
             for key in job.keys():
                 self._aliases[key] = job.info_hash
+            # No signature yet: a submit of 1,000 adds them under this lock, and the job's
+            # first touch (its first event) stamps it again anyway.
+            self.changes.stamp(job.info_hash)
+
+    def touch(self, job):
+        """Stamp the job with a new version if what the page and the API show of it changed
+        since it was last stamped; a job no longer registered (removed) is left alone."""
+        with self.lock:
+            if self._jobs.get(job.info_hash) is job:
+                self.changes.stamp(job.info_hash, tuple(shown_fields(job).values()))
+
+    def changed_since(self, token):
+        """(jobs changed since token, newest change first, info hashes removed since, the
+        token for now); (None, [], token for now) when the token is stale. BadToken if malformed."""
+        with self.lock:
+            version = self.changes.since(token)
+            if version is None:
+                return None, [], self.changes.token()
+            jobs = [self._jobs[key] for key in self.changes.changed_since(version)]
+            return jobs, self.changes.removed_since(version), self.changes.token()
 
     def add_alias(self, job, key):
         with self.lock:
@@ -46,7 +71,8 @@ class JobRegistry:
 
     def discard(self, job):
         with self.lock:
-            self._jobs.pop(job.info_hash, None)
+            if self._jobs.pop(job.info_hash, None) is not None:
+                self.changes.remove(job.info_hash)
             for key in [k for k, v in self._aliases.items() if v == job.info_hash]:
                 del self._aliases[key]
 
@@ -64,6 +90,13 @@ class JobRegistry:
             text = text.casefold()
             jobs = [job for job in jobs if text in (job.name or "").casefold() or text in job.info_hash]
         return jobs
+
+    @staticmethod
+    def matches(job, states=None, text=""):
+        """Whether matching(states, text) would list the job."""
+        text = text.casefold()
+        return ((states is None or job.state in states)
+                and (not text or text in (job.name or "").casefold() or text in job.info_hash))
 
     def keys_in_order(self, predicate):
         """The info hashes of the jobs for which predicate(job) holds, in queue order

@@ -35,6 +35,11 @@ class Steering:
             raise JobError(f"No job has the info hash {info_hash!r}.", 404)
         return job
 
+    def _shown(self, job):
+        """The job as shown, stamped changed if a command changed what shows (jobs.registry)."""
+        self.registry.touch(job)
+        return job_view(job)
+
     def pause(self, info_hash):
         """Pause a job; a completed job stops seeding. Return it as shown."""
         job = self.get(info_hash)
@@ -48,7 +53,7 @@ class Steering:
             job.fetching_file_list = False  # paused outright: no metadata either
             if job.run.torrent:
                 job.run.torrent.pause()
-        return job_view(job)
+        return self._shown(job)
 
     def resume(self, info_hash):
         """Resume a paused job (or retry a failed one); it may have to queue for a slot."""
@@ -60,7 +65,7 @@ class Steering:
                     job.run.torrent.resume()
             elif job.state in (JobState.PAUSED, JobState.FAILED):
                 self._go_on(job)
-        return job_view(job)
+        return self._shown(job)
 
     def _go_on(self, job):
         """Start a paused or failed job's download again, in its worker or in a new one."""
@@ -109,7 +114,7 @@ class Steering:
             self._delete_files(job)
         self.services.resume_files.remove(job)
         self._removed.append((time.monotonic(), job.number))
-        return job_view(job)
+        return self._shown(job)
 
     def forget(self, job, delete_files=False):
         """Take a job out of the registry, its slot and the store, and tell its worker to stop."""
@@ -132,7 +137,7 @@ class Steering:
         with self.registry.lock:
             job.labels = [str(label) for label in labels]
             self.store.update(job.info_hash, labels=json.dumps(job.labels))
-        return job_view(job)
+        return self._shown(job)
 
     def set_seed_limits(self, info_hash, changes):
         """Change a job's own seeding limits (jobs.seeding.changed_limits keys); return it as shown."""
@@ -145,7 +150,7 @@ class Steering:
             job.seed_limits = limits
             self.store.update(job.info_hash, seed_limits=limits.to_text())
         self.lifecycle.check_seed_limits(job)
-        return job_view(job)
+        return self._shown(job)
 
     def relocate(self, info_hash, category):
         """Move a job's files into another folder of the save path (a category: "" is the save
@@ -161,23 +166,25 @@ class Steering:
             job.category = category
             self.store.update(job.info_hash, category=category)
             if library_move.needed(job):
-                return job_view(job)
+                return self._shown(job)
             target = library_move.library_path(job)
             if target == job.save_path:
-                return job_view(job)
+                return self._shown(job)
         try:
             library_move.start(job, target)
         except MoveRefused as exc:
             raise JobError(str(exc), 409) from None
         except RuntimeError:  # removed meanwhile
             pass
-        return job_view(job)
+        return self._shown(job)
 
     def verify(self, info_hash):
         """Check the job's files against its pieces again; missing pieces are downloaded again."""
         torrent = self._torrent_with_metadata(info_hash)
         with self.registry.lock:
-            self.get(info_hash).run.verify = "asked"
+            job = self.get(info_hash)
+            job.run.verify = "asked"
+            self.registry.touch(job)
         torrent.handle.force_recheck()
 
     def move_in_queue(self, info_hashes, where):

@@ -204,6 +204,7 @@ class JobTask:
                 torrent.resume()
             else:
                 lifecycle.want_download(job)
+            self._jobs.registry.touch(job)  # added: it may know its files now (resume data, a .torrent)
         if job.has_metadata:  # its files can be listed and chosen from now on
             job.run.file_list_known.set()
         self.session.listen(keys, self.inbox.put)

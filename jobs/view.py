@@ -8,6 +8,16 @@ from torrent_files import free_bytes
 def job_view(job, now=None):
     """The job as a dict of plain values; now (UTC) measures how long it has waited."""
     now = now or utcnow()
+    fields = shown_fields(job)
+    remaining = fields["total_bytes"] - fields["downloaded_bytes"]
+    return {**fields, "waiting_seconds": int((now - job.added_at).total_seconds()),
+            "disk_free_bytes": short_of_space(job, remaining)}
+
+
+def shown_fields(job):
+    """What job_view shows that only a change to the job changes: not the time it has waited or
+    the free space on its disk (which ask the clock and the file system). jobs.registry compares
+    these to tell whether a job changed."""
     live = job.live
     total = live.get("total_wanted", 0)
     done = live.get("total_wanted_done", 0)
@@ -34,12 +44,10 @@ def job_view(job, now=None):
         "peers": live.get("peers", 0),
         "seeds": live.get("seeds", 0),
         "eta_seconds": eta(job, rate, total, done),
-        "waiting_seconds": int((now - job.added_at).total_seconds()),
         "seeding": completed and not job.seeding_stopped,
         "checking": live.get("checking", False),
         "verify_pending": job.run.verify is not None,
         "moving": job.moving_to is not None,  # its files move from the incomplete folder into the library
-        "disk_free_bytes": short_of_space(job, total - done),
         "error": job.error,
         "tracker": job.tracker,
         "notice": job.notice,

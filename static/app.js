@@ -36,3 +36,26 @@ document.addEventListener("DOMContentLoaded", () => {
     }
   });
 });
+
+// A magnet's "waiting 1m 05s" counts on in the browser: the table's poll re-sends a row only
+// when the job changes, not because a second went by. Each clock starts from the seconds the
+// server rendered (data-waited) and adds the time since this script first saw it.
+function duration(seconds) {
+  const hours = Math.floor(seconds / 3600);
+  const minutes = Math.floor((seconds % 3600) / 60);
+  const secs = seconds % 60;
+  const two = (number) => String(number).padStart(2, "0");
+  if (hours) {
+    return `${hours}h ${two(minutes)}m`;
+  }
+  return minutes ? `${minutes}m ${two(secs)}s` : `${secs}s`;
+}
+
+setInterval(() => {
+  const now = Date.now();
+  for (const clock of document.querySelectorAll("[data-waited]")) {
+    clock.dataset.seenAt ??= String(now);
+    const waited = Number(clock.dataset.waited) + Math.floor((now - Number(clock.dataset.seenAt)) / 1000);
+    clock.textContent = duration(waited);
+  }
+}, 1000);

@@ -2,7 +2,7 @@
 state filter, and pause, resume and remove."""
 import pytest
 
-from helpers import HASH_A, HASH_B
+from helpers import HASH_A, HASH_B, HASH_C
 
 
 def test_api_job_fields(client):
@@ -80,3 +80,132 @@ def test_api_pause_resume_remove(client, manager):
     assert not job.run.worker.is_alive()
     assert client.get("/api/jobs").get_json() == []
     assert manager.session.handles() == []
+
+
+# Incremental reads: GET /api/jobs?since=<token>, against a live server with real jobs -----------
+
+def call(url, method="GET", body=None):
+    """An HTTP request as a script sends it; (status, JSON body or None)."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method,
+                                     headers={"X-Hashdrop": "1", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            text = response.read()
+            return response.status, json.loads(text) if text else None
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def quiet_token(url, query=""):
+    """The token of a moment when nothing changes any more (paused magnets nobody seeds: their
+    first statuses are in)."""
+    from swarm import wait_until
+
+    answer = call(f"{url}/api/jobs?since={query}")[1]
+
+    def settled():
+        nonlocal answer
+        token = answer["token"]
+        answer = call(f"{url}/api/jobs?since={token}")[1]
+        return token if not answer["jobs"] and not answer["removed"] else None
+
+    return wait_until(settled, 20, "the jobs kept changing")
+
+
+@pytest.fixture
+def start_paused(live_server, monkeypatch):
+    """start(removals_kept=None): a live server with three paused magnets nobody seeds (and
+    that many removals remembered), and their hashes."""
+
+    def start(removals_kept=None):
+        if removals_kept:
+            monkeypatch.setattr("jobs.changes.REMOVALS_KEPT", removals_kept)
+        url = live_server()
+        hashes = [HASH_A, HASH_B, HASH_C]
+        assert call(f"{url}/api/jobs", "POST", {"hashes": hashes, "paused": True})[0] == 201
+        return url, hashes
+
+    return start
+
+
+@pytest.fixture
+def three_paused(start_paused):
+    return start_paused()
+
+
+def test_since_a_quiet_moment_nothing_comes_back(live_server):
+    """Magnets nobody seeds still get statuses from libtorrent; the same figures are not news."""
+    url, hashes = live_server(), [HASH_A, HASH_B, HASH_C]
+    assert call(f"{url}/api/jobs", "POST", {"hashes": hashes})[0] == 201
+    status, first = call(f"{url}/api/jobs?since=")
+    assert status == 200 and first["full"] is True and first["removed"] == []
+    assert sorted(job["info_hash"] for job in first["jobs"]) == sorted(hashes)
+    token = quiet_token(url)
+    again = call(f"{url}/api/jobs?since={token}")[1]
+    assert again == {"token": token, "jobs": [], "removed": [], "full": False}
+    assert isinstance(call(f"{url}/api/jobs")[1], list)  # without since: today's list, as it was
+
+
+def test_a_change_brings_back_that_job_alone(three_paused):
+    url, hashes = three_paused
+    token = quiet_token(url)
+    assert call(f"{url}/api/jobs/{HASH_B}/resume", "POST")[0] == 200
+    answer = call(f"{url}/api/jobs?since={token}")[1]
+    assert answer["full"] is False and answer["removed"] == []
+    assert [job["info_hash"] for job in answer["jobs"]] == [HASH_B]
+    assert answer["jobs"][0]["state"] == "fetching_metadata"
+    assert answer["jobs"][0] == {**call(f"{url}/api/jobs/{HASH_B}")[1],
+                                 "waiting_seconds": answer["jobs"][0]["waiting_seconds"]}
+    assert answer["token"] != token
+
+
+def test_a_removal_is_listed_by_its_hash(three_paused):
+    url, hashes = three_paused
+    token = quiet_token(url)
+    assert call(f"{url}/api/jobs/{HASH_C}", "DELETE")[0] == 204
+    answer = call(f"{url}/api/jobs?since={token}")[1]
+    assert answer["removed"] == [HASH_C] and answer["jobs"] == [] and answer["full"] is False
+    later = call(f"{url}/api/jobs?since={answer['token']}")[1]
+    assert later["removed"] == []  # told once
+
+
+def test_a_stale_token_gets_every_job(three_paused):
+    url, hashes = three_paused
+    token = quiet_token(url)
+    epoch, version = token.split(".")
+    other_run = f"{'0' if epoch[0] != '0' else '1'}{epoch[1:]}.{version}"
+    for stale in (other_run, f"{epoch}.{int(version) + 1000}"):
+        answer = call(f"{url}/api/jobs?since={stale}")[1]
+        assert answer["full"] is True and answer["token"] == token
+        assert sorted(job["info_hash"] for job in answer["jobs"]) == sorted(hashes)
+
+
+def test_a_token_older_than_the_removals_kept_is_stale(start_paused):
+    url, hashes = start_paused(removals_kept=1)
+    token = quiet_token(url)
+    call(f"{url}/api/jobs/{HASH_A}", "DELETE")
+    middle = call(f"{url}/api/jobs?since={token}")[1]
+    assert middle["removed"] == [HASH_A]
+    call(f"{url}/api/jobs/{HASH_B}", "DELETE")  # HASH_A's removal is forgotten
+    answer = call(f"{url}/api/jobs?since={token}")[1]
+    assert answer["full"] is True and [job["info_hash"] for job in answer["jobs"]] == [HASH_C]
+    assert call(f"{url}/api/jobs?since={middle['token']}")[1]["removed"] == [HASH_B]
+
+
+def test_with_a_state_filter_a_job_that_leaves_it_is_removed(three_paused):
+    url, hashes = three_paused
+    token = quiet_token(url, "&state=paused")
+    call(f"{url}/api/jobs/{HASH_A}/resume", "POST")
+    answer = call(f"{url}/api/jobs?since={token}&state=paused")[1]
+    assert answer["jobs"] == [] and answer["removed"] == [HASH_A]
+
+
+@pytest.mark.parametrize("token", ["nonsense", "abc", "abc.def", "ABC.1"])
+def test_a_malformed_token_is_a_clear_error(client, token):
+    response = client.get(f"/api/jobs?since={token}")
+    assert response.status_code == 400 and "token" in response.get_json()["error"]

@@ -222,3 +222,58 @@ def test_the_page_follows_the_systems_light_or_dark_preference(live_server, trac
         assert max(backgrounds) < 0.15 and min(texts) > 0.6, colours
     else:
         assert min(backgrounds) > 0.9 and max(texts) < 0.2, colours
+
+
+def test_the_table_follows_changes_made_elsewhere_through_its_poll(live_server, page):
+    """A script pauses one job and removes another: the open page shows both through its poll,
+    which swaps the paused job's row alone and leaves the others' as they are."""
+    import json
+    import re
+    import urllib.request
+
+    from playwright.sync_api import expect
+    from swarm import wait_until
+
+    url = live_server()
+    first, second, third = "fe" * 20, "fd" * 20, "fc" * 20
+
+    def api(path, method="GET"):
+        request = urllib.request.Request(url + path, method=method, headers={"X-Hashdrop": "1"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            body = response.read()
+            return json.loads(body) if body else None
+
+    page.goto(url + "/")
+    page.fill("#downloads", f"{first}\n{second}\n{third}")
+    page.click("form.submit button")
+    expect(page.locator("#jobs tbody tr")).to_have_count(3)
+    # Once every job's first statuses are in and the page has polled past them, no row changes.
+    token = api("/api/jobs?since=")["token"]
+
+    def quiet():
+        nonlocal token
+        asked, answer = token, api(f"/api/jobs?since={token}")
+        token = answer["token"]
+        return not answer["jobs"] and asked
+
+    quiet_version = int(wait_until(quiet, 20, "the jobs kept changing").split(".")[1])
+
+    def polled_version():
+        poll = page.get_attribute("#jobs-poll", "hx-get") or ""
+        found = re.search(r"since=[0-9a-f]+\.([0-9]+)", poll)
+        return int(found.group(1)) if found else -1
+
+    wait_until(lambda: polled_version() >= quiet_version, 10, "the page did not poll")
+    page.evaluate(f"document.getElementById('job-{first}').untouched = true")
+
+    api(f"/api/jobs/{second}/pause", "POST")
+    expect(page.locator(f"#job-{second} .state")).to_contain_text("Paused")
+    expect(page.locator(".filters a", has_text="Paused")).to_contain_text("1")
+    assert page.evaluate(f"document.getElementById('job-{first}').untouched") is True  # not rendered again
+
+    api(f"/api/jobs/{third}", "DELETE")
+    expect(page.locator(f"#job-{third}")).to_have_count(0)
+    expect(page.locator("#jobs tbody tr")).to_have_count(2)
+    expect(page.locator(f"#job-{second} .state")).to_contain_text("Paused")
+    expect(page.locator(".pages").first).to_contain_text("2 downloads")
+    assert not [text for text in page.console_messages if "htmx" in text], page.console_messages

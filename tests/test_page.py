@@ -143,7 +143,7 @@ def test_the_table_filters_by_state_and_its_buttons_keep_the_filter(client, mana
     rows, page = page_rows(client, "/?show=paused")
     assert rows == [hashes[4], hashes[1]] and "2 paused downloads" in page
     assert 'aria-current="page">Paused <small>2</small>' in page and ">Failed <small>1</small>" in page
-    assert 'hx-get="/jobs?show=paused"' in page  # the once-a-second refresh keeps the filter
+    assert 'hx-get="/jobs?show=paused&amp;since=' in page  # the once-a-second refresh keeps the filter
     assert ">All <small>7</small>" in page and ">Active <small>4</small>" in page
     assert page_rows(client, "/?show=failed")[0] == [hashes[2]]
     assert "Retry all 1</button>" in client.get("/?show=failed").get_data(as_text=True)
@@ -168,7 +168,7 @@ def test_the_table_finds_jobs_by_name_or_hash_and_keeps_the_search(client, manag
     rows, page = page_rows(client, "/?q=sintel")
     assert rows == [hashes[2], hashes[0]] and "2 downloads matching “sintel”" in page
     assert 'name="q" value="sintel"' in page and ">All <small>4</small>" in page  # counts are of every job
-    assert 'hx-get="/jobs?q=sintel"' in page  # the refresh keeps the search, and so do the buttons:
+    assert 'hx-get="/jobs?q=sintel&amp;since=' in page  # the refresh keeps the search, and so do the buttons:
     assert f"/jobs/{hashes[0]}/pause?q=sintel" in page
     response = client.post(f"/jobs/{hashes[0]}/pause?q=sintel")
     assert response.headers["Location"].endswith("/?q=sintel")
@@ -204,3 +204,57 @@ def test_the_page_and_the_api_show_the_transfer_rates_and_the_free_space(client,
     assert status["jobs"]["downloading"] == 1 and sum(status["jobs"].values()) == 2
     page = client.get("/").get_data(as_text=True)
     assert "↓ 3.0 MiB/s · ↑ 1.0 KiB/s" in page and " free</span>" in page
+
+
+def poll_of(html):
+    """The URL the table's once-a-second poll asks, or None when it does not poll."""
+    import html as markup
+
+    found = re.search(r'<div id="jobs-poll"[^>]*hx-get="([^"]+)"', html)
+    return markup.unescape(found.group(1)) if found else None
+
+
+def quiet_poll(client, url):
+    """Poll from url until an answer holds no row (the jobs' first statuses are in); return the
+    poll that answer asks for next."""
+    from swarm import wait_until
+
+    def settled():
+        nonlocal url
+        answer = client.get(url, headers={"HX-Request": "true"}).get_data(as_text=True)
+        asked, url = url, poll_of(answer)
+        return asked if not rows_of(answer) and "<section" not in answer else None
+
+    return wait_until(settled, 20, "the table kept changing")
+
+
+def test_the_poll_answers_only_the_rows_that_changed(client, manager):
+    """At 10,000 jobs every poll rendered its 50 rows again, and the API sent them all."""
+    hashes = [HASH_A, HASH_B, "c" * 40]
+    client.post("/start-downloads", data={"downloads": "\n".join(hashes)})
+    poll = quiet_poll(client, poll_of(client.get("/").get_data(as_text=True)))
+    manager.pause(HASH_B)
+    response = client.get(poll, headers={"HX-Request": "true"})
+    answer = response.get_data(as_text=True)
+    assert response.headers["HX-Reswap"] == "none"  # nothing but what is swapped by id
+    assert rows_of(answer) == [HASH_B] and "<section" not in answer
+    assert re.search(rf'<template>\s*<tr id="job-{HASH_B}" hx-swap-oob="true" class="state-paused"', answer)
+    assert 'id="filters" aria-label="Show downloads" hx-swap-oob="true"' in answer
+    assert ">Paused <small>1</small>" in answer  # the counts come along
+    assert poll_of(answer) != poll  # the next poll asks from now on
+    nothing = client.get(poll_of(answer), headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert rows_of(nothing) == [] and poll_of(nothing)
+
+
+def test_the_poll_answers_the_whole_table_when_its_rows_change(client, manager):
+    hashes = [HASH_A, HASH_B, "c" * 40]
+    client.post("/start-downloads", data={"downloads": "\n".join(hashes)})
+    poll = quiet_poll(client, poll_of(client.get("/").get_data(as_text=True)))
+    manager.remove(HASH_B)
+    response = client.get(poll, headers={"HX-Request": "true"})
+    answer = response.get_data(as_text=True)
+    assert "HX-Reswap" not in response.headers and answer.startswith('<section id="jobs"')
+    assert rows_of(answer) == ["c" * 40, HASH_A]  # the removed row is gone, the rest rendered again
+    stale = re.sub(r"since=[^&]+", "since=0abc.1", poll)  # another run's token: the whole table
+    assert rows_of(client.get(stale).get_data(as_text=True)) == ["c" * 40, HASH_A]
+    assert rows_of(client.get(re.sub(r"since=[^&]+", "since=nonsense", poll)).get_data(as_text=True))
