@@ -18,6 +18,8 @@ ALERT_MASK = (
     | lt.alert_category.tracker
 )
 
+ALERTS_PER_JOB = 8  # room in libtorrent's alert queue for each job's torrent (session_settings)
+
 # Flags every job's torrent is added with. Not auto-managed: hashdrop queues jobs itself
 # (MAX_ACTIVE), and libtorrent's own queue would pause torrents behind its back.
 ADD_FLAGS = lt.torrent_flags.update_subscribe | lt.torrent_flags.apply_ip_filter
@@ -58,7 +60,9 @@ def session_settings(config):
         "enable_natpmp": config["NATPMP"],
         "user_agent": f"hashdrop libtorrent/{lt.__version__}",
         "alert_mask": ALERT_MASK,
-        "alert_queue_size": 10000,
+        # Each job's torrent posts a few alerts at once when all are added at start (added,
+        # state, checked, announce and reply): a queue too short for that drops some.
+        "alert_queue_size": max(10_000, ALERTS_PER_JOB * int(config.get("MAX_JOBS", 0))),
         "download_rate_limit": int(config["DOWNLOAD_LIMIT"]),
         "upload_rate_limit": int(config["UPLOAD_LIMIT"]),
         # Measured on loopback (docs/performance.md): these three decide throughput.
