@@ -141,6 +141,8 @@ class Lifecycle:
     def release_slot(self, job):
         """Give up the job's download slot, if it holds one, to the first queued job."""
         with self.lock:
+            if job.info_hash not in self.slots:  # most calls: it held none, and nobody moves up
+                return
             waiting = self.registry.keys_in_order(
                 lambda other: other.state == JobState.QUEUED and other.run.torrent is not None)
             next_key = self.slots.release(job.info_hash, waiting)
