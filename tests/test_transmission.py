@@ -571,8 +571,9 @@ def test_files_chosen_at_add_rate_limits_and_start_added_torrents(server, seed_n
     assert moving and moving[len(moving) // 2] <= 512 * 1000 * 1.5, rates  # held to the limit, bursts aside
     check_files(slow, server.save_path)
     server.stop()
-    server.start()  # the limit is in the resume data
-    torrent = client(server).get_torrent(limited.id)
-    assert (torrent.download_limited, torrent.download_limit) == (True, 512)
+    server.start()  # the limit is in the resume data, back once the torrent is (in the background)
+    wait_until(lambda: (client(server).get_torrent(limited.id).download_limited,
+                        client(server).get_torrent(limited.id).download_limit) == (True, 512),
+               20, "the torrent's own limit did not outlive a restart")
     client(server).change_torrent(limited.id, download_limited=False)
     assert client(server).get_torrent(limited.id).download_limited is False
