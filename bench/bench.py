@@ -31,6 +31,7 @@ sys.path.insert(0, str(BENCH.parent))  # cpus.py: how the app starts a submit's 
 import libtorrent as lt  # noqa: E402
 
 import clients  # noqa: E402
+import library  # noqa: E402
 import cpus  # noqa: E402
 import page_cache  # noqa: E402
 from app_server import AppServer, cpu_seconds, proc_status, wait_quiet  # noqa: E402
@@ -80,8 +81,10 @@ def parse_args(argv=None):
                         help="comma separated, in this order (default all)")
     parser.add_argument("--raw-variant", action="append", default=[], metavar="KEY=JSON[,KEY=JSON]",
                         help="also race a raw libtorrent client with these settings on top of the app's")
-    parser.add_argument("--parts", default="throughput,latency,scale,churn",
+    parser.add_argument("--parts", default="throughput,latency,scale,churn,library",
                         help="which parts to run (default all)")
+    parser.add_argument("--library-sizes", default="1000,10000",
+                        help="jobs in the library part, comma separated (default 1000,10000)")
     parser.add_argument("--workdir", default=None, help="where payloads and downloads go (default: a temp dir)")
     return parser.parse_args(argv)
 
@@ -861,6 +864,17 @@ def part_churn(report, tracker, seeder, workdir):
     report.add(*report_churn(report.data["churn"]))
 
 
+def part_library(report, tracker, seeder, workdir, sizes):
+    """Part 5: a seedbox-sized library (bench/library.py)."""
+    rows = {}
+    for total in sizes:
+        note(f"a library of {total:,} jobs")
+        rows[total] = library.measure_library(tracker, seeder, workdir, total)
+    report.data["library"] = rows
+    title = f"### A library of {' and '.join(f'{size:,}' for size in sizes)} jobs"
+    report.add(f"{title}\n\n{library.report(rows, percentile)}", [])
+
+
 def run_part(report, title, part, *args):
     """Run one part; if it breaks, the report says so and the other parts still run."""
     try:
@@ -895,6 +909,9 @@ def main(argv=None):
                 run_part(report, f"{SCALE_JOBS:,} jobs", part_scale, tracker, seeder, workdir)
             if "churn" in parts:
                 run_part(report, "Jobs that come and go", part_churn, tracker, seeder, workdir)
+            if "library" in parts:
+                sizes = [int(size) for size in args.library_sizes.split(",")]
+                run_part(report, "A library", part_library, tracker, seeder, workdir, sizes)
     finally:
         seeder.stop()
         shutil.rmtree(workdir, ignore_errors=True)

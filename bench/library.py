@@ -1,0 +1,236 @@
+"""Part 5 of the benchmark: a seedbox-sized library, at 1,000 and at 10,000 jobs in one run.
+
+The mix is a library's: most jobs completed and seeding, some paused, a few real downloads from
+the seeder, the rest magnets nobody has. The completed ones are tiny torrents whose files are put
+in the save path before they are added: hashdrop did not write them, so each job checks them and
+seeds them as they are (docs/design.md, "Files a job may touch"), which builds thousands of
+seeding jobs without moving gigabytes. Measured: memory, threads, idle CPU, the full and the
+incremental job list, the page in headless Chromium (first paint, a poll's update, a filter),
+a restart (to a page that answers, to every job's worker started), and submits of 1,000 hashes
+with the library present, alone and ten back to back.
+"""
+import json
+import secrets
+import time
+import urllib.parse
+import uuid
+from pathlib import Path
+
+from app_server import AppServer, cpu_seconds, proc_status
+from swarm import make_payload, make_torrent, wait_until
+
+KiB = 1024
+TINY_SIZE = 16 * KiB
+SHARES = {"completed": 0.70, "paused": 0.20}  # the rest: 5 real downloads and magnets
+REAL = 5
+REAL_SIZE = 4 * 1024 * 1024
+UPLOAD_BATCH = 500  # .torrent files per form post
+FULL_REQUESTS, SMALL_REQUESTS = 20, 100
+SUBMITS, BACK_TO_BACK = 5, 10
+IDLE_SECONDS = 10
+TARGETS = {  # issue #23, for the 10,000-job row
+    "rss_mib": 1024, "idle_cpu_pct": 5, "submit_1000_p99_ms": 200, "back_to_back_max_s": 1.0,
+    "restart_page_s": 5, "restart_all_s": 60, "page_ms": 100,
+}
+
+
+def measure_library(tracker, seeder, workdir, total):
+    """Every figure for a library of `total` jobs (see the module's docstring)."""
+    server = AppServer(workdir / f"library-{total}", tracker.announce_url)
+    # The submits below add 15,000 jobs to the library: room for them past the default cap.
+    server.env["HASHDROP_MAX_JOBS"] = str(total + (SUBMITS + BACK_TO_BACK) * 1000 + 1000)
+    real = []
+    try:
+        server.start()
+        real = build(server, tracker, seeder, workdir / f"library-{total}-payloads", total)
+        figures = {"jobs": len(server.jobs())}
+        figures.update(at_rest(server))
+        figures.update(listings(server))
+        figures.update(page_times(server))
+        figures.update(restart(server))
+        figures.update(submits(server))
+        return figures
+    finally:
+        server.stop()
+        for torrent in real:
+            seeder.remove(torrent)
+
+
+def build(server, tracker, seeder, root, total):
+    """Fill the app with the mix; return the real torrents (to take off the seeder after)."""
+    started = time.monotonic()
+    counts = {kind: int(total * share) for kind, share in SHARES.items()}
+    save_path = Path(server.env["HASHDROP_SAVE_PATH"])
+    for kind, count in counts.items():
+        torrents = tiny_torrents(save_path, root / kind, count, kind)
+        for start in range(0, count, UPLOAD_BATCH):
+            upload(server, torrents[start:start + UPLOAD_BATCH], paused=kind == "paused")
+    real = []
+    for number in range(REAL):
+        payload = make_payload(root / "real", f"real-{number}.bin", REAL_SIZE, seed=secrets.token_hex(8))
+        torrent = make_torrent(payload, tracker.announce_url, torrent_path=root / f"real-{number}.torrent")
+        tracker.add(torrent)
+        seeder.add(torrent)
+        real.append(torrent)
+    server.submit_api([torrent.info_hash for torrent in real])
+    magnets = total - sum(counts.values()) - REAL
+    for start in range(0, magnets, 1000):
+        server.submit_api([secrets.token_hex(20) for _ in range(min(1000, magnets - start))])
+    wait_until(lambda: all(server.job(t.info_hash)["state"] == "completed" for t in real), 300,
+               "the real downloads did not complete")
+    wait_until(lambda: seeding(server) >= counts["completed"], 600, "the library's files were not all taken")
+    print(f"[bench] a library of {total:,} jobs built in {time.monotonic() - started:.0f} s", flush=True)
+    return real
+
+
+def tiny_torrents(save_path, torrent_dir, count, kind):
+    """count one-file torrents without a tracker, their files already in save_path."""
+    torrent_dir.mkdir(parents=True, exist_ok=True)
+    made = []
+    for number in range(count):
+        name = f"{kind}-{number:05d}-{uuid.uuid4().hex[:8]}.bin"
+        payload = make_payload(save_path, name, TINY_SIZE, seed=secrets.token_hex(4))
+        made.append(make_torrent(payload, torrent_path=torrent_dir / f"{name}.torrent"))
+    return made
+
+
+def upload(server, torrents, paused=False):
+    """Post .torrent files through the page's form, as a person uploading a batch would."""
+    if server._token is None:
+        server.fetch_token()
+    boundary = uuid.uuid4().hex
+    parts = [field(boundary, "csrf_token", server._token), field(boundary, "downloads", "")]
+    if paused:
+        parts.append(field(boundary, "paused", "on"))
+    for torrent in torrents:
+        parts.append((f'--{boundary}\r\nContent-Disposition: form-data; name="torrents"; '
+                      f'filename="{torrent.path.name}"\r\nContent-Type: application/x-bittorrent\r\n\r\n').encode()
+                     + torrent.data + b"\r\n")
+    body = b"".join(parts) + f"--{boundary}--\r\n".encode()
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}", "Cookie": server._cookie}
+    status, _, answer = server.request("POST", "/start-downloads", body, headers)
+    if status != 303:
+        raise RuntimeError(f"uploading {len(torrents)} .torrent files answered {status}: {answer[:200]!r}")
+
+
+def field(boundary, name, value):
+    return f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+
+
+def seeding(server):
+    return sum(1 for job in server.jobs() if job["state"] == "completed" and job["seeding"])
+
+
+def at_rest(server):
+    """RSS, threads and CPU while nothing happens."""
+    settle = time.monotonic() + 5
+    while time.monotonic() < settle:  # let the last statuses and writes pass: not synchronising
+        time.sleep(0.5)
+    before = cpu_seconds(server.pid)
+    time.sleep(IDLE_SECONDS)  # measuring CPU over a window
+    idle = 100 * (cpu_seconds(server.pid) - before) / IDLE_SECONDS
+    status = proc_status(server.pid)
+    return {"rss_mib": status["rss_mib"], "threads": status["threads"], "idle_cpu_pct": idle}
+
+
+def listings(server):
+    """The full job list, and the incremental read with nothing changed since its token."""
+    full = [server.timed("GET", "/api/jobs") for _ in range(FULL_REQUESTS)]
+    _, _, body = server.request("GET", "/api/jobs?since=")
+    token = json.loads(body)["token"]
+    small = [server.timed("GET", f"/api/jobs?since={urllib.parse.quote(token)}") for _ in range(SMALL_REQUESTS)]
+    page = [server.timed("GET", "/") for _ in range(SMALL_REQUESTS)]
+    return {"api_full_s": full, "api_since_s": small, "page_s": page}
+
+
+def page_times(server):
+    """In headless Chromium: first contentful paint of /, a poll's request-to-settled time, and
+    a filter's click-to-settled time (ms)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium")
+        try:
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{server.port}/")
+            paint = page.evaluate("performance.getEntriesByName('first-contentful-paint')[0]?.startTime ?? -1")
+            page.evaluate("""() => { window.__polls = []; let began = 0;
+                document.body.addEventListener('htmx:beforeRequest', () => { began = performance.now(); });
+                document.body.addEventListener('htmx:afterSettle', () => { if (began) window.__polls.push(performance.now() - began); began = 0; });
+            }""")
+            wait_until(lambda: page.evaluate("window.__polls.length") >= 5, 30, "the page did not poll")
+            polls = page.evaluate("window.__polls.slice()")
+            page.click("nav.filters a:has-text('Paused')")
+            page.wait_for_url("**show=paused**")
+            page.wait_for_load_state("load")
+            filtered = page.evaluate("performance.getEntriesByType('navigation')[0].duration")
+        finally:
+            browser.close()
+    return {"first_paint_ms": paint, "poll_ms": polls, "filter_ms": filtered}
+
+
+def submits(server):
+    """Submits of 1,000 hashes with the library present: SUBMITS alone, then BACK_TO_BACK in a row."""
+    alone = []
+    for _ in range(SUBMITS):
+        alone.append(server.submit_form([secrets.token_hex(20) for _ in range(1000)]))
+        time.sleep(2)  # apart: each is timed alone, not behind the last one's thread starts
+    in_a_row = [server.submit_form([secrets.token_hex(20) for _ in range(1000)]) for _ in range(BACK_TO_BACK)]
+    return {"submit_1000_s": alone, "back_to_back_s": in_a_row}
+
+
+def restart(server):
+    """Seconds from starting the process to a page that answers, and to every worker started."""
+    server.stop()
+    began = time.monotonic()
+    server.start(timeout=300)
+    answered = time.monotonic() - began
+
+    def restored():
+        _, _, page = server.request("GET", "/")
+        return b'id="restoring"' not in page
+
+    wait_until(restored, 300, "the jobs were not all brought back", interval=0.2)
+    return {"restart_page_s": answered, "restart_all_s": time.monotonic() - began}
+
+
+def report(rows, percentile):
+    """A Markdown table: each measure at each size, the target and the verdict at the largest."""
+    sizes = sorted(rows)
+    largest = rows[sizes[-1]]
+
+    def p(samples, q, scale=1000):
+        return scale * percentile(samples, q)
+
+    measures = [
+        ("RSS", lambda r: f"{r['rss_mib']:.0f} MiB", largest["rss_mib"] < TARGETS["rss_mib"], "< 1 GiB"),
+        ("threads", lambda r: f"{r['threads']:,}", None, "–"),
+        ("CPU while idle", lambda r: f"{r['idle_cpu_pct']:.1f} % of a core",
+         largest["idle_cpu_pct"] < TARGETS["idle_cpu_pct"], "< 5 %"),
+        ("`GET /api/jobs` (full)", lambda r: f"p50 {p(r['api_full_s'], 50):.0f}, p99 {p(r['api_full_s'], 99):.0f} ms",
+         None, "linear"),
+        ("`GET /api/jobs?since=` (nothing changed)",
+         lambda r: f"p50 {p(r['api_since_s'], 50):.1f}, p99 {p(r['api_since_s'], 99):.1f} ms", None, "–"),
+        ("`GET /` (50 rows)", lambda r: f"p50 {p(r['page_s'], 50):.1f}, p99 {p(r['page_s'], 99):.1f} ms",
+         p(largest["page_s"], 99) < TARGETS["page_ms"], f"p99 < {TARGETS['page_ms']} ms"),
+        ("page: first paint (Chromium)", lambda r: f"{r['first_paint_ms']:.0f} ms",
+         largest["first_paint_ms"] < TARGETS["page_ms"], f"< {TARGETS['page_ms']} ms"),
+        ("page: a poll, request to settled", lambda r: f"p50 {p(r['poll_ms'], 50, 1):.0f} ms",
+         p(largest["poll_ms"], 50, 1) < TARGETS["page_ms"], f"< {TARGETS['page_ms']} ms"),
+        ("page: the Paused filter", lambda r: f"{r['filter_ms']:.0f} ms",
+         largest["filter_ms"] < TARGETS["page_ms"], f"< {TARGETS['page_ms']} ms"),
+        ("restart: the page answers", lambda r: f"{r['restart_page_s']:.1f} s",
+         largest["restart_page_s"] < TARGETS["restart_page_s"], f"< {TARGETS['restart_page_s']} s"),
+        ("restart: every job's worker started", lambda r: f"{r['restart_all_s']:.1f} s",
+         largest["restart_all_s"] < TARGETS["restart_all_s"], f"< {TARGETS['restart_all_s']} s"),
+        ("submit 1,000 hashes", lambda r: f"p50 {p(r['submit_1000_s'], 50):.0f}, p99 {p(r['submit_1000_s'], 99):.0f} ms",
+         p(largest["submit_1000_s"], 99) < TARGETS["submit_1000_p99_ms"], f"p99 < {TARGETS['submit_1000_p99_ms']} ms"),
+        ("10 submits of 1,000 back to back, slowest", lambda r: f"{max(r['back_to_back_s']):.2f} s",
+         max(largest["back_to_back_s"]) < TARGETS["back_to_back_max_s"], f"< {TARGETS['back_to_back_max_s']:g} s"),
+    ]
+    header = "| measure | " + " | ".join(f"{size:,} jobs" for size in sizes) + " | target | |"
+    lines = [header, "|---|" + "---|" * len(sizes) + "---|---|"]
+    for name, shown, passed, target in measures:
+        verdict = "" if passed is None else ("PASS" if passed else "FAIL")
+        lines.append(f"| {name} | " + " | ".join(shown(rows[size]) for size in sizes) + f" | {target} | {verdict} |")
+    return "\n".join(lines)
