@@ -52,3 +52,35 @@ class JobStore(ABC):
     @abstractmethod
     def close(self):
         """Write what waits, then let go of the store."""
+
+
+class KeptChangesStore(JobStore):
+    """The part both stores share: a job's change happened already, so when the database cannot
+    take it (a full disk, a server down or restarting) it is kept, and written with the next
+    change that can be written. A subclass has `_lock`, `_unsaved` ({info_hash: {column: value}},
+    or None for a row to delete) and `_write_unsaved()`, which writes them all in one transaction."""
+
+    def update(self, info_hash, **fields):
+        """Change some columns of one job."""
+        with self._lock:
+            self._keep(info_hash, fields)
+            self._write_unsaved()
+
+    def save_upload_totals(self, totals):
+        """Record several jobs' uploaded bytes ((bytes, info_hash) pairs); retry what waits."""
+        with self._lock:
+            for uploaded, info_hash in totals:
+                self._keep(info_hash, {"uploaded_bytes": uploaded})
+            if self._unsaved:
+                self._write_unsaved()
+
+    def delete(self, info_hash):
+        """Forget one job."""
+        with self._lock:
+            self._unsaved[info_hash] = None
+            self._write_unsaved()
+
+    def _keep(self, info_hash, fields):
+        waiting = self._unsaved.setdefault(info_hash, {})
+        if waiting is not None:  # None: the row is to be deleted, and nothing changes that
+            waiting.update(fields)

@@ -16,7 +16,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 
 from store import sqlite as sqlite_store
-from store.base import JobStore, StoreError, StoreWriteError
+from store.base import KeptChangesStore, StoreError, StoreWriteError
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def location_of(url):
             + (f"?host={host}" if socket_folder else ""))
 
 
-class PostgresJobStore(JobStore):
+class PostgresJobStore(KeptChangesStore):
     """Every job of the cluster, in PostgreSQL; the same behaviour as store.sqlite.SQLiteJobStore,
     and the statements the download nodes claim, fence and lease with."""
 
@@ -166,33 +166,6 @@ class PostgresJobStore(JobStore):
         if " NOT NULL DEFAULT " not in definition:
             return sql.Placeholder()
         return sql.SQL("coalesce({}, {})").format(sql.Placeholder(), sql.SQL(definition.split(" DEFAULT ", 1)[1]))
-
-    # As in store.sqlite: a job's change happened already; when the database cannot take it (down,
-    # restarting, cut off), it is kept and written with the next change that can be written.
-    def update(self, info_hash, **fields):
-        """Change some columns of one job."""
-        with self._lock:
-            self._keep(info_hash, fields)
-            self._write_unsaved()
-
-    def save_upload_totals(self, totals):
-        """Record several jobs' uploaded bytes ((bytes, info_hash) pairs); retry what waits."""
-        with self._lock:
-            for uploaded, info_hash in totals:
-                self._keep(info_hash, {"uploaded_bytes": uploaded})
-            if self._unsaved:
-                self._write_unsaved()
-
-    def delete(self, info_hash):
-        """Forget one job."""
-        with self._lock:
-            self._unsaved[info_hash] = None
-            self._write_unsaved()
-
-    def _keep(self, info_hash, fields):
-        waiting = self._unsaved.setdefault(info_hash, {})
-        if waiting is not None:  # None: the row is to be deleted, and nothing changes that
-            waiting.update(fields)
 
     def _write_unsaved(self, then=None):
         """Write every waiting change, then run then(connection), in one transaction."""

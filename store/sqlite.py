@@ -5,7 +5,7 @@ import shutil
 import sqlite3
 import threading
 
-from store.base import JobStore, StoreError, StoreWriteError
+from store.base import KeptChangesStore, StoreError, StoreWriteError
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ BUMP_NUMBER = ("INSERT INTO counters (name, value) VALUES ('job_number', ?) "
                "ON CONFLICT (name) DO UPDATE SET value = max(value, excluded.value)")
 
 
-class SQLiteJobStore(JobStore):
+class SQLiteJobStore(KeptChangesStore):
     """Every job hashdrop knows, in a SQLite file in the data dir (WAL mode)."""
 
     def __init__(self, path):
@@ -116,33 +116,6 @@ class SQLiteJobStore(JobStore):
             self._write_unsaved(insert)
             if self._problem:
                 raise StoreWriteError(self._problem)
-
-    # A job's changes (state, name, removal, upload total) happened already: the app goes on
-    # with them when the database cannot take them (a full disk, most often), keeps them, and
-    # writes them with the next change that can be written.
-    def update(self, info_hash, **fields):
-        """Change some columns of one job."""
-        with self._lock:
-            self._keep(info_hash, fields)
-            self._write_unsaved()
-
-    def save_upload_totals(self, totals):
-        """Record several jobs' uploaded bytes ((bytes, info_hash) pairs); retry what waits."""
-        with self._lock:
-            for uploaded, info_hash in totals:
-                self._keep(info_hash, {"uploaded_bytes": uploaded})
-            if self._unsaved:
-                self._write_unsaved()
-
-    def delete(self, info_hash):
-        with self._lock:
-            self._unsaved[info_hash] = None
-            self._write_unsaved()
-
-    def _keep(self, info_hash, fields):
-        waiting = self._unsaved.setdefault(info_hash, {})
-        if waiting is not None:  # None: the row is to be deleted, and nothing changes that
-            waiting.update(fields)
 
     def _write_unsaved(self, then=None):
         """Write every waiting change, then run then(), in one transaction (one fsync)."""
