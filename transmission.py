@@ -420,12 +420,18 @@ def torrent_start(arguments):
 
 
 def torrent_stop(arguments):
-    """Pause the jobs named; a failed job is stopped already."""
+    """Pause the jobs named; a failed job is stopped already (409: nothing to do)."""
+    return for_each(arguments, manager().pause, done_if=409)
+
+
+def for_each(arguments, action, done_if, **options):
+    """action(info_hash, **options) for each job named; a JobError with the status done_if means
+    what was asked is so already (a removed job, a stopped one), and the others go on."""
     for info_hash in hash_list(arguments):
         try:
-            manager().pause(info_hash)
+            action(info_hash, **options)
         except JobError as exc:
-            if exc.status != 409:  # 409: a failed or removed job, which is not running anyway
+            if exc.status != done_if:
                 raise
     return {}
 
@@ -451,14 +457,9 @@ def torrent_set_location(arguments):
 
 
 def torrent_verify(arguments):
-    """Check the files of the jobs named against their pieces; one without metadata has none."""
-    for info_hash in hash_list(arguments):
-        try:
-            manager().verify(info_hash)
-        except JobError as exc:
-            if exc.status != 409:  # 409: no file list yet, so nothing on disk to check
-                raise
-    return {}
+    """Check the files of the jobs named against their pieces; one without metadata has none
+    (409: nothing on disk to check)."""
+    return for_each(arguments, manager().verify, done_if=409)
 
 
 def torrent_reannounce(arguments):
@@ -468,15 +469,9 @@ def torrent_reannounce(arguments):
 
 
 def torrent_remove(arguments):
-    """Remove the jobs named, with their files when delete-local-data is true."""
-    delete_files = flag(arguments, "delete-local-data")
-    for info_hash in hash_list(arguments):
-        try:
-            manager().remove(info_hash, delete_files=delete_files)
-        except JobError as exc:
-            if exc.status != 404:  # removed meanwhile by another call: what was asked is done
-                raise
-    return {}
+    """Remove the jobs named, with their files when delete-local-data is true; one removed
+    meanwhile by another call (404) is what was asked."""
+    return for_each(arguments, manager().remove, done_if=404, delete_files=flag(arguments, "delete-local-data"))
 
 
 def torrent_set(arguments):
