@@ -2,25 +2,22 @@
 import functools
 import logging
 import os
-import threading
-import time
-from collections import Counter, namedtuple
-from contextlib import contextmanager
-from dataclasses import dataclass
 
 import cpus
 import hashes
 import torrent_files
 from downloader import STOP, TorrentSession, session_settings
-from jobs.changes import BadToken
 from jobs.durability import CrashMarker, ResumeFiles
+from jobs import listing
 from jobs.library_move import LibraryMove
 from jobs.lifecycle import Lifecycle
-from jobs.model import ENDED, RUNNING, Job, JobError, JobState, SubmitResult, utcnow
+from jobs.model import JobError, JobState, SubmitResult, utcnow
 from jobs.notify import Notifier
 from jobs.ownership import FileLedger, Ownership
 from jobs.part_files import PartFiles
+from jobs.periodic import PeriodicWork
 from jobs.registry import JobRegistry
+from jobs.restore import Restorer
 from jobs.runner import WorkerNotStarted, runner_from_config
 from jobs.seeding import SessionSeedLimits
 from jobs.slots import SlotQueue
@@ -34,10 +31,7 @@ from notifiers import targets_from_config
 from store import StoreWriteError, open_store
 
 log = logging.getLogger(__name__)
-TablePage = namedtuple("TablePage", "jobs total token changed")  # what newest_first gives the table
-SEED_CHECK_INTERVAL = 2.0  # seconds between checks of the seeds' idle limits
 KEEP = object()  # an argument left out: the setting stays as it is
-SPARE_THREADS = 16  # kept free at start-up for the web server (waitress starts 4) and libtorrent
 
 
 class JobManager:
@@ -51,8 +45,6 @@ class JobManager:
         self.registry = registry = JobRegistry()
         self.resume_interval = float(config["RESUME_INTERVAL"])
         self._last_number = 0  # the highest job number given; restore() reads it from the store
-        self._upload_totals_due = 0.0  # monotonic time of the next save of upload totals
-        self._seed_check_due = 0.0  # monotonic time of the next check of idle seeds
         resume_files = ResumeFiles(os.path.join(config["DATA_DIR"], "resume"))
         self.crash_marker = CrashMarker(os.path.join(config["DATA_DIR"], "running"))
         suffix, incomplete = config.get("PART_SUFFIX", ""), config.get("INCOMPLETE_PATH", "")
@@ -70,10 +62,10 @@ class JobManager:
         self.services = JobServices(session, registry, slots, self.lifecycle, part_files, ownership,
                                     resume_files, self.crash_marker, library_move)
         self.steering = Steering(registry, self.lifecycle, self.services, store, self._start_or_fail)
+        self.periodic = PeriodicWork(registry, store, self.lifecycle, self.resume_interval)
         self.lifecycle.stalls.remove = self.steering.remove  # HASHDROP_STALLED_REMOVE_AFTER
         self.watch_folder = None  # a WatchFolder once watch() is called (HASHDROP_WATCH_DIR)
-        self.restoring = RestoreProgress()  # stored jobs whose workers restore() has started
-        self._restorer = None  # the thread that starts them
+        self.restorer = Restorer(self.store, self.registry, self._take_number, self._start_or_fail)
         # Whether the RPC's and the watch folder's new jobs start at once (Transmission's
         # start-added-torrents; session-set changes it until the next start).
         self.start_added_torrents = True
@@ -291,59 +283,21 @@ class JobManager:
     def set_files(self, info_hash, wanted):
         return self.steering.set_files(info_hash, wanted)
 
-    # Listing ------------------------------------------------------------------------------
+    # Listing (jobs/listing.py) ------------------------------------------------------------
     def jobs(self, states=None, text=""):
-        """Every job (or those in `states` whose name or hash holds `text`) as a dict, oldest first."""
-        now = utcnow()
-        # Views are made outside the lock: they ask the file system for free space, which can hang on a NAS.
-        return [job_view(job, now) for job in self.registry.matching(states, text)]
+        return listing.every_job(self.registry, states, text)
 
     def newest_first(self, start, count, states=None, text="", since=""):
-        """count jobs (those in `states` whose name or hash holds `text`, in any case) as dicts,
-        newest first from position start, how many there are, the token for now, and the info
-        hashes of those changed since the token `since` (None when it is empty, stale or
-        malformed: a table polled with it shows them all again)."""
-        registry = self.registry
-        with registry.lock:
-            jobs = registry.matching(states, text)
-            end = max(0, len(jobs) - start)  # the page, newest first, without copying every job twice
-            page = jobs[max(0, end - count):end][::-1]
-            token = registry.changes.token()
-            try:
-                version = registry.changes.since(since)
-            except BadToken:
-                version = None
-            changed = None if version is None else {
-                job.info_hash for job in page if registry.changes.version_of(job.info_hash) > version}
-        now = utcnow()
-        return TablePage([job_view(job, now) for job in page], len(jobs), token, changed)
+        return listing.newest_first(self.registry, start, count, states, text, since)
 
     def changes(self, since, states=None, text=""):
-        """GET /api/jobs?since=: the jobs changed since the token (all, with full, when it is empty
-        or stale), the info hashes removed since (with states or text: also those changed that
-        no longer match), and the token for now. BadToken when it is not a token."""
-        registry = self.registry
-        with registry.lock:
-            changed, removed, token = registry.changed_since(since)
-            full = changed is None
-        if full:  # as GET /api/jobs lists them, oldest first
-            shown = registry.matching(states, text)
-        else:  # oldest change first
-            shown = [job for job in reversed(changed) if registry.matches(job, states, text)]
-            removed += [job.info_hash for job in changed if not registry.matches(job, states, text)]
-        now = utcnow()
-        return {"token": token, "jobs": [job_view(job, now) for job in shown], "removed": removed, "full": full}
+        return listing.changes(self.registry, since, states, text)
 
     def counts(self):
-        """How many jobs each state holds (one pass: the table's poll asks at every second)."""
-        counted = Counter(job.state for job in self.registry.all())
-        return {state.value: counted[state] for state in JobState}
+        return listing.counts(self.registry)
 
     def has_changing(self):
-        """Whether some job's row will change without a click: it runs, or libtorrent's first
-        status for it is still to come (a job just started paused has no size or Files link yet)."""
-        return any(job.state in RUNNING or job.fetching_file_list or (not job.live and job.state not in ENDED)
-                   for job in self.registry.all())
+        return listing.has_changing(self.registry)
 
     def status(self):
         """What the whole app is doing: transfer rates, the free space where downloads land, the
@@ -353,87 +307,22 @@ class JobManager:
         return {"download_rate": sum(down for down, _ in rates), "upload_rate": sum(up for _, up in rates),
                 "free_bytes": torrent_files.free_bytes(save_path), "save_path": save_path,
                 "listen_ports": sorted(self.session.listen_ports),
-                "restoring": None if self.restoring.done() else dict(vars(self.restoring)),
+                "restoring": self.restorer.progress(),
                 "listen_problem": self.session.listen_problem(), "store_problem": self.store.unsaved_problem()}
 
     # Start-up, the periodic save, and shutdown ------------------------------------------------
     def restore(self):
-        """Bring back every stored job: all are listed at once, and the unfinished ones' workers
-        start in the background (the "restorer" thread), so the page answers at once while ten
-        thousand jobs come back; status() says how far along it is."""
+        """Bring back every stored job (jobs/restore.py): all listed at once, the unfinished
+        ones' workers started in the background."""
         self._last_number = self.store.last_number()
-        jobs = [self._restored(record) for record in self.store.load()]
-        with self.registry.lock:
-            for job in jobs:
-                self.registry.add(job)
-        to_start = [job for job in jobs if job.state != JobState.FAILED]
-        self.restoring = RestoreProgress(total=len(to_start))
-        self._restorer = threading.Thread(target=self._start_restored, args=(to_start,), name="restorer",
-                                          daemon=True)
-        self._restorer.start()
-
-    def _restored(self, record):
-        """A stored job as it comes back: numbered if it was stored before numbers; one that ran
-        looks for its metadata again (its resume data brings it at once)."""
-        job = Job.from_record(record)
-        if not job.number:  # stored by a hashdrop before job numbers
-            job.number = self._take_number()
-            self.store.update(job.info_hash, number=job.number)
-        if job.state in (JobState.DOWNLOADING, JobState.QUEUED):
-            job.state = JobState.FETCHING_METADATA
-        return job
-
-    def _start_restored(self, jobs):
-        """Start each restored job's worker, oldest first, unless it was removed, started (a
-        Retry) or the app began shutting down meanwhile.
-
-        Spare threads are held meanwhile and let go after: where the system has few threads to
-        give, the jobs it has none for fail (and can be retried), and the web server still gets
-        its own.
-        """
-        with spare_threads(SPARE_THREADS):
-            for job in jobs:
-                with self.registry.lock:
-                    if self.registry.closed:
-                        return
-                    if job.removal is None and job.run.worker is None:
-                        self._start_or_fail(job)
-                    self.restoring.started += 1
+        self.restorer.restore()
 
     def tick(self):
-        """The periodic work, about once a second in the alert thread."""
-        self.save_upload_totals()
-        now = time.monotonic()
-        if now >= self._seed_check_due:
-            self._seed_check_due = now + SEED_CHECK_INTERVAL
-            self.check_seed_limits()
+        """The periodic work (jobs/periodic.py), about once a second in the alert thread."""
+        self.periodic.tick()
 
     def check_seed_limits(self):
-        """Stop the seeds whose limits are reached: idle ones post no status to check them by."""
-        for job in self.registry.matching({JobState.COMPLETED}):
-            self.lifecycle.check_seed_limits(job)
-
-    def save_upload_totals(self):
-        """Record the upload totals that grew, at most every resume_interval, in one write.
-
-        libtorrent keeps them in the resume data only, which is saved for them at shutdown alone
-        (see downloader.PERIODIC_RESUME_FLAGS): a crash would lose every byte seeded since the
-        last clean stop, and the share ratio with it. Called about once a second by the alert
-        thread; it also retries the changes that the job store could not take.
-        """
-        now = time.monotonic()
-        if now < self._upload_totals_due:  # most calls: not due, and the alert thread takes no lock
-            return
-        with self.registry.lock:
-            if now < self._upload_totals_due or self.registry.closed:
-                return
-            self._upload_totals_due = now + self.resume_interval
-            grown = [(job, job.live["all_time_upload"]) for job in self.registry.all()
-                     if job.live.get("all_time_upload", 0) > job.durability.uploaded_saved]
-            # With none grown, this still retries changes that the store could not take.
-            self.store.save_upload_totals([(uploaded, job.info_hash) for job, uploaded in grown])
-            for job, uploaded in grown:
-                job.durability.uploaded_saved = uploaded
+        self.periodic.check_seed_limits()
 
     def watch(self, directory):
         """Start turning .torrent and .magnet files dropped in directory into jobs."""
@@ -448,8 +337,7 @@ class JobManager:
             if self.registry.closed:
                 return
             self.registry.closed = True
-        if self._restorer is not None:  # it stops at its next job, seeing closed
-            self._restorer.join(timeout)
+        self.restorer.join(timeout)  # it stops at its next job, seeing closed
         with self.registry.lock:
             jobs = self.registry.all()
         resume_files = {}
@@ -469,33 +357,3 @@ class JobManager:
         data = self.services.resume_files.worth_keeping(job, data) if job else None
         if data is not None:
             resume_files[self.services.resume_files.path(job)] = data
-
-
-@dataclass
-class RestoreProgress:
-    """How many of the stored jobs' workers have started, of how many, at start-up."""
-
-    total: int = 0
-    started: int = 0
-
-    def done(self):
-        return self.started >= self.total
-
-
-@contextmanager
-def spare_threads(count):
-    """Hold up to count idle threads for the duration of the block, then let them end."""
-    release, held = threading.Event(), []
-    try:
-        for number in range(count):
-            thread = threading.Thread(target=release.wait, name=f"spare-{number}", daemon=True)
-            thread.start()
-            held.append(thread)
-    except RuntimeError:  # fewer to give than asked for: hold what there is
-        pass
-    try:
-        yield
-    finally:
-        release.set()
-        for thread in held:
-            thread.join()

@@ -1,0 +1,65 @@
+"""The job lists the page, the JSON API and the RPC read: every job, the table's page, the
+changes since a token, the counts per state. Views are made outside the registry's lock: they
+ask the file system for free space, which can hang on a NAS."""
+from collections import Counter, namedtuple
+
+from jobs.changes import BadToken
+from jobs.model import ENDED, RUNNING, JobState, utcnow
+from jobs.view import job_view
+
+TablePage = namedtuple("TablePage", "jobs total token changed")  # what newest_first gives the table
+
+
+def every_job(registry, states=None, text=""):
+    """Every job (or those in `states` whose name or hash holds `text`) as a dict, oldest first."""
+    now = utcnow()
+    return [job_view(job, now) for job in registry.matching(states, text)]
+
+
+def newest_first(registry, start, count, states=None, text="", since=""):
+    """count jobs (those in `states` whose name or hash holds `text`, in any case) as dicts,
+    newest first from position start, how many there are, the token for now, and the info
+    hashes of those changed since the token `since` (None when it is empty, stale or
+    malformed: a table polled with it shows them all again)."""
+    with registry.lock:
+        jobs = registry.matching(states, text)
+        end = max(0, len(jobs) - start)  # the page, newest first, without copying every job twice
+        page = jobs[max(0, end - count):end][::-1]
+        token = registry.changes.token()
+        try:
+            version = registry.changes.since(since)
+        except BadToken:
+            version = None
+        changed = None if version is None else {
+            job.info_hash for job in page if registry.changes.version_of(job.info_hash) > version}
+    now = utcnow()
+    return TablePage([job_view(job, now) for job in page], len(jobs), token, changed)
+
+
+def changes(registry, since, states=None, text=""):
+    """GET /api/jobs?since=: the jobs changed since the token (all, with full, when it is empty
+    or stale), the info hashes removed since (with states or text: also those changed that no
+    longer match), and the token for now. BadToken when it is not a token."""
+    with registry.lock:
+        changed, removed, token = registry.changed_since(since)
+        full = changed is None
+    if full:  # as GET /api/jobs lists them, oldest first
+        shown = registry.matching(states, text)
+    else:  # oldest change first
+        shown = [job for job in reversed(changed) if registry.matches(job, states, text)]
+        removed += [job.info_hash for job in changed if not registry.matches(job, states, text)]
+    now = utcnow()
+    return {"token": token, "jobs": [job_view(job, now) for job in shown], "removed": removed, "full": full}
+
+
+def counts(registry):
+    """How many jobs each state holds (one pass: the table's poll asks at every second)."""
+    counted = Counter(job.state for job in registry.all())
+    return {state.value: counted[state] for state in JobState}
+
+
+def has_changing(registry):
+    """Whether some job's row will change without a click: it runs, or libtorrent's first
+    status for it is still to come (a job just started paused has no size or Files link yet)."""
+    return any(job.state in RUNNING or job.fetching_file_list or (not job.live and job.state not in ENDED)
+               for job in registry.all())
