@@ -61,6 +61,8 @@ def test_a_restart_with_too_few_threads_starts_and_fails_only_the_jobs_it_cannot
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
     server.start(preexec_fn=few_threads)
+    # The page answers at once; the jobs' threads start in the background, and "restoring" says so.
+    wait_until(lambda: server.request("GET", "/api/status")["restoring"] is None, 20, "the jobs did not come back")
     jobs = server.get("/api/jobs")
     failed = [job for job in jobs if job["state"] == "failed"]
     assert len(jobs) == 60 and 0 < len(failed) < 60
