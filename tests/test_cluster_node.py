@@ -209,3 +209,22 @@ def test_a_pause_sent_while_the_node_was_frozen_takes_effect_when_it_thaws(clust
     cluster.wait_for(info_hash, "paused", timeout=5)  # the reconcile, every second in tests
     assert "reconcile: pausing" in node.log()
     wait_until(lambda: live_state(cluster, node, info_hash) == "paused", 5, "the live view never said paused")
+
+
+def test_sigterm_mid_download_hands_the_job_back_and_the_restarted_node_finishes_it(cluster, seed_new):
+    torrent = seed_new(8 * MiB, upload_limit=MiB)
+    node = cluster.node("dl1", NODE_HOSTS[0], concurrency=2)
+    print(f"node start to ping: {node.started_in:.2f} s")
+    (info_hash,) = cluster.queue(torrent)
+    cluster.wait_for(info_hash, "downloading")
+    wait_until(lambda: (live.read(cluster.redis, [node.name]).get(info_hash) or {}).get("downloaded_bytes", 0) > 0,
+               10, "no byte came")
+    seconds = node.stop()  # SIGTERM; node.stop fails the test if it takes more than 20 s
+    print(f"SIGTERM to exit: {seconds:.2f} s")
+    row = cluster.row(info_hash)
+    assert (row["state"], row["node"], row["epoch"]) == ("queued", node.name, 1)
+    assert f"handed {info_hash} back: queued, sent to {node.name}.dq2" in node.log()
+    node.start()  # the same name, save path and data folder: it takes the task from its own queue
+    row = cluster.wait_for(info_hash, "completed")
+    assert (row["node"], row["epoch"]) == (node.name, 2)
+    check_files(torrent, node.save_path)
