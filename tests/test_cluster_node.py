@@ -228,3 +228,20 @@ def test_sigterm_mid_download_hands_the_job_back_and_the_restarted_node_finishes
     row = cluster.wait_for(info_hash, "completed")
     assert (row["node"], row["epoch"]) == (node.name, 2)
     check_files(torrent, node.save_path)
+
+
+def test_a_redis_restart_mid_download_loses_no_job_and_starts_no_duplicate(cluster, seed_new, redis_server):
+    torrents = [seed_new(6 * MiB, upload_limit=MiB) for _ in range(2)]
+    nodes = [cluster.node(f"dl{number}", host, concurrency=1) for number, host in enumerate(NODE_HOSTS, 1)]
+    info_hashes = cluster.queue(*torrents)
+    for info_hash in info_hashes:
+        cluster.wait_for(info_hash, "downloading")
+    redis_server.restart()
+    rows = [cluster.wait_for(info_hash, "completed") for info_hash in info_hashes]
+    for torrent, row in zip(torrents, rows):
+        assert row["epoch"] == 1
+        assert count_in_logs(cluster, f"claimed {torrent.info_hash}") == 1
+        check_files(torrent, next(node for node in nodes if node.name == row["node"]).save_path)
+    # Live progress comes back once the nodes write to the new Redis.
+    wait_until(lambda: len(live.read(cluster.redis, [node.name for node in nodes])) == 2, 10,
+               "no live view after the restart")
