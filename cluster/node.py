@@ -21,11 +21,13 @@ from cluster.node_store import NodeStore
 from downloader import TorrentSession, session_settings
 from jobs.manager import JobManager
 from jobs.model import RUNNING, Job, JobError, JobState
+from jobs.ownership import FileLedger
 from jobs.runner import ThreadRunner
 from store.postgres import PostgresJobStore
 
 log = logging.getLogger(__name__)
 SLOT_CHECK_SECONDS = 0.2  # how often a download task looks whether its job still needs the slot
+SHARED_LEDGER = ".hashdrop/written"  # in the shared save path (HASHDROP_SHARED_STORAGE)
 STOP_TIMEOUT = 10  # seconds the node waits for its download tasks, then for libtorrent's resume data
 _current = None  # the Node of this worker process, once its bootstep has started it
 
@@ -61,6 +63,11 @@ class Node:
                                       self.config["DISK_IO"])
         self.session.start()
         self.manager = JobManager(self.config, self.session, self.store, ThreadRunner())
+        if self.config["SHARED_STORAGE"]:
+            # Which files each job wrote is kept beside the files, where every node sees it: a
+            # node taking over a job then goes on with its files instead of refusing them.
+            ledger = os.path.join(self.config["SAVE_PATH"], SHARED_LEDGER)
+            self.manager.services.ownership.ledger = FileLedger(ledger)
         self.manager.notifier.start()
         self.session.on_tick = self.manager.tick
         self.redis = live.connect(self.config["BROKER_URL"])

@@ -35,8 +35,8 @@ class Cluster:
         self.nodes = []
         self._numbers = 0
 
-    def node(self, name, host, concurrency=2, **settings):
-        node = Node(self.celery, name, host, self.root, {**self.settings, **settings}, concurrency)
+    def node(self, name, host, concurrency=2, save_path=None, **settings):
+        node = Node(self.celery, name, host, self.root, {**self.settings, **settings}, concurrency, save_path)
         self.nodes.append(node)
         return node.start()
 
@@ -64,7 +64,8 @@ class Cluster:
 
     def wait_for(self, info_hash, state, timeout=60):
         wait_until(lambda: (self.row(info_hash) or {}).get("state") == state, timeout,
-                   f"job {info_hash} never reached {state}: {self.row(info_hash)}\n{self.logs()}")
+                   f"job {info_hash} never reached {state}: {self.row(info_hash)}\nlive: "
+                   f"{[live.read(self.redis, [node.name]).get(info_hash) for node in self.nodes]}\n{self.logs()}")
         return self.row(info_hash)
 
     def logs(self):
@@ -245,3 +246,25 @@ def test_a_redis_restart_mid_download_loses_no_job_and_starts_no_duplicate(clust
     # Live progress comes back once the nodes write to the new Redis.
     wait_until(lambda: len(live.read(cluster.redis, [node.name for node in nodes])) == 2, 10,
                "no live view after the restart")
+
+
+def test_kill9_with_shared_storage_the_other_node_takes_over_once_the_lease_expires(cluster, seed_new):
+    torrent = seed_new(8 * MiB, upload_limit=MiB)
+    shared = cluster.root / "shared-downloads"
+    nodes = [cluster.node(f"dl{number}", host, concurrency=1, save_path=shared, SHARED_STORAGE=True)
+             for number, host in enumerate(NODE_HOSTS, 1)]
+    (info_hash,) = cluster.queue(torrent)
+    row = cluster.wait_for(info_hash, "downloading")
+    first = next(node for node in nodes if node.name == row["node"])
+    second = next(node for node in nodes if node is not first)
+    wait_until(lambda: (live.read(cluster.redis, [first.name]).get(info_hash) or {}).get("downloaded_bytes", 0) > 0,
+               10, "no byte came")
+    first.kill9()
+    wait_until(lambda: cluster.row(info_hash)["node"] == second.name, 30,
+               f"the other node never took the job over:\n{cluster.logs()}")
+    row = cluster.wait_for(info_hash, "completed")
+    assert (row["node"], row["epoch"]) == (second.name, 3)  # 1: first's claim, 2: the reaper, 3: second's
+    check_files(torrent, shared)
+    assert first.log().count(f"claimed {info_hash}") == 1 and f"at epoch 1" in first.log()
+    assert second.log().count(f"claimed {info_hash}") == 1 and f"claimed {info_hash} on {second.name} at epoch 3" in second.log()
+    assert count_in_logs(cluster, f"{info_hash} queued again for any node") == 1
