@@ -11,6 +11,7 @@ import hashes
 from cluster_nodes import NODE_HOSTS, Node, cluster_settings
 from jobs.model import JobState
 from jobs.submit import JobOptions
+from store.base import StoreError
 from swarm import check_files, wait_until
 
 pytest.importorskip("celery", reason="the cluster's packages are not installed")
@@ -60,7 +61,10 @@ class Cluster:
         self.celery.send_task("hashdrop.download", (info_hash,), queue=queue)
 
     def row(self, info_hash):
-        return self.database.row(info_hash)
+        try:
+            return self.database.row(info_hash)
+        except StoreError:  # the connection died with a PostgreSQL restart: the next one is new
+            return self.database.row(info_hash)
 
     def wait_for(self, info_hash, state, timeout=60):
         wait_until(lambda: (self.row(info_hash) or {}).get("state") == state, timeout,
@@ -72,12 +76,14 @@ class Cluster:
         return "\n".join(f"--- {node.name}\n{node.log()[-3000:]}" for node in self.nodes)
 
     def close(self):
-        for node in self.nodes:
-            node.stop()
+        try:
+            for node in self.nodes:
+                node.stop()
+        finally:
+            self.database.close()
+            self.redis.close()
         for node in self.nodes:  # a failing command, loop or task logs a traceback
             assert "Traceback" not in node.log(), f"{node.name} logged an error:\n{node.log()[-4000:]}"
-        self.database.close()
-        self.redis.close()
 
 
 @pytest.fixture
@@ -268,3 +274,40 @@ def test_kill9_with_shared_storage_the_other_node_takes_over_once_the_lease_expi
     assert first.log().count(f"claimed {info_hash}") == 1 and f"at epoch 1" in first.log()
     assert second.log().count(f"claimed {info_hash}") == 1 and f"claimed {info_hash} on {second.name} at epoch 3" in second.log()
     assert count_in_logs(cluster, f"{info_hash} queued again for any node") == 1
+
+
+def test_a_task_redelivered_after_the_visibility_timeout_is_a_no_op(cluster, seed_new):
+    """On Redis a task unacknowledged for the visibility timeout is delivered again while the
+    first still runs; the claim refuses it, so the download runs once."""
+    cluster.settings["VISIBILITY_TIMEOUT"] = "2"
+    cluster.celery = celery_app.make_celery(cluster.settings)  # the same timeout everywhere
+    torrent = seed_new(8 * MiB, upload_limit=MiB)
+    for number, host in enumerate(NODE_HOSTS, 1):
+        cluster.node(f"dl{number}", host, concurrency=1)
+    (info_hash,) = cluster.queue(torrent)
+    wait_until(lambda: count_in_logs(cluster, f"claim refused for {info_hash}") >= 1, 30,
+               f"no redelivery came:\n{cluster.logs()}")
+    row = cluster.wait_for(info_hash, "completed")
+    assert row["epoch"] == 1 and count_in_logs(cluster, f"claimed {info_hash}") == 1
+    check_files(torrent, next(node for node in cluster.nodes if node.name == row["node"]).save_path)
+
+
+def test_a_node_that_cannot_renew_its_lease_pauses_its_torrents_until_it_can(cluster, seed_new, postgres_server):
+    torrent = seed_new(8 * MiB, upload_limit=MiB)
+    node = cluster.node("dl1", NODE_HOSTS[0], concurrency=1)
+    (info_hash,) = cluster.queue(torrent)
+    cluster.wait_for(info_hash, "downloading")
+    postgres_server.stop(remove=False)
+    try:
+        wait_until(lambda: "pauses every torrent" in node.log(), 30, f"no self-fence:\n{node.log()}")
+        paused_at = live.read(cluster.redis, [node.name])[info_hash]["downloaded_bytes"]
+        wait_until(lambda: live.read(cluster.redis, [node.name])[info_hash]["download_rate"] == 0, 10,
+                   "the self-fenced node still downloads")
+        assert live.read(cluster.redis, [node.name])[info_hash]["downloaded_bytes"] < torrent.total_size
+    finally:
+        postgres_server.start()
+    wait_until(lambda: "holds its lease again" in node.log(), 30, f"never renewed:\n{node.log()}")
+    row = cluster.wait_for(info_hash, "completed")
+    assert (row["node"], row["epoch"]) == (node.name, 1)
+    assert paused_at < torrent.total_size
+    check_files(torrent, node.save_path)
