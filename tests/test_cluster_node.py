@@ -171,6 +171,8 @@ def test_pause_resume_and_remove_reach_the_node_that_holds_the_job(cluster, seed
     node = cluster.node("dl1", NODE_HOSTS[0], concurrency=2)
     slow_hash, other_hash = cluster.queue(slow, other)
     cluster.wait_for(slow_hash, "downloading")
+    trips = sorted(command(cluster, node, "hashdrop_jobs")[1] for _ in range(20))  # measured, not asserted
+    print(f"control round trip to a busy node: p50 {trips[10] * 1000:.1f} ms, max {trips[-1] * 1000:.1f} ms")
     # Only the desired state is written here: the row's state changes only if the node acted.
     cluster.database.set_desired(slow_hash, "paused")
     replies, seconds = command(cluster, node, "hashdrop_pause", info_hash=slow_hash)
