@@ -10,7 +10,6 @@ mode: the node").
 import logging
 import os
 import threading
-import time
 
 from celery import bootsteps, signals
 
@@ -52,6 +51,7 @@ class Node:
         self.database = self.store = self.manager = self.session = self.redis = self.keeper = None
         self._active = set()  # info hashes whose download task runs now
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)  # notified as a download task ends
 
     # Start and stop --------------------------------------------------------------------------
     def start(self):
@@ -91,9 +91,8 @@ class Node:
         """The worker stops: let the download tasks hand their jobs back, then shut the JobManager
         down (resume data saved), and publish that this node holds nothing live."""
         self.stopping.set()
-        deadline = time.monotonic() + STOP_TIMEOUT
-        while self._active and time.monotonic() < deadline:
-            time.sleep(0.05)  # the tasks see `stopping` within SLOT_CHECK_SECONDS
+        with self._idle:  # the tasks see `stopping` within SLOT_CHECK_SECONDS and hand their jobs back
+            self._idle.wait_for(lambda: not self._active, STOP_TIMEOUT)
         if self.keeper is not None:
             self.keeper.stop()
         if self.manager is not None:
@@ -129,6 +128,7 @@ class Node:
         finally:
             with self._lock:
                 self._active.discard(info_hash)
+                self._idle.notify_all()
         return True
 
     def _take(self, info_hash):
@@ -141,6 +141,9 @@ class Node:
                 manager.resume(info_hash)
             except JobError as exc:
                 log.warning("job %s cannot go on: %s", info_hash, exc.message)
+            # The claim wrote fetching_metadata; a job that needs no slot (a completed one seeds
+            # again) says what it is instead.
+            self.store.update(info_hash, state=job.state.value, error=job.error)
             return job
         record = self.database.row(info_hash)
         if record is None:  # removed since the claim

@@ -273,7 +273,7 @@ def test_kill9_with_shared_storage_the_other_node_takes_over_once_the_lease_expi
     row = cluster.wait_for(info_hash, "completed")
     assert (row["node"], row["epoch"]) == (second.name, 3)  # 1: first's claim, 2: the reaper, 3: second's
     check_files(torrent, shared)
-    assert first.log().count(f"claimed {info_hash}") == 1 and f"at epoch 1" in first.log()
+    assert first.log().count(f"claimed {info_hash}") == 1 and "at epoch 1" in first.log()
     assert second.log().count(f"claimed {info_hash}") == 1 and f"claimed {info_hash} on {second.name} at epoch 3" in second.log()
     assert count_in_logs(cluster, f"{info_hash} queued again for any node") == 1
 
