@@ -6,16 +6,15 @@ fails). docs/design.md "Cluster mode: the node" and /work/shared/scale-out-notes
 each setting is what it is.
 """
 from celery import Celery
-from celery.utils.nodenames import worker_direct
 
 DOWNLOADS_QUEUE = "hashdrop.downloads"  # the shared queue: the first node with a free slot takes a job
 DOWNLOAD_TASK = "hashdrop.download"
 
 
 def direct_queue(node):
-    """The queue only node (its Celery hostname, "dl1@host") consumes (worker_direct: Celery 5
-    names it "<node>.dq2"); send_task(..., queue=direct_queue(node)) sends a task there."""
-    return worker_direct(node)
+    """The queue only node (its Celery hostname, "dl1@host") consumes: "<node>.dq". The node's
+    bootstep adds it to the queues it consumes; send_task(..., queue=direct_queue(node))."""
+    return f"{node}.dq"
 
 
 def make_celery(config):
@@ -33,7 +32,7 @@ def make_celery(config):
         # The message is acked when the task returns, and a node fetches one only when a pool
         # thread is free: no node holds a queued job while another is idle.
         task_acks_late=True, worker_prefetch_multiplier=1,
-        worker_direct=True,  # <node>.dq: a resumed job goes back to the node that has its files
+        worker_direct=True,  # Celery's own <node>.dq2, for operators; hashdrop sends to direct_queue(node)
         task_routes={DOWNLOAD_TASK: {"queue": DOWNLOADS_QUEUE}},
         task_default_queue=DOWNLOADS_QUEUE,
         broker_transport_options=transport, result_backend_transport_options=transport,

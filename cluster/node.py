@@ -187,7 +187,7 @@ class Node:
             self.store.let_go(job.info_hash)
         self.dispatch(job.info_hash, sticky=not shared)
         log.info("handed %s back: queued, sent to %s", job.info_hash,
-                 DOWNLOADS_QUEUE if shared else self.direct_queue.name)
+                 DOWNLOADS_QUEUE if shared else self.direct_queue)
 
     def dispatch(self, info_hash, sticky):
         """Send a download task for the job: to this node's own queue (sticky) or the shared one."""
@@ -224,6 +224,8 @@ class NodeStep(bootsteps.StartStopStep):
     def __init__(self, worker, **kwargs):
         super().__init__(worker, **kwargs)
         self.node = None
+        # Before the consumer starts: a resumed job comes back to the node that has its files.
+        worker.app.amqp.queues.select_add(direct_queue(worker.hostname))
 
     def start(self, worker):
         global _current
