@@ -46,7 +46,7 @@ class Node:
         self.name = name
         self.slots = slots
         self.celery = celery
-        self.direct_queue = direct_queue(name)  # worker_direct: this node's own queue
+        self.direct_queue = direct_queue(name)  # this node's own queue, for jobs whose files it has
         self.stopping = threading.Event()  # SIGTERM: running downloads hand their jobs back
         self.database = self.store = self.manager = self.session = self.redis = self.keeper = None
         self._active = set()  # info hashes whose download task runs now
@@ -107,8 +107,9 @@ class Node:
     # The download task -------------------------------------------------------------------------
     def download(self, info_hash):
         """Claim the job and run it until it no longer needs a slot; False if the claim was refused."""
-        if self.stopping.is_set():
-            self.dispatch(info_hash, sticky=not self.config["SHARED_STORAGE"])  # for after the restart
+        if self.stopping.is_set():  # a task taken as the node stops: send it on, unclaimed
+            row = self.database.row(info_hash)
+            self.dispatch(info_hash, sticky=bool(row) and row["node"] == self.name and not self.config["SHARED_STORAGE"])
             return False
         epoch = self.database.claim(info_hash, self.name)
         if epoch is None:

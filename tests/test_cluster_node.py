@@ -237,6 +237,12 @@ def test_sigterm_mid_download_hands_the_job_back_and_the_restarted_node_finishes
     row = cluster.wait_for(info_hash, "completed")
     assert (row["node"], row["epoch"]) == (node.name, 2)
     check_files(torrent, node.save_path)
+    node.stop()
+    node.start()  # the completed job is resident: it comes back into the session, seeding
+    replies, _ = command(cluster, node, "hashdrop_jobs")
+    assert replies[0][node.name][info_hash]["state"] == "completed"
+    wait_until(lambda: (live.read(cluster.redis, [node.name]).get(info_hash) or {}).get("seeding"), 10,
+               "the restored job does not seed")
 
 
 def test_a_redis_restart_mid_download_loses_no_job_and_starts_no_duplicate(cluster, seed_new, redis_server):
