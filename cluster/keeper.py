@@ -94,15 +94,24 @@ class Keeper:
         rows = {row["info_hash"]: row for row in node.database.rows_of(node.name)}
         for job in node.manager.registry.all():
             row = rows.get(job.info_hash)
-            if row is None or row["epoch"] != node.store.epoch_of(job.info_hash):
-                if job.info_hash not in node.active():  # a claim in progress has its row
-                    log.info("job %s is no longer held by %s: dropped, files kept", job.info_hash, node.name)
-                    node.drop(job.info_hash)
-                continue
-            self._apply(job, row["desired"])
+            # A job whose download task runs was claimed here, maybe after the rows were read.
+            if job.info_hash not in node.active() and self._taken_over(job.info_hash, row):
+                log.info("job %s is no longer held by %s: dropped, files kept", job.info_hash, node.name)
+                node.drop(job.info_hash)
+            elif row is not None:
+                self._apply(job, row["desired"])
         for info_hash, row in rows.items():
             if node.manager.registry.get(info_hash) is None and row["desired"] in ("remove", "remove_files"):
                 node.database.delete_fenced(info_hash, node.name, row["epoch"])  # not resident here
+
+    def _taken_over(self, info_hash, row):
+        """Whether a job of the session is no longer this node's: its row is gone, another node
+        (or nobody) holds it, or at a newer epoch than this node's claim."""
+        node = self.node
+        epoch = node.store.epoch_of(info_hash)
+        if row is None or (epoch is not None and row["epoch"] < epoch):
+            row = node.database.row(info_hash)  # read before a claim of this node's: look again
+        return row is None or row["node"] != node.name or epoch is None or row["epoch"] > epoch
 
     def _apply(self, job, desired):
         manager = self.node.manager

@@ -111,15 +111,16 @@ class Node:
             row = self.database.row(info_hash)
             self.dispatch(info_hash, sticky=bool(row) and row["node"] == self.name and not self.config["SHARED_STORAGE"])
             return False
-        epoch = self.database.claim(info_hash, self.name)
-        if epoch is None:
-            log.info("claim refused for %s on %s: not queued to run (a duplicate, redelivered, "
-                     "paused or removed job)", info_hash, self.name)
-            return False
-        log.info("claimed %s on %s at epoch %s", info_hash, self.name, epoch)
-        with self._lock:
+        with self._lock:  # before the claim: reconcile leaves a job being claimed alone
+            running_here = info_hash in self._active
             self._active.add(info_hash)
         try:
+            epoch = None if running_here else self.database.claim(info_hash, self.name)
+            if epoch is None:
+                log.info("claim refused for %s on %s: not queued to run (a duplicate, redelivered, "
+                         "paused or removed job)", info_hash, self.name)
+                return False
+            log.info("claimed %s on %s at epoch %s", info_hash, self.name, epoch)
             self.store.hold(info_hash, epoch)
             job = self._take(info_hash)
             if job is not None:
@@ -128,7 +129,8 @@ class Node:
                     self._hand_back(job, epoch)
         finally:
             with self._lock:
-                self._active.discard(info_hash)
+                if not running_here:  # a duplicate leaves the first task's mark
+                    self._active.discard(info_hash)
                 self._idle.notify_all()
         return True
 

@@ -319,3 +319,18 @@ def test_a_node_that_cannot_renew_its_lease_pauses_its_torrents_until_it_can(clu
     assert (row["node"], row["epoch"]) == (node.name, 1)
     assert paused_at < torrent.total_size
     check_files(torrent, node.save_path)
+
+
+def test_a_remove_with_files_stored_while_the_node_was_down_happens_when_it_is_back(cluster, seed_new):
+    torrent = seed_new({"a.bin": MiB, "b/c.bin": MiB})
+    node = cluster.node("dl1", NODE_HOSTS[0], concurrency=1)
+    (info_hash,) = cluster.queue(torrent)
+    cluster.wait_for(info_hash, "completed")
+    check_files(torrent, node.save_path)
+    node.kill9()
+    cluster.database.set_desired(info_hash, "remove_files")  # the broadcast would find nobody
+    assert cluster.row(info_hash)["node"] == node.name  # sticky: the job waits for its node
+    node.start()  # the completed job comes back resident, and the reconcile removes it
+    wait_until(lambda: cluster.row(info_hash) is None, 10, f"the row stayed:\n{node.log()}")
+    wait_until(lambda: not (node.save_path / torrent.name).exists(), 10, "the files stayed")
+    assert f"reconcile: removing {info_hash} and its files" in node.log()
