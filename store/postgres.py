@@ -299,6 +299,46 @@ class PostgresJobStore(JobStore):
             "WHERE node = %s AND state = ANY(%s) RETURNING info_hash", (node, list(UNFINISHED)))
         return sorted(row["info_hash"] for row in rows)
 
+    # The web app's statements (cluster.web): it lists every job for the page, steers one, and
+    # dispatches the jobs whose message never reached the broker.
+    def listing(self):
+        """Every job with the cluster's columns, oldest first, without the .torrent bytes (the page
+        shows none of them, and a thousand uploads would make each read megabytes)."""
+        columns = ", ".join(name for name in [*self._columns, *CLUSTER_COLUMNS] if name != "torrent")
+        return self._read(f"SELECT {columns} FROM jobs ORDER BY added_at, row_order")
+
+    def change_job(self, info_hash, **fields):
+        """Set some columns of one job, whoever holds it (what a person asks: desired, state,
+        labels); the job's row as listing() gives it, or None when there is no such job."""
+        if fields.get("desired", "run") not in DESIRED:
+            raise ValueError(f"desired must be one of {', '.join(DESIRED)}, not {fields['desired']!r}")
+        columns = ", ".join(name for name in [*self._columns, *CLUSTER_COLUMNS] if name != "torrent")
+        query = sql.SQL("UPDATE jobs SET {} WHERE info_hash = %s RETURNING " + columns).format(assignments(fields))
+        rows = self._change(query, [*map(storable, fields.values()), info_hash])
+        return rows[0] if rows else None
+
+    def delete_unplaced(self, info_hash):
+        """Delete a job no node has claimed; whether it did (False: a node holds it, or it is gone)."""
+        return bool(self._change("DELETE FROM jobs WHERE info_hash = %s AND node IS NULL RETURNING info_hash",
+                                 (info_hash,)))
+
+    def mark_dispatched(self, info_hashes):
+        """Record that these jobs' download messages are in the broker."""
+        if info_hashes:
+            self._change("UPDATE jobs SET dispatched_at = now() WHERE info_hash = ANY(%s) RETURNING info_hash",
+                         (list(info_hashes),))
+
+    def undispatched(self, limit=1000):
+        """(info_hash, node) of queued jobs to run whose message never reached the broker, oldest first."""
+        rows = self._read("SELECT info_hash, node FROM jobs WHERE dispatched_at IS NULL AND state = 'queued' "
+                          "AND desired = 'run' ORDER BY added_at, row_order LIMIT %s", (limit,))
+        return [(row["info_hash"], row["node"]) for row in rows]
+
+    def node_leases(self):
+        """{name: whether its lease still runs} for every node that ever took a lease."""
+        return {row["name"]: row["alive"] for row in
+                self._read("SELECT name, lease_until >= now() AS alive FROM nodes ORDER BY name")}
+
 
 def assignments(fields):
     """ "a = %s, b = %s" for some columns, each name quoted."""
