@@ -39,6 +39,11 @@ DEFAULTS = {
     "MODE": "embedded",  # or "cluster"
     "DATABASE_URL": "",  # postgresql://user:password@host/database
     "BROKER_URL": "",  # redis://host:6379/0
+    # A download node's timings (seconds) and whether every node sees the same save path.
+    "VISIBILITY_TIMEOUT": 3600,  # Redis redelivers a task unacknowledged this long (a no-op: the claim)
+    "NODE_LEASE": 60,  # a node silent this long is offline; with shared storage its downloads move
+    "RECONCILE_SECONDS": 5,  # how often a node applies the pause/resume/remove stored for its jobs
+    "SHARED_STORAGE": False,  # true: every node's save path is the same shared folder
     "WATCH_DIR": "",  # a folder whose .torrent and .magnet files become jobs; "" for none
     "URL_ALLOW": ["public"],  # where the RPC's torrent-add may fetch .torrent URLs from (torrent_urls)
     "URL_TIMEOUT": 30,  # seconds one such fetch may take, redirects included
@@ -74,12 +79,13 @@ DEFAULTS = {
     "PORT": 5000,
     "TRUSTED_PROXY": None,
 }
-BOOLEANS = ("DHT", "LSD", "UPNP", "NATPMP")
+BOOLEANS = ("DHT", "LSD", "UPNP", "NATPMP", "SHARED_STORAGE")
 COUNTS = ("MAX_ACTIVE", "DOWNLOAD_LIMIT", "UPLOAD_LIMIT", "RECV_BUFFER")  # whole numbers, at least 0
 LIMITS = ("MAX_REQUEST_BYTES", "MAX_UPLOAD_BYTES", "MAX_LINES", "MAX_LINE_CHARS",
           "IDLE_TIMEOUT", "SESSION_DAYS", "MAX_JOBS", "URL_TIMEOUT")  # at least 1
 TEXTS = ("OUTGOING_INTERFACES", "RUNNER", "STORE", "WATCH_DIR", "INCOMPLETE_PATH")
-TIMEOUTS = ("METADATA_TIMEOUT", "STALL_TIMEOUT")  # seconds, at least 1
+TIMEOUTS = ("METADATA_TIMEOUT", "STALL_TIMEOUT", "VISIBILITY_TIMEOUT", "NODE_LEASE",
+            "RECONCILE_SECONDS")  # seconds, at least 1
 # The names HASHDROP_DISK_IO takes; downloader.DISK_BACKENDS maps each to libtorrent's constructor.
 DISK_IO_CHOICES = ("pread", "mmap", "posix")
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
@@ -113,6 +119,23 @@ def load(app, test_config=None):
         config.from_prefixed_env("HASHDROP")
     else:
         config.update(test_config)
+    normalize_config(config)
+    return config
+
+
+def load_plain(environ=None):
+    """Every setting as load() makes it, without a Flask app: for a download node (Celery
+    worker), which reads HASHDROP_* from the environment and serves no page. DATA_DIR defaults
+    to the instance folder beside this file, as the app's does."""
+    from flask import Config  # the same parsing of HASHDROP_* as the app's (JSON values)
+
+    config = Config(os.path.dirname(os.path.abspath(__file__)))
+    config.from_mapping(DEFAULTS, DATA_DIR=os.path.join(config.root_path, "instance"))
+    if environ is None:
+        config.from_prefixed_env("HASHDROP")
+    else:
+        config.update({key[len("HASHDROP_"):]: value for key, value in environ.items()
+                       if key.startswith("HASHDROP_")})
     normalize_config(config)
     return config
 
