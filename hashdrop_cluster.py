@@ -6,6 +6,9 @@ Importing this creates the app object only: it opens no connection and starts no
 worker's bootstep (cluster.node) makes the libtorrent session when the worker starts.
 """
 import config
+from cluster import node
 from cluster.celery_app import make_celery
 
-app = make_celery(config.load_plain())
+settings = config.load_plain()
+app = make_celery(settings)
+node.install(app, settings)

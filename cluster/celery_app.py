@@ -6,9 +6,16 @@ fails). docs/design.md "Cluster mode: the node" and /work/shared/scale-out-notes
 each setting is what it is.
 """
 from celery import Celery
+from celery.utils.nodenames import worker_direct
 
 DOWNLOADS_QUEUE = "hashdrop.downloads"  # the shared queue: the first node with a free slot takes a job
 DOWNLOAD_TASK = "hashdrop.download"
+
+
+def direct_queue(node):
+    """The queue only node (its Celery hostname, "dl1@host") consumes (worker_direct: Celery 5
+    names it "<node>.dq2"); send_task(..., queue=direct_queue(node)) sends a task there."""
+    return worker_direct(node)
 
 
 def make_celery(config):

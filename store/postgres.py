@@ -271,6 +271,22 @@ class PostgresJobStore(JobStore):
                         "RETURNING info_hash").format(changes)
         return bool(self._change(query, [*map(storable, fields.values()), info_hash, node, epoch]))
 
+    def delete_fenced(self, info_hash, node, epoch):
+        """Delete a job's row only while node holds it at epoch; whether it did."""
+        return bool(self._change("DELETE FROM jobs WHERE info_hash = %s AND node = %s AND epoch = %s "
+                                 "RETURNING info_hash", (info_hash, node, epoch)))
+
+    def row(self, info_hash):
+        """One job's stored record (the cluster's columns too), or None."""
+        columns = ", ".join([*self._columns, *CLUSTER_COLUMNS])
+        rows = self._read(f"SELECT {columns} FROM jobs WHERE info_hash = %s", (info_hash,))
+        return rows[0] if rows else None
+
+    def rows_of(self, node):
+        """Every job node holds, as stored (the cluster's columns too), oldest first."""
+        columns = ", ".join([*self._columns, *CLUSTER_COLUMNS])
+        return self._read(f"SELECT {columns} FROM jobs WHERE node = %s ORDER BY added_at, row_order", (node,))
+
     def set_desired(self, info_hash, desired):
         """Record what a person wants of a job (run, paused, remove, remove_files); whether it exists."""
         if desired not in DESIRED:

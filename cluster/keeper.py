@@ -1,0 +1,139 @@
+"""What keeps a download node in step with the cluster, in two threads of its own:
+
+- "node-keeper" (PostgreSQL): renews the node's lease every lease/3, pauses every torrent when
+  it could not for lease/2 (self-fence: another node may take its jobs) and resumes them once
+  it can; applies each of its jobs' desired state every HASHDROP_RECONCILE_SECONDS (what makes
+  a pause or remove broadcast while the node was frozen or down take effect); and reaps the
+  nodes whose lease ran out (with shared storage their downloads go to the shared queue).
+- "node-live" (Redis): publishes the node's job views about every second (cluster.live).
+"""
+import logging
+import threading
+import time
+
+from cluster import live
+from jobs.model import JobError, JobState
+from store.base import StoreError
+
+log = logging.getLogger(__name__)
+LIVE_SECONDS = 1.0  # how often the node's job views go to Redis
+
+
+class Keeper:
+    """The node's lease, reconcile, reaper and live-progress loops."""
+
+    def __init__(self, node):
+        self.node = node
+        config = node.config
+        self.lease = float(config["NODE_LEASE"])
+        self.reconcile_every = float(config["RECONCILE_SECONDS"])
+        self.shared = bool(config["SHARED_STORAGE"])
+        self.renewed_at = 0.0  # monotonic time of the last renewal that succeeded
+        self.self_fenced = False  # every torrent paused: the lease could not be renewed
+        self._stop = threading.Event()
+        self._threads = []
+
+    def start(self):
+        for name, loop in (("node-keeper", self._keep), ("node-live", self._publish)):
+            thread = threading.Thread(target=loop, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self, timeout=10):
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout)
+
+    # node-keeper ---------------------------------------------------------------------------------
+    def _keep(self):
+        renew_due = reconcile_due = 0.0
+        while not self._stop.wait(min(0.25, self.lease / 6)):
+            now = time.monotonic()
+            try:
+                if now >= renew_due:
+                    renew_due = now + self.lease / 3
+                    self._renew_or_fence()
+                if now >= reconcile_due and not self.self_fenced:
+                    reconcile_due = now + self.reconcile_every
+                    self.reconcile()
+                    self.reap()
+            except Exception:  # a failing round never ends the loop: the next one tries again
+                log.exception("node %s: keeping in step failed", self.node.name)
+
+    def renew(self):
+        """Take or extend the node's lease; raise StoreError when the database cannot."""
+        node = self.node
+        node.database.renew_node(node.name, self.lease, node.slots, node.config["SAVE_PATH"],
+                                 node.config["LISTEN_INTERFACES"])
+        self.renewed_at = time.monotonic()
+
+    def _renew_or_fence(self):
+        try:
+            self.renew()
+        except StoreError as exc:
+            log.warning("node %s cannot renew its lease: %s", self.node.name, exc)
+            if not self.self_fenced and time.monotonic() - self.renewed_at > self.lease / 2:
+                log.warning("node %s pauses every torrent until it holds its lease again", self.node.name)
+                self.self_fenced = True
+                self.node.session.session.pause()
+            return
+        if self.self_fenced:
+            self.self_fenced = False
+            self.reconcile()  # first: jobs taken over meanwhile are dropped before they write
+            self.node.session.session.resume()
+            log.info("node %s holds its lease again: torrents resumed", self.node.name)
+
+    def reconcile(self):
+        """Apply the desired state stored for each of this node's jobs; drop the jobs it no longer
+        holds (taken over: another epoch, or no row)."""
+        node = self.node
+        if node.stopping.is_set():
+            return
+        rows = {row["info_hash"]: row for row in node.database.rows_of(node.name)}
+        for job in node.manager.registry.all():
+            row = rows.get(job.info_hash)
+            if row is None or row["epoch"] != node.store.epoch_of(job.info_hash):
+                if job.info_hash not in node.active():  # a claim in progress has its row
+                    log.info("job %s is no longer held by %s: dropped, files kept", job.info_hash, node.name)
+                    node.drop(job.info_hash)
+                continue
+            self._apply(job, row["desired"])
+        for info_hash, row in rows.items():
+            if node.manager.registry.get(info_hash) is None and row["desired"] in ("remove", "remove_files"):
+                node.database.delete_fenced(info_hash, node.name, row["epoch"])  # not resident here
+
+    def _apply(self, job, desired):
+        manager = self.node.manager
+        try:
+            if desired in ("remove", "remove_files"):
+                log.info("reconcile: removing %s%s", job.info_hash, " and its files" if desired == "remove_files" else "")
+                manager.remove(job.info_hash, delete_files=desired == "remove_files")
+            elif desired == "paused" and not (job.state == JobState.PAUSED or job.state in
+                                              (JobState.FAILED, JobState.CANCELLED) or
+                                              (job.state == JobState.COMPLETED and job.seeding_stopped)):
+                log.info("reconcile: pausing %s", job.info_hash)
+                manager.pause(job.info_hash)
+        except JobError as exc:
+            log.info("reconcile: %s: %s", job.info_hash, exc.message)
+
+    def reap(self):
+        """With shared storage, give the unfinished jobs of every node whose lease ran out to the
+        shared queue (idempotent: a second reaper finds none left)."""
+        if not self.shared:
+            return  # sticky: a dead node's jobs wait for it, shown offline
+        for name in self.node.database.expired_nodes():
+            if name == self.node.name:
+                continue
+            for info_hash in self.node.database.requeue_jobs_of(name):
+                log.info("node %s is offline: %s queued again for any node", name, info_hash)
+                self.node.dispatch(info_hash, sticky=False)
+
+    # node-live -------------------------------------------------------------------------------------
+    def _publish(self):
+        node = self.node
+        while not self._stop.wait(LIVE_SECONDS):
+            try:
+                views = {view["info_hash"]: {**view, "node": node.name} for view in node.manager.jobs()}
+                live.publish(node.redis, node.name, views)
+            except Exception:
+                log.exception("node %s: publishing live progress failed", node.name)
