@@ -16,7 +16,7 @@ DIR=$(realpath -m "${1:-${TMPDIR:-/tmp}/hashdrop-cluster-${USER:-$(id -un)}}")
 REDIS_PORT=${CLUSTER_REDIS_PORT:-16379}
 PG_PORT=${CLUSTER_PG_PORT:-15432}
 NODE_SLOTS=${CLUSTER_NODE_SLOTS:-2}
-PIDS=()
+WEB_PID="" NODE_PIDS="" REDIS_PID=""
 
 say() { printf 'cluster.sh: %s\n' "$*" >&2; }
 fail() { say "$*"; exit 1; }
@@ -37,9 +37,11 @@ chmod 755 "$DIR"
 
 stop_all() {
   trap - INT TERM EXIT
-  say "stopping: the web app and the nodes, then Redis and PostgreSQL"
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  say "stopping the web app, then the nodes (they hand their downloads back), then Redis and PostgreSQL"
+  for pid in $WEB_PID $NODE_PIDS $REDIS_PID; do  # in this order: a node still needs Redis as it stops
+    kill -TERM "$pid" 2>/dev/null || continue
+    wait "$pid" 2>/dev/null || true
+  done
   as_pg "$PG_BIN/pg_ctl" -D "$DIR/pg/data" -m fast -w stop >/dev/null 2>&1 || true
   say "stopped; the jobs and files stay in $DIR"
   exit 0
@@ -56,9 +58,10 @@ as_pg "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -tAc \
   "SELECT 1 FROM pg_database WHERE datname = 'hashdrop'" | grep -q 1 ||
   as_pg "$PG_BIN/createdb" -h 127.0.0.1 -p "$PG_PORT" -U postgres hashdrop
 
-redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$DIR/redis" --appendonly yes \
+# Each in a session of its own (setsid): Ctrl-C reaches this script alone, which stops them in order.
+setsid redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$DIR/redis" --appendonly yes \
   --save "" --logfile "$DIR/redis/redis.log" &
-PIDS+=($!)
+REDIS_PID=$!
 
 export PYTHONUNBUFFERED=1  # the logs as they happen
 export HASHDROP_MODE=cluster
@@ -69,17 +72,18 @@ start_node() {  # name, loopback address, port
   say "node $1@$(hostname) on $2:$3, files in $DIR/$1/downloads, log $DIR/$1/node.log"
   HASHDROP_SAVE_PATH="$DIR/$1/downloads" HASHDROP_DATA_DIR="$DIR/$1/data" \
   HASHDROP_LISTEN_INTERFACES="$2:$3" HASHDROP_OUTGOING_INTERFACES="$2" \
-    "$PY" -m celery -A hashdrop_cluster worker --pool threads --concurrency "$NODE_SLOTS" -n "$1@%h" \
+    setsid "$PY" -m celery -A hashdrop_cluster worker --pool threads --concurrency "$NODE_SLOTS" -n "$1@%h" \
     -Q hashdrop.downloads -E --without-mingle --without-gossip -l INFO >"$DIR/$1/node.log" 2>&1 &
-  PIDS+=($!)
+  NODE_PIDS="$NODE_PIDS $!"
 }
 start_node dl1 127.0.0.3 6881
 start_node dl2 127.0.0.4 6882
 
 say "web app on http://127.0.0.1:${HASHDROP_PORT:-5000} (log $DIR/web/web.log); Ctrl-C stops everything"
 HASHDROP_HOST=127.0.0.1 HASHDROP_SAVE_PATH="$DIR/web/downloads" HASHDROP_DATA_DIR="$DIR/web/data" \
-  "$PY" app.py >"$DIR/web/web.log" 2>&1 &
-PIDS+=($!)
+  setsid "$PY" app.py >"$DIR/web/web.log" 2>&1 &
+WEB_PID=$!
 # Until Ctrl-C, or until one of them ends by itself (then everything stops, and its log says why).
-wait -n "${PIDS[@]}" || true
+# shellcheck disable=SC2086
+wait -n $WEB_PID $NODE_PIDS $REDIS_PID || true
 say "a process ended by itself; see the logs in $DIR"
