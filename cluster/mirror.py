@@ -8,7 +8,9 @@ never waits for the database, and what a person just did shows in the answer to 
 import time
 from collections import deque
 
-from jobs.model import Job
+from jobs.changes import BadToken
+from jobs.manager import TablePage
+from jobs.model import RUNNING, Job, JobState, utcnow
 from jobs.registry import JobRegistry
 from jobs.view import shown_fields
 
@@ -32,16 +34,16 @@ class JobMirror:
         self._removed = deque()  # (monotonic time, job number) of the jobs that went
 
     def refresh(self, rows, leases, live):
-        """Make the copy what the database (rows: PostgresJobStore.listing) and Redis say now."""
-        registry = self.registry
-        with registry.lock:
+        """Make the copy what the database (rows: PostgresJobStore.listing) and Redis say now. The
+        views are made before the lock is taken: a page read waits for the swap alone."""
+        fresh = [self._made(row, leases, live.get(row["info_hash"])) for row in rows
+                 if row["desired"] not in REMOVING]
+        present = {job.info_hash for job, _ in fresh}
+        with self.registry.lock:
             self._leases, self._live = leases, live
-            present = set()
-            for row in rows:
-                if row["desired"] not in REMOVING:
-                    present.add(row["info_hash"])
-                    self.apply(row)
-            for job in registry.all():
+            for job, shown in fresh:
+                self._take(job, shown)
+            for job in self.registry.all():
                 if job.info_hash not in present:
                     self.forget(job.info_hash)
 
@@ -50,13 +52,21 @@ class JobMirror:
         if row["desired"] in REMOVING:
             self.forget(row["info_hash"])
             return
-        job = Job.from_record({**row, "torrent": None})
-        shown = merged_view(job, row, self._leases, self._live.get(job.info_hash))
         with self.registry.lock:
-            if self._shown.get(job.info_hash) == shown:
-                return
-            self._shown[job.info_hash] = shown
-            self.registry.add(job)  # in place of the old copy, keeping its place; stamped changed
+            self._take(*self._made(row, self._leases, self._live.get(row["info_hash"])))
+
+    @staticmethod
+    def _made(row, leases, live):
+        """(the job as a jobs.model.Job, its view) from its row and its node's live view."""
+        job = Job.from_record({**row, "torrent": None})
+        return job, merged_view(job, row, leases, live)
+
+    def _take(self, job, shown):
+        """Hold this copy of the job if its view changed; the registry stamps it changed."""
+        if self._shown.get(job.info_hash) == shown:
+            return
+        self._shown[job.info_hash] = shown
+        self.registry.add(job)  # in place of the old copy, keeping its place
 
     def forget(self, info_hash):
         """The job is gone: out of the listings, and its number among the recently removed."""
@@ -74,6 +84,59 @@ class JobMirror:
         """The job as the page and the API show it (jobs.view.job_view's keys, and node, offline)."""
         shown = self._shown.get(job.info_hash) or merged_view(job, {}, {}, None)
         return {**shown, "waiting_seconds": int((now - job.added_at).total_seconds())}
+
+    # The listings, as jobs.JobManager's: the views of the jobs the registry picks.
+    def jobs(self, states=None, text=""):
+        now = utcnow()
+        return [self.view(job, now) for job in self.registry.matching(states, text)]
+
+    def newest_first(self, start, count, states=None, text="", since=""):
+        """One page of the table, newest first, how many match, the token, and what changed since."""
+        registry = self.registry
+        with registry.lock:
+            jobs = registry.matching(states, text)
+            end = max(0, len(jobs) - start)
+            page = jobs[max(0, end - count):end][::-1]
+            token = registry.changes.token()
+            try:
+                version = registry.changes.since(since)
+            except BadToken:
+                version = None
+            changed = None if version is None else {
+                job.info_hash for job in page if registry.changes.version_of(job.info_hash) > version}
+            now = utcnow()
+            return TablePage([self.view(job, now) for job in page], len(jobs), token, changed)
+
+    def changes(self, since, states=None, text=""):
+        """GET /api/jobs?since=: what changed and went since the token (BadToken if it is none)."""
+        registry = self.registry
+        with registry.lock:
+            changed, removed, token = registry.changed_since(since)
+            full = changed is None
+            if full:
+                shown = registry.matching(states, text)
+            else:
+                shown = [job for job in reversed(changed) if registry.matches(job, states, text)]
+                removed += [job.info_hash for job in changed if not registry.matches(job, states, text)]
+            now = utcnow()
+            return {"token": token, "jobs": [self.view(job, now) for job in shown], "removed": removed,
+                    "full": full}
+
+    def counts(self):
+        counted = {state.value: 0 for state in JobState}
+        for job in self.registry.all():
+            counted[job.state.value] += 1
+        return counted
+
+    def has_changing(self):
+        """Whether some job runs: the page keeps polling while one does."""
+        return any(job.state in RUNNING for job in self.registry.all())
+
+    def rates(self):
+        """(download, upload) bytes/s over every job, as their nodes last published them."""
+        with self.registry.lock:
+            shown = list(self._shown.values())
+        return sum(view["download_rate"] for view in shown), sum(view["upload_rate"] for view in shown)
 
     def leases(self):
         """{node name: whether its lease runs}, as last read."""

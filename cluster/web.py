@@ -18,23 +18,19 @@ from cluster import live
 from cluster.celery_app import make_celery
 from cluster.dispatch import Dispatcher
 from cluster.mirror import JobMirror
-from jobs.changes import BadToken
-from jobs.manager import TablePage
-from jobs.model import ENDED, RUNNING, JobError, JobState, SubmitResult, utcnow
+from cluster.not_yet import TorrentOnItsNode
+from jobs.model import ENDED, JobError, JobState, SubmitResult, utcnow
 from jobs.seeding import SessionSeedLimits
 from jobs.submit import JobOptions, category_for_dir, check_category, uploaded_targets
 from jobs.watch import WatchFolder
-from store.base import StoreError
+from store.base import StoreError, StoreWriteError
 from store.postgres import PostgresJobStore
 
 log = logging.getLogger(__name__)
 SYNC_SECONDS = 1.0  # how often the copy of the jobs is read again (the nodes publish every second)
-NOT_YET = "{what} is not available in cluster mode yet: the job's torrent is on its download node."
-# Not 409: the RPC takes a 409 from verify or pause for "nothing to do" and answers success.
-NOT_YET_STATUS = 400
 
 
-class ClusterJobManager:
+class ClusterJobManager(TorrentOnItsNode):
     """Every job of every download node, as the page, the API and the RPC ask for them."""
 
     def __init__(self, config, store, dispatcher, redis):
@@ -97,7 +93,7 @@ class ClusterJobManager:
                 return result.refuse(refusal, 409)
             try:
                 self._record_new(new_jobs)
-            except StoreError as exc:
+            except (StoreError, StoreWriteError) as exc:
                 return result.refuse(f"The job database {self.store.location} could not record the new "
                                      f"downloads ({exc}); nothing was started.", 507)
             if self.dispatcher.problem is None:  # else the loop sends them once the broker is back
@@ -137,8 +133,11 @@ class ClusterJobManager:
         finally:
             self._last_number = first + len(new_jobs)  # numbers only go up, a refused one's too
         for job in new_jobs:
-            if job.state == JobState.PAUSED:  # what the node's claim and reconcile read
-                self.store.change_job(job.info_hash, desired="paused")
+            if job.state == JobState.PAUSED:  # for the node's reconcile; its claim refuses it anyway
+                try:
+                    self.store.change_job(job.info_hash, desired="paused")
+                except StoreError as exc:
+                    log.warning("%s: added paused, but its desired state is not written: %s", job.info_hash, exc)
             self.mirror.apply({**job.record(), "uploaded_bytes": 0, "node": None, "epoch": 0,
                                "desired": "paused" if job.state == JobState.PAUSED else "run"})
 
@@ -250,101 +249,26 @@ class ClusterJobManager:
     def queue_positions(self):
         return {info_hash: position for position, (info_hash, _) in enumerate(self.registry.queue_order())}
 
-    # What needs the torrent itself, which lives on its node --------------------------------
-    def files(self, info_hash):
-        self.get(info_hash)
-        raise JobError(NOT_YET.format(what="A job's file list"), NOT_YET_STATUS)
-
-    def set_files(self, info_hash, wanted):
-        self.get(info_hash)
-        raise JobError(NOT_YET.format(what="Choosing a job's files"), NOT_YET_STATUS)
-
-    def wait_for_file_list(self, info_hash, timeout):
-        raise JobError(NOT_YET.format(what="Choosing files as a torrent is added") + " It was added paused.",
-                       NOT_YET_STATUS)
-
-    def details(self, info_hash):
-        self.get(info_hash)
-        raise JobError(NOT_YET.format(what="A job's trackers and peers"), NOT_YET_STATUS)
-
-    def _not_yet(what):
-        def refuse(self, info_hash, *args, **kwargs):
-            self.get(info_hash)
-            raise JobError(NOT_YET.format(what=what), NOT_YET_STATUS)
-        return refuse
-
-    verify = _not_yet("Verifying a job's files")
-    reannounce = _not_yet("Asking a job's trackers again")
-    relocate = _not_yet("Moving a job's files")
-    set_job_rate_limits = _not_yet("A job's own rate limits")
-    set_seed_limits = _not_yet("A job's own seeding limits")
-    del _not_yet
-
-    def move_in_queue(self, info_hashes, where):
-        raise JobError("Moving jobs in the queue is not available in cluster mode yet: the first node "
-                       "with a free slot takes the oldest queued job.", NOT_YET_STATUS)
-
-    def set_rate_limits(self, download=None, upload=None):
-        raise JobError("The session's rate limits are each download node's own in cluster mode: set "
-                       "HASHDROP_DOWNLOAD_LIMIT and HASHDROP_UPLOAD_LIMIT where the node runs.", NOT_YET_STATUS)
-
-    def set_session_seed_limits(self, **changes):
-        if changes:
-            raise JobError("The seeding limits are each download node's own in cluster mode: set "
-                           "HASHDROP_SEED_RATIO and HASHDROP_SEED_IDLE_MINUTES where the node runs.", NOT_YET_STATUS)
-
-    # Listing ------------------------------------------------------------------------------
+    # Listing (cluster.mirror) -------------------------------------------------------------
     def jobs(self, states=None, text=""):
-        now = utcnow()
-        return [self.mirror.view(job, now) for job in self.registry.matching(states, text)]
+        return self.mirror.jobs(states, text)
 
     def newest_first(self, start, count, states=None, text="", since=""):
-        """As jobs.JobManager.newest_first: one page of the table, newest first, and what changed."""
-        registry = self.registry
-        with registry.lock:
-            jobs = registry.matching(states, text)
-            end = max(0, len(jobs) - start)
-            page = jobs[max(0, end - count):end][::-1]
-            token = registry.changes.token()
-            try:
-                version = registry.changes.since(since)
-            except BadToken:
-                version = None
-            changed = None if version is None else {
-                job.info_hash for job in page if registry.changes.version_of(job.info_hash) > version}
-            now = utcnow()
-            return TablePage([self.mirror.view(job, now) for job in page], len(jobs), token, changed)
+        return self.mirror.newest_first(start, count, states, text, since)
 
     def changes(self, since, states=None, text=""):
-        """As jobs.JobManager.changes: GET /api/jobs?since=."""
-        registry = self.registry
-        with registry.lock:
-            changed, removed, token = registry.changed_since(since)
-            full = changed is None
-            if full:
-                shown = registry.matching(states, text)
-            else:
-                shown = [job for job in reversed(changed) if registry.matches(job, states, text)]
-                removed += [job.info_hash for job in changed if not registry.matches(job, states, text)]
-            now = utcnow()
-            return {"token": token, "jobs": [self.mirror.view(job, now) for job in shown], "removed": removed,
-                    "full": full}
+        return self.mirror.changes(since, states, text)
 
     def counts(self):
-        counted = {state.value: 0 for state in JobState}
-        for job in self.registry.all():
-            counted[job.state.value] += 1
-        return counted
+        return self.mirror.counts()
 
     def has_changing(self):
-        return any(job.state in RUNNING for job in self.registry.all())
+        return self.mirror.has_changing()
 
     def status(self):
         """Transfer rates over every node's jobs, the nodes and their leases, and what is wrong."""
-        now = utcnow()
-        views = [self.mirror.view(job, now) for job in self.registry.all()]
-        return {"download_rate": sum(view["download_rate"] for view in views),
-                "upload_rate": sum(view["upload_rate"] for view in views),
+        download_rate, upload_rate = self.mirror.rates()
+        return {"download_rate": download_rate, "upload_rate": upload_rate,
                 "free_bytes": None, "save_path": self.config["SAVE_PATH"], "listen_ports": [],
                 "restoring": None, "listen_problem": None, "nodes": self.mirror.leases(),
                 "store_problem": self._problem or self._broker_problem()}
@@ -357,7 +281,10 @@ class ClusterJobManager:
     # The loop: fresh copies, messages the broker did not take, nodes whose lease ran out ----
     def _run(self):
         while not self._stop.wait(SYNC_SECONDS):
-            self.sync()
+            try:
+                self.sync()
+            except Exception:  # a bug: logged, and the next round tries again; the page goes on
+                log.exception("the cluster-web loop failed")
 
     def sync(self):
         """Read every job and node again, send what waits, and reap the nodes that went silent."""

@@ -232,3 +232,23 @@ def test_the_files_page_and_the_rpc_say_what_cluster_mode_cannot_do_yet(cluster_
     assert listed["result"] == "success"
     assert [(t["hashString"], t["files"], t["queuePosition"]) for t in listed["arguments"]["torrents"]] == \
         [(HASH_A, [], 0)]
+
+
+def test_while_the_database_is_down_a_submit_is_refused_and_the_page_still_answers(cluster_app, postgres_server):
+    app = cluster_app()
+    client = app.test_client()
+    client.post("/api/jobs", json={"hashes": [HASH_A]})
+    postgres_server.stop(remove=False)
+    try:
+        refused = client.post("/api/jobs", json={"hashes": [HASH_B]})
+        assert refused.status_code == 507, refused.get_json()
+        assert "nothing was started" in refused.get_json()["error"]
+        paused = client.post(f"/api/jobs/{HASH_A}/pause")
+        assert paused.status_code == 503 and "Nothing was changed" in paused.get_json()["error"]
+        wait_until(lambda: client.get("/api/status").get_json()["store_problem"], 10, "the problem was not shown")
+        page = client.get("/")
+        assert page.status_code == 200 and HASH_A in page.get_data(as_text=True)
+    finally:
+        postgres_server.start()
+    wait_until(lambda: client.get("/api/status").get_json()["store_problem"] is None, 20, "it did not recover")
+    assert client.post("/api/jobs", json={"hashes": [HASH_B]}).status_code == 201
