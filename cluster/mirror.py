@@ -29,23 +29,39 @@ class JobMirror:
     def __init__(self):
         self.registry = JobRegistry()
         self._shown = {}  # info_hash -> the job's view without its waiting time
+        self._made_of = {}  # info_hash -> (row, live view, lease) its view was last made of (refresh)
+        self._applied_at = {}  # info_hash -> time.monotonic() this web app last changed it (apply)
         self._leases = {}  # node name -> whether its lease runs, as last read
         self._live = {}  # info_hash -> the live view its node last published
         self._removed = deque()  # (monotonic time, job number) of the jobs that went
 
-    def refresh(self, rows, leases, live):
-        """Make the copy what the database (rows: PostgresJobStore.listing) and Redis say now. The
-        views are made before the lock is taken: a page read waits for the swap alone."""
-        fresh = [self._made(row, leases, live.get(row["info_hash"])) for row in rows
-                 if row["desired"] not in REMOVING]
-        present = {job.info_hash for job, _ in fresh}
+    def refresh(self, rows, leases, live, read_at):
+        """Make the copy what the database (rows: PostgresJobStore.listing, read from
+        time.monotonic() read_at on) and Redis say now. The views are made before the lock is
+        taken: a page read waits for the swap alone. A job this web app changed (apply) after
+        read_at is left as it is: the rows may predate that change, or that new job."""
+        fresh, present = [], set()
+        for row in rows:
+            if row["desired"] in REMOVING:
+                continue
+            present.add(row["info_hash"])
+            # A job is made again only when what it is made of changed: most rows, most seconds,
+            # did not, and making a thousand takes the interpreter from the requests for 30 ms.
+            made_of = (row, live.get(row["info_hash"]), leases.get(row["node"]))
+            if self._made_of.get(row["info_hash"]) != made_of:
+                fresh.append(self._made(row, leases, made_of[1]))
+                self._made_of[row["info_hash"]] = made_of
         with self.registry.lock:
             self._leases, self._live = leases, live
             for job, shown in fresh:
-                self._take(job, shown)
+                if self._applied_at.get(job.info_hash, 0) < read_at:
+                    self._take(job, shown)
+                else:
+                    self._made_of.pop(job.info_hash, None)
             for job in self.registry.all():
-                if job.info_hash not in present:
+                if job.info_hash not in present and self._applied_at.get(job.info_hash, 0) < read_at:
                     self.forget(job.info_hash)
+            self._applied_at = {h: at for h, at in self._applied_at.items() if at >= read_at}
 
     def apply(self, row):
         """Take one job's row as it is now (new, changed, or removed when its desired state says so)."""
@@ -53,6 +69,8 @@ class JobMirror:
             self.forget(row["info_hash"])
             return
         with self.registry.lock:
+            self._applied_at[row["info_hash"]] = time.monotonic()
+            self._made_of.pop(row["info_hash"], None)  # the next refresh makes it from its row again
             self._take(*self._made(row, self._leases, self._live.get(row["info_hash"])))
 
     @staticmethod
@@ -71,11 +89,13 @@ class JobMirror:
     def forget(self, info_hash):
         """The job is gone: out of the listings, and its number among the recently removed."""
         with self.registry.lock:
+            self._applied_at[info_hash] = time.monotonic()  # a refresh read before must not bring it back
             job = self.registry.get(info_hash)
             if job is None:
                 return
             self.registry.discard(job)
             self._shown.pop(info_hash, None)
+            self._made_of.pop(info_hash, None)
             self._removed.append((time.monotonic(), job.number))
             while self._removed and self._removed[0][0] < time.monotonic() - REMOVALS_KEPT_SECONDS:
                 self._removed.popleft()

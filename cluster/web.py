@@ -289,8 +289,10 @@ class ClusterJobManager(TorrentOnItsNode):
     def sync(self):
         """Read every job and node again, send what waits, and reap the nodes that went silent."""
         try:
+            read_at = time.monotonic()
             rows, leases = self.store.listing(), self.store.node_leases()
-            self.mirror.refresh(rows, leases, live.read(self.redis, [n for n, alive in leases.items() if alive]))
+            live_views = live.read(self.redis, [name for name, alive in leases.items() if alive])
+            self.mirror.refresh(rows, leases, live_views, read_at)
             self._send_waiting()
             if time.monotonic() >= self._reap_due:
                 self._reap_due = time.monotonic() + self.config["NODE_LEASE"] / 3
