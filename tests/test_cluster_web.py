@@ -252,3 +252,28 @@ def test_while_the_database_is_down_a_submit_is_refused_and_the_page_still_answe
         postgres_server.start()
     wait_until(lambda: client.get("/api/status").get_json()["store_problem"] is None, 20, "it did not recover")
     assert client.post("/api/jobs", json={"hashes": [HASH_B]}).status_code == 201
+
+
+def mirror_row(info_hash, number, **fields):
+    return {"info_hash": info_hash, "v1_hash": info_hash, "v2_hash": None, "name": None, "magnet": None,
+            "added_at": "2026-12-05T10:00:00+00:00", "state": "queued", "error": None, "save_path": "/srv",
+            "category": "", "sequential": 0, "completed_at": None, "number": number, "labels": "[]",
+            "source": "api", "seeding_stopped": 0, "seed_limits": None, "queue_rank": None, "moving_to": None,
+            "uploaded_bytes": 0, "node": None, "epoch": 0, "desired": "run", **fields}
+
+
+def test_a_refresh_read_before_the_web_apps_own_change_does_not_undo_it():
+    import time
+
+    from cluster.mirror import JobMirror
+
+    mirror = JobMirror()
+    mirror.refresh([mirror_row(HASH_A, 1)], {}, {}, time.monotonic())
+    read_at = time.monotonic()  # a refresh reads its rows now, while a submit and a remove happen
+    mirror.apply(mirror_row(HASH_B, 2))
+    mirror.forget(HASH_A)
+    mirror.refresh([mirror_row(HASH_A, 1)], {}, {}, read_at)
+    assert [job["info_hash"] for job in mirror.jobs()] == [HASH_B]
+    assert mirror.removed_numbers(60) == [1]
+    mirror.refresh([mirror_row(HASH_B, 2, state="downloading", node=NODE)], {NODE: True}, {}, time.monotonic())
+    assert [(job["info_hash"], job["state"], job["node"]) for job in mirror.jobs()] == [(HASH_B, "downloading", NODE)]
