@@ -44,9 +44,10 @@ class ClusterJobManager(TorrentOnItsNode):
         self.start_added_torrents = True  # the RPC's session-set changes it until the next start
         self.watch_folder = None
         self._last_number = 0
-        self._dispatch_lock = threading.Lock()  # a job's message is sent by a submit or by the loop, once
+        self._lock = threading.Lock()  # one submit at a time: numbers and duplicates
         self._stop = threading.Event()
-        self._loop = None
+        self._wake = threading.Event()  # jobs wait to be sent: the dispatch thread sends them at once
+        self._threads = []
         self._problem = None  # why the last read of the database failed, while it does
         self._reap_due = 0.0
 
@@ -60,10 +61,15 @@ class ClusterJobManager(TorrentOnItsNode):
         return manager
 
     def start(self):
+        """Read the jobs, then start the two threads: the refresh ("cluster-web") and the one that
+        sends the download tasks ("cluster-dispatch"), so that no request waits for the broker."""
         self._last_number = self.store.last_number()
         self.sync()
-        self._loop = threading.Thread(target=self._run, name="cluster-web", daemon=True)
-        self._loop.start()
+        for name, target in (("cluster-web", self._refresh_loop), ("cluster-dispatch", self._dispatch_loop)):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        self._wake.set()  # what waited while the web app was down
 
     # Submitting ---------------------------------------------------------------------------
     def submit_text(self, text, **options):
@@ -74,7 +80,8 @@ class ClusterJobManager(TorrentOnItsNode):
 
     def submit(self, parsed, uploads=(), category="", paused=False, sequential=False, labels=(),
                source="form"):
-        """Store a job per new target and uploaded .torrent file, then send each one's download task."""
+        """Store a job per new target and uploaded .torrent file before answering; the dispatch
+        thread sends each one's download task right after."""
         result = SubmitResult(duplicates=list(parsed.duplicates), rejected=list(parsed.rejected))
         download_root = self.config["INCOMPLETE_PATH"] or self.config["SAVE_PATH"]
         try:
@@ -84,7 +91,7 @@ class ClusterJobManager(TorrentOnItsNode):
         targets = [(target, None) for target in parsed.targets] + uploaded_targets(uploads, result.rejected)
         options = JobOptions(download_root, category, sequential, paused, self.config["TRACKERS"],
                              list(labels), source)
-        with self._dispatch_lock:
+        with self._lock:
             if self._stop.is_set():
                 return result.refuse("hashdrop is shutting down; nothing was started.", 503)
             new_jobs = self._new_jobs(targets, options, result)
@@ -96,8 +103,7 @@ class ClusterJobManager(TorrentOnItsNode):
             except (StoreError, StoreWriteError) as exc:
                 return result.refuse(f"The job database {self.store.location} could not record the new "
                                      f"downloads ({exc}); nothing was started.", 507)
-            if self.dispatcher.problem is None:  # else the loop sends them once the broker is back
-                self._send([(job.info_hash, None) for job in new_jobs if job.state == JobState.QUEUED])
+        self._wake.set()
         result.started = new_jobs
         return result
 
@@ -140,16 +146,6 @@ class ClusterJobManager(TorrentOnItsNode):
                     log.warning("%s: added paused, but its desired state is not written: %s", job.info_hash, exc)
             self.mirror.apply({**job.record(), "uploaded_bytes": 0, "node": None, "epoch": 0,
                                "desired": "paused" if job.state == JobState.PAUSED else "run"})
-
-    def _send(self, jobs):
-        """Send the download tasks of (info_hash, node) pairs; record those the broker took.
-        The caller holds _dispatch_lock."""
-        sent = self.dispatcher.downloads(jobs)
-        try:
-            self.store.mark_dispatched(sent)
-        except StoreError as exc:  # sent again by the loop: a duplicate is refused by the claim
-            log.warning("cannot record %d jobs as dispatched: %s", len(sent), exc)
-        return sent
 
     def describe_submit(self, result):
         now = utcnow()
@@ -198,12 +194,11 @@ class ClusterJobManager(TorrentOnItsNode):
             if row["node"]:
                 self.dispatcher.command(row["node"], "hashdrop_resume", info_hash=job.info_hash)
         elif job.state in (JobState.PAUSED, JobState.FAILED):
-            with self._dispatch_lock:
-                row = self._change(job.info_hash, desired="run", state=JobState.QUEUED.value, error=None,
-                                   dispatched_at=None)
-                if row["node"]:
-                    self.dispatcher.command(row["node"], "hashdrop_resume", info_hash=job.info_hash)
-                self._send([(job.info_hash, row["node"])])
+            row = self._change(job.info_hash, desired="run", state=JobState.QUEUED.value, error=None,
+                               dispatched_at=None)  # its task goes to its node's queue (undispatched)
+            if row["node"]:
+                self.dispatcher.command(row["node"], "hashdrop_resume", info_hash=job.info_hash)
+            self._wake.set()
         return self.job(job.info_hash)
 
     def retry_failed(self):
@@ -278,8 +273,8 @@ class ClusterJobManager(TorrentOnItsNode):
         return None if problem is None else (f"The broker does not take messages ({problem}). New jobs are "
                                              "kept and sent to the download nodes once it does.")
 
-    # The loop: fresh copies, messages the broker did not take, nodes whose lease ran out ----
-    def _run(self):
+    # The threads: fresh copies and nodes whose lease ran out; the tasks to send ---------------
+    def _refresh_loop(self):
         while not self._stop.wait(SYNC_SECONDS):
             try:
                 self.sync()
@@ -287,13 +282,12 @@ class ClusterJobManager(TorrentOnItsNode):
                 log.exception("the cluster-web loop failed")
 
     def sync(self):
-        """Read every job and node again, send what waits, and reap the nodes that went silent."""
+        """Read every job and node again, and reap the nodes that went silent."""
         try:
             read_at = time.monotonic()
             rows, leases = self.store.listing(), self.store.node_leases()
             live_views = live.read(self.redis, [name for name, alive in leases.items() if alive])
             self.mirror.refresh(rows, leases, live_views, read_at)
-            self._send_waiting()
             if time.monotonic() >= self._reap_due:
                 self._reap_due = time.monotonic() + self.config["NODE_LEASE"] / 3
                 self._reap()
@@ -304,14 +298,34 @@ class ClusterJobManager(TorrentOnItsNode):
             return
         self._problem = None
 
-    def _send_waiting(self):
-        """Send the download tasks the broker did not take (it was down) or that were never sent."""
-        with self._dispatch_lock:
-            waiting = self.store.undispatched()
-            if waiting:
-                sent = self._send(waiting)
-                log.info("sent %d of %d waiting download tasks", len(sent), len(waiting))
+    def _dispatch_loop(self):
+        """Send the download tasks of the jobs that wait for one: at once when woken (a submit, a
+        resume), and every SYNC_SECONDS for those the broker did not take. The only sender, so a
+        job's task is sent once (a duplicate would be refused by the claim anyway)."""
+        while not self._stop.is_set():
+            self._wake.wait(SYNC_SECONDS)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                self._send_waiting()
+            except StoreError as exc:  # sync() shows it on the page; sent once the database answers
+                log.debug("cannot read the jobs to send: %s", exc)
+            except Exception:
+                log.exception("the cluster-dispatch loop failed")
 
+    def _send_waiting(self):
+        """Send the tasks of the queued jobs not sent yet ((info_hash, node): a node's own queue
+        for a job it has files of) and record those the broker took."""
+        waiting = self.store.undispatched()
+        if not waiting:
+            return
+        sent = set(self.dispatcher.downloads(waiting))
+        # If this fails, they are sent again: the claim refuses the second.
+        self.store.mark_dispatched([(info_hash, node) for info_hash, node in waiting if info_hash in sent])
+        if len(sent) < len(waiting):
+            log.info("sent %d of %d waiting download tasks; the rest when the broker takes them",
+                     len(sent), len(waiting))
     def _reap(self):
         """With shared storage, the unfinished jobs of a node whose lease ran out are queued again
         for any node (fenced off the old one); without, they wait for their node, shown offline."""
@@ -319,21 +333,23 @@ class ClusterJobManager(TorrentOnItsNode):
             return
         for node in self.store.expired_nodes():
             for info_hash in self.store.requeue_jobs_of(node):
-                self.store.change_job(info_hash, dispatched_at=None)  # _send_waiting sends it
+                self.store.change_job(info_hash, dispatched_at=None)
                 log.info("%s: its node %s is offline; queued again for any node", info_hash, node)
+                self._wake.set()
 
     def watch(self, directory):
         self.watch_folder = WatchFolder(self, directory)
         self.watch_folder.start()
 
     def shutdown(self, timeout=10):
-        """Stop the loop (and the watch folder) and close the database; the nodes go on."""
+        """Stop the threads (and the watch folder) and close the database; the nodes go on."""
         if self.watch_folder is not None:
             self.watch_folder.stop(timeout)
-        with self._dispatch_lock:
+        with self._lock:
             if self._stop.is_set():
                 return
             self._stop.set()
-        if self._loop is not None:
-            self._loop.join(timeout)
+            self._wake.set()
+        for thread in self._threads:
+            thread.join(timeout)
         self.store.close()

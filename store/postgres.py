@@ -338,11 +338,14 @@ class PostgresJobStore(JobStore):
         return bool(self._change("DELETE FROM jobs WHERE info_hash = %s AND node IS NULL RETURNING info_hash",
                                  (info_hash,)))
 
-    def mark_dispatched(self, info_hashes):
-        """Record that these jobs' download messages are in the broker."""
-        if info_hashes:
-            self._change("UPDATE jobs SET dispatched_at = now() WHERE info_hash = ANY(%s) RETURNING info_hash",
-                         (list(info_hashes),))
+    def mark_dispatched(self, sent):
+        """Record that the download tasks of these (info_hash, node) pairs are in the broker; not for
+        a job whose node changed since undispatched() read it (its task went to the wrong queue, and
+        the next round sends it to the right one)."""
+        if sent:
+            self._change("UPDATE jobs SET dispatched_at = now() FROM unnest(%s::text[], %s::text[]) AS s(h, n) "
+                         "WHERE info_hash = s.h AND node IS NOT DISTINCT FROM s.n AND dispatched_at IS NULL "
+                         "RETURNING info_hash", ([h for h, _ in sent], [n for _, n in sent]))
 
     def undispatched(self, limit=1000):
         """(info_hash, node) of queued jobs to run whose message never reached the broker, oldest first."""

@@ -68,18 +68,22 @@ def test_a_submit_is_stored_before_it_answers_and_each_job_is_one_task(cluster_a
     stored = rows(pg_database)  # read at once: the answer came after the commit
     assert {h: (r["state"], r["node"], r["desired"], r["number"]) for h, r in stored.items()} == \
         {HASH_A: ("queued", None, "run", 1), HASH_B: ("queued", None, "run", 2)}
-    assert all(row["dispatched_at"] is not None for row in stored.values())
+    # The tasks are sent by the dispatch thread right after the answer, and recorded as sent.
+    wait_until(lambda: len(queued_tasks(broker[1])) == 2, 10, "the tasks were not sent")
     assert queued_tasks(broker[1]) == sorted([("hashdrop.download", HASH_A), ("hashdrop.download", HASH_B)])
+    wait_until(lambda: all(row["dispatched_at"] for row in rows(pg_database).values()), 10, "not recorded as sent")
     assert [job["state"] for job in response.get_json()["started"]] == ["queued", "queued"]
 
 
 def test_a_duplicate_submit_adds_no_row_and_no_task(cluster_app, pg_database, broker):
     client = cluster_app().test_client()
     assert client.post("/api/jobs", json={"hashes": [HASH_A]}).status_code == 201
+    wait_until(lambda: queued_tasks(broker[1]), 10, "the task was not sent")
     again = client.post("/api/jobs", json={"hashes": [HASH_A, HASH_A]})
     assert again.status_code == 200, again.get_json()
     assert [job["info_hash"] for job in again.get_json()["existing"]] == [HASH_A]
     assert list(rows(pg_database)) == [HASH_A]
+    wait_until(lambda: rows(pg_database)[HASH_A]["dispatched_at"], 10, "not recorded as sent")
     assert queued_tasks(broker[1]) == [("hashdrop.download", HASH_A)]
 
 
@@ -87,13 +91,16 @@ def test_a_job_submitted_paused_is_stored_paused_and_not_sent(cluster_app, pg_da
     client = cluster_app().test_client()
     assert client.post("/api/jobs", json={"hashes": [HASH_A], "paused": True}).status_code == 201
     assert (rows(pg_database)[HASH_A]["state"], rows(pg_database)[HASH_A]["desired"]) == ("paused", "paused")
-    assert queued_tasks(broker[1]) == []
+    client.post("/api/jobs", json={"hashes": [HASH_B]})  # sent after any task of the paused job would be
+    wait_until(lambda: queued_tasks(broker[1]), 10, "the other job's task was not sent")
+    assert queued_tasks(broker[1]) == [("hashdrop.download", HASH_B)]
 
 
 def test_pause_of_a_job_no_node_holds_is_written_to_the_database_only(cluster_app, pg_database, broker):
     app = cluster_app()
     client = app.test_client()
     client.post("/api/jobs", json={"hashes": [HASH_A]})
+    wait_until(lambda: queued_tasks(broker[1]), 10, "the task was not sent")
     assert client.post(f"/api/jobs/{HASH_A}/pause").get_json()["state"] == "paused"
     row = rows(pg_database)[HASH_A]
     assert (row["state"], row["desired"], row["node"]) == ("paused", "paused", None)
@@ -102,6 +109,7 @@ def test_pause_of_a_job_no_node_holds_is_written_to_the_database_only(cluster_ap
     assert store.claim(HASH_A, NODE) is None
     resumed = client.post(f"/api/jobs/{HASH_A}/resume").get_json()
     assert (resumed["state"], resumed["desired"]) == ("queued", "run")
+    wait_until(lambda: len(queued_tasks(broker[1])) == 2, 10, "the resumed job's task was not sent")
     assert queued_tasks(broker[1]) == [("hashdrop.download", HASH_A)] * 2
     assert store.claim(HASH_A, NODE) == 1
 
@@ -115,6 +123,7 @@ def test_resume_sends_the_task_to_the_node_that_has_the_files(cluster_app, broke
     assert store.update_fenced(HASH_A, NODE, epoch, state="paused")
     app.extensions["hashdrop"].sync()
     assert client.post(f"/api/jobs/{HASH_A}/resume").status_code == 200
+    wait_until(lambda: queued_tasks(broker[1], f"{NODE}.dq2"), 10, "the task was not sent to the node's queue")
     assert queued_tasks(broker[1], f"{NODE}.dq2") == [("hashdrop.download", HASH_A)]
 
 
