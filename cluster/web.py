@@ -128,24 +128,20 @@ class ClusterJobManager(TorrentOnItsNode):
                 f"{count:,} would be too many; nothing was started. Remove finished jobs first.")
 
     def _record_new(self, new_jobs):
-        """Number the jobs and insert them in one transaction; then show them (held by no node)."""
+        """Number the jobs and insert them (one statement); then show them, held by no node."""
         if not new_jobs:
             return
         first = self._last_number
         for number, job in enumerate(new_jobs, first + 1):
             job.number = number
+        records = [{**job.record(), "desired": "paused" if job.state == JobState.PAUSED else "run"}
+                   for job in new_jobs]
         try:
-            self.store.save_many([job.record() for job in new_jobs])
+            self.store.insert_new(records)
         finally:
             self._last_number = first + len(new_jobs)  # numbers only go up, a refused one's too
-        for job in new_jobs:
-            if job.state == JobState.PAUSED:  # for the node's reconcile; its claim refuses it anyway
-                try:
-                    self.store.change_job(job.info_hash, desired="paused")
-                except StoreError as exc:
-                    log.warning("%s: added paused, but its desired state is not written: %s", job.info_hash, exc)
-            self.mirror.apply({**job.record(), "uploaded_bytes": 0, "node": None, "epoch": 0,
-                               "desired": "paused" if job.state == JobState.PAUSED else "run"})
+        for record in records:
+            self.mirror.apply({**record, "uploaded_bytes": 0, "node": None, "epoch": 0})
 
     def describe_submit(self, result):
         now = utcnow()

@@ -286,3 +286,18 @@ def test_a_refresh_read_before_the_web_apps_own_change_does_not_undo_it():
     assert mirror.removed_numbers(60) == [1]
     mirror.refresh([mirror_row(HASH_B, 2, state="downloading", node=NODE)], {NODE: True}, {}, time.monotonic())
     assert [(job["info_hash"], job["state"], job["node"]) for job in mirror.jobs()] == [(HASH_B, "downloading", NODE)]
+
+
+def test_a_job_submitted_again_while_its_node_removes_it_is_a_new_job_fenced_off_that_node(cluster_app, pg_database):
+    app = cluster_app()
+    client = app.test_client()
+    client.post("/api/jobs", json={"hashes": [HASH_A]})
+    store = app.extensions["hashdrop"].store
+    epoch = store.claim(HASH_A, NODE)
+    assert client.delete(f"/api/jobs/{HASH_A}").status_code == 204  # the node has not removed it yet
+    again = client.post("/api/jobs", json={"hashes": [HASH_A]})
+    assert again.status_code == 201 and again.get_json()["started"][0]["number"] == 2
+    row = rows(pg_database)[HASH_A]
+    assert (row["state"], row["node"], row["desired"], row["number"]) == ("queued", None, "run", 2)
+    assert not store.update_fenced(HASH_A, NODE, epoch, state="downloading")  # the old holder is fenced off
+    assert store.last_number() == 2
