@@ -12,7 +12,7 @@ import threading
 from celery.worker.control import control_command, inspect_command
 
 from cluster import node as nodes
-from jobs.model import JobError
+from jobs.model import JobError, JobState
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def hashdrop_resume(state, info_hash):
     so this only marks it. A completed job that stopped seeding seeds again at once."""
     def resume(node):
         job = node.manager.registry.get(info_hash)
-        if job.state.value == "completed":
+        if job.state == JobState.COMPLETED:
             node.manager.resume(info_hash)
     return _job_command(resume, info_hash)
 

@@ -57,6 +57,8 @@ class Keeper:
                     reconcile_due = now + self.reconcile_every
                     self.reconcile()
                     self.reap()
+            except StoreError as exc:  # the database is away: the lease above says what follows
+                log.warning("node %s cannot reconcile now: %s", self.node.name, exc)
             except Exception:  # a failing round never ends the loop: the next one tries again
                 log.exception("node %s: keeping in step failed", self.node.name)
 

@@ -20,7 +20,10 @@ def key(node):
 
 
 def connect(url):
-    """A Redis client for url that gives up on a dead server in seconds (connects lazily)."""
+    """A Redis client for the broker's URL that gives up on a dead server in seconds (it connects
+    lazily). kombu's redis+socket:///path is redis-py's unix:///path."""
+    if url.startswith("redis+socket://"):
+        url = "unix://" + url[len("redis+socket://"):]
     return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=25)
 
 

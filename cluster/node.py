@@ -10,7 +10,6 @@ mode: the node").
 import logging
 import os
 import threading
-import time
 
 from celery import bootsteps, signals
 
@@ -21,11 +20,13 @@ from cluster.node_store import NodeStore
 from downloader import TorrentSession, session_settings
 from jobs.manager import JobManager
 from jobs.model import RUNNING, Job, JobError, JobState
+from jobs.ownership import FileLedger
 from jobs.runner import ThreadRunner
 from store.postgres import PostgresJobStore
 
 log = logging.getLogger(__name__)
 SLOT_CHECK_SECONDS = 0.2  # how often a download task looks whether its job still needs the slot
+SHARED_LEDGER = ".hashdrop/written"  # in the shared save path (HASHDROP_SHARED_STORAGE)
 STOP_TIMEOUT = 10  # seconds the node waits for its download tasks, then for libtorrent's resume data
 _current = None  # the Node of this worker process, once its bootstep has started it
 
@@ -50,6 +51,7 @@ class Node:
         self.database = self.store = self.manager = self.session = self.redis = self.keeper = None
         self._active = set()  # info hashes whose download task runs now
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)  # notified as a download task ends
 
     # Start and stop --------------------------------------------------------------------------
     def start(self):
@@ -61,6 +63,11 @@ class Node:
                                       self.config["DISK_IO"])
         self.session.start()
         self.manager = JobManager(self.config, self.session, self.store, ThreadRunner())
+        if self.config["SHARED_STORAGE"]:
+            # Which files each job wrote is kept beside the files, where every node sees it: a
+            # node taking over a job then goes on with its files instead of refusing them.
+            ledger = os.path.join(self.config["SAVE_PATH"], SHARED_LEDGER)
+            self.manager.services.ownership.ledger = FileLedger(ledger)
         self.manager.notifier.start()
         self.session.on_tick = self.manager.tick
         self.redis = live.connect(self.config["BROKER_URL"])
@@ -84,9 +91,8 @@ class Node:
         """The worker stops: let the download tasks hand their jobs back, then shut the JobManager
         down (resume data saved), and publish that this node holds nothing live."""
         self.stopping.set()
-        deadline = time.monotonic() + STOP_TIMEOUT
-        while self._active and time.monotonic() < deadline:
-            time.sleep(0.05)  # the tasks see `stopping` within SLOT_CHECK_SECONDS
+        with self._idle:  # the tasks see `stopping` within SLOT_CHECK_SECONDS and hand their jobs back
+            self._idle.wait_for(lambda: not self._active, STOP_TIMEOUT)
         if self.keeper is not None:
             self.keeper.stop()
         if self.manager is not None:
@@ -122,6 +128,7 @@ class Node:
         finally:
             with self._lock:
                 self._active.discard(info_hash)
+                self._idle.notify_all()
         return True
 
     def _take(self, info_hash):
@@ -134,6 +141,9 @@ class Node:
                 manager.resume(info_hash)
             except JobError as exc:
                 log.warning("job %s cannot go on: %s", info_hash, exc.message)
+            # The claim wrote fetching_metadata; a job that needs no slot (a completed one seeds
+            # again) says what it is instead.
+            self.store.update(info_hash, state=job.state.value, error=job.error)
             return job
         record = self.database.row(info_hash)
         if record is None:  # removed since the claim

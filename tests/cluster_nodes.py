@@ -67,7 +67,10 @@ class Node:
             raise AssertionError(f"node {self.name} exited {self.process.returncode}: {_log_tail(self.log_path)}")
         if f"node {self.name} ready" not in self.log():
             return False
-        return bool(self.celery.control.ping(destination=[self.name], timeout=0.5))
+        try:
+            return bool(self.celery.control.ping(destination=[self.name], timeout=0.5))
+        except Exception:  # noqa: BLE001  a pooled broker connection that died with a Redis restart
+            return False  # kombu makes a new one for the next ping
 
     def log(self):
         try:

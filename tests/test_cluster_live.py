@@ -110,3 +110,22 @@ def test_the_node_settings_and_their_defaults():
 def test_a_bad_node_setting_is_a_clear_error(setting, value, said):
     with pytest.raises(ConfigError, match=said):
         load_plain(cluster_environment(1, **{setting: value}))
+
+
+def test_importing_the_node_app_connects_to_nothing_and_starts_nothing():
+    """`celery -A hashdrop_cluster` imports it: with nothing listening at either URL it still
+    imports, with the download task and the control commands registered."""
+    import os
+    import subprocess
+    import sys
+
+    port = free_port(socket.SOCK_STREAM, "127.0.0.1")
+    script = ("import threading, hashdrop_cluster\n"
+              "from celery.worker.control import Panel\n"
+              "assert 'hashdrop.download' in hashdrop_cluster.app.tasks\n"
+              "assert {'hashdrop_pause', 'hashdrop_resume', 'hashdrop_remove', 'hashdrop_jobs'} <= set(Panel.data)\n"
+              "print(threading.active_count())\n")
+    result = subprocess.run([sys.executable, "-c", script], env={**os.environ, **cluster_environment(port)},
+                            capture_output=True, text=True, timeout=60, cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "1"  # no thread started at import
