@@ -38,7 +38,7 @@ def create_app(test_config=None):
     # 0777 less the umask), and a media server running as another user must be able to read them.
     os.umask(app.config["UMASK"])
 
-    app.extensions["hashdrop"] = manager = JobManager.from_config(app.config)
+    app.extensions["hashdrop"] = manager = job_manager(app.config)
     atexit.register(manager.shutdown)
     if app.config["WATCH_DIR"]:
         manager.watch(app.config["WATCH_DIR"])
@@ -49,6 +49,16 @@ def create_app(test_config=None):
     app.register_error_handler(HTTPException, http_error)
     app.register_error_handler(JobError, job_error)
     return app
+
+
+def job_manager(config):
+    """The facade the views call: jobs.JobManager (one process, one libtorrent session), or in
+    cluster mode cluster.web's, which keeps no session and reaches the download nodes."""
+    if config["MODE"] == "cluster":
+        from cluster.web import ClusterJobManager  # here: embedded mode never imports Celery
+
+        return ClusterJobManager.from_config(config)
+    return JobManager.from_config(config)
 
 
 def private_directory(path):

@@ -32,6 +32,7 @@ CLUSTER_COLUMNS = {
 }
 DESIRED = ("run", "paused", "remove", "remove_files")
 UNFINISHED = ("queued", "fetching_metadata", "downloading")  # jobs.model.RUNNING's values
+INSERT_CHUNK = 1000  # jobs per INSERT of insert_new: 22 parameters each, PostgreSQL takes 65,535 at most
 SCHEMA_LOCK = 0x68617368  # "hash": two processes opening a new database make its schema in turn
 # Connection defaults a URL may override: a database that is down or cut off makes a write
 # fail in seconds (and the change wait), not hang the thread that changes a job.
@@ -287,6 +288,85 @@ class PostgresJobStore(KeptChangesStore):
             "UPDATE jobs SET state = 'queued', node = NULL, epoch = epoch + 1 "
             "WHERE node = %s AND state = ANY(%s) RETURNING info_hash", (node, list(UNFINISHED)))
         return sorted(row["info_hash"] for row in rows)
+
+    # The web app's statements (cluster.web): it lists every job for the page, steers one, and
+    # dispatches the jobs whose message never reached the broker.
+    def listing(self):
+        """Every job with the cluster's columns, oldest first, without the .torrent bytes (the page
+        shows none of them, and a thousand uploads would make each read megabytes)."""
+        columns = ", ".join(name for name in [*self._columns, *CLUSTER_COLUMNS] if name != "torrent")
+        return self._read(f"SELECT {columns} FROM jobs ORDER BY added_at, row_order")
+
+    def insert_new(self, records):
+        """Insert new jobs (records as Job.record() makes them, plus "desired"), held by no node, in
+        one statement (one round trip: a submit waits for it) that also keeps the highest number.
+        A job still stored (one being removed) is replaced and fenced off its node (epoch + 1).
+        More than INSERT_CHUNK jobs, or changes still waiting, go in one transaction. All or
+        none: StoreWriteError when the database does not take them."""
+        chunks = [records[at:at + INSERT_CHUNK] for at in range(0, len(records), INSERT_CHUNK)]
+
+        def insert(connection):
+            for chunk in chunks:
+                connection.execute(self._insert_statement(len(chunk)),
+                                   [storable(r.get(c)) for r in chunk for c in (*sqlite_store.COLUMNS, "desired")])
+
+        with self._lock:
+            if len(chunks) > 1 or self._unsaved:
+                self._write_unsaved(insert)
+                if self._problem:
+                    raise StoreWriteError(self._problem)
+                return
+            try:
+                insert(self._connected())
+            except psycopg.Error as exc:
+                raise StoreWriteError(one_line(exc)) from exc
+
+    def _insert_statement(self, count):
+        columns = [*sqlite_store.COLUMNS, "desired"]
+        row = sql.SQL("({})").format(sql.SQL(", ").join(
+            sql.Placeholder() if column == "desired" else self._value(column) for column in columns))
+        replace = sql.SQL(", ").join(sql.SQL("{0} = excluded.{0}").format(sql.Identifier(c)) for c in columns[1:])
+        return sql.SQL(
+            "WITH new AS (INSERT INTO jobs ({}) VALUES {} ON CONFLICT (info_hash) DO UPDATE SET {}, node = NULL, "
+            "epoch = jobs.epoch + 1, dispatched_at = NULL, uploaded_bytes = DEFAULT RETURNING number) "
+            "INSERT INTO counters (name, value) SELECT 'job_number', coalesce(max(number), 0) FROM new "
+            "ON CONFLICT (name) DO UPDATE SET value = greatest(counters.value, excluded.value)").format(
+            sql.SQL(", ").join(map(sql.Identifier, columns)), sql.SQL(", ").join([row] * count), replace)
+
+    def change_job(self, info_hash, **fields):
+        """Set some columns of one job, whoever holds it (what a person asks: desired, state,
+        labels); the job's row as listing() gives it, or None when there is no such job."""
+        if fields.get("desired", "run") not in DESIRED:
+            raise ValueError(f"desired must be one of {', '.join(DESIRED)}, not {fields['desired']!r}")
+        columns = ", ".join(name for name in [*self._columns, *CLUSTER_COLUMNS] if name != "torrent")
+        query = sql.SQL("UPDATE jobs SET {} WHERE info_hash = %s RETURNING " + columns).format(assignments(fields))
+        rows = self._change(query, [*map(storable, fields.values()), info_hash])
+        return rows[0] if rows else None
+
+    def delete_unplaced(self, info_hash):
+        """Delete a job no node has claimed; whether it did (False: a node holds it, or it is gone)."""
+        return bool(self._change("DELETE FROM jobs WHERE info_hash = %s AND node IS NULL RETURNING info_hash",
+                                 (info_hash,)))
+
+    def mark_dispatched(self, sent):
+        """Record that the download tasks of these (info_hash, node) pairs are in the broker; not for
+        a job whose node changed since undispatched() read it (its task went to the wrong queue, and
+        the next round sends it to the right one)."""
+        if sent:
+            self._change("UPDATE jobs SET dispatched_at = now() FROM unnest(%s::text[], %s::text[]) AS s(h, n) "
+                         "WHERE info_hash = s.h AND node IS NOT DISTINCT FROM s.n AND dispatched_at IS NULL "
+                         "RETURNING info_hash", ([h for h, _ in sent], [n for _, n in sent]))
+
+    def undispatched(self, limit=1000):
+        """(info_hash, node) of queued jobs to run whose message never reached the broker, oldest first."""
+        rows = self._read("SELECT info_hash, node FROM jobs WHERE dispatched_at IS NULL AND state = 'queued' "
+                          "AND desired = 'run' ORDER BY added_at, row_order LIMIT %s", (limit,))
+        return [(row["info_hash"], row["node"]) for row in rows]
+
+    def node_leases(self):
+        """{name: whether its lease still runs} for every node that ever took a lease."""
+        return {row["name"]: row["alive"] for row in
+                self._read("SELECT name, lease_until >= now() AS alive FROM nodes ORDER BY name")}
 
 
 def assignments(fields):

@@ -1,0 +1,139 @@
+"""The whole cluster end to end: the web app (`python app.py`, cluster mode) and two download
+nodes (Celery workers on 127.0.0.3 and 127.0.0.4), real PostgreSQL and Redis, the loopback
+tracker and seeder. Everything a person does goes through the web app's API and page."""
+import importlib
+import urllib.request
+
+import pytest
+
+from cluster_app import ClusterApp
+from cluster_nodes import NODE_HOSTS, Node, cluster_settings
+from swarm import check_files, wait_until
+
+pytest.importorskip("celery", reason="the cluster's packages are not installed")
+celery_app = importlib.import_module("cluster.celery_app")
+live = importlib.import_module("cluster.live")
+
+pytestmark = [pytest.mark.cluster, pytest.mark.swarm]
+MiB = 1024 * 1024
+
+
+class Cluster:
+    """The web app and the nodes of one test, and the calls a person makes."""
+
+    def __init__(self, settings, root, tracker):
+        self.settings, self.root = settings, root
+        self.celery = celery_app.make_celery(settings)
+        self.app = ClusterApp(root / "web", tracker, settings).start()
+        self.nodes = {}
+
+    def start_nodes(self, concurrency=2):
+        for number, host in enumerate(NODE_HOSTS, 1):
+            node = Node(self.celery, f"dl{number}", host, self.root, self.settings, concurrency)
+            self.nodes[node.name] = node.start()
+        return list(self.nodes.values())
+
+    def submit(self, *torrents):
+        answer = self.app.request("POST", "/api/jobs", {"hashes": [t.info_hash for t in torrents]})
+        assert len(answer["started"]) == len(torrents), answer
+        return [job["info_hash"] for job in answer["started"]]
+
+    def jobs(self):
+        return {job["info_hash"]: job for job in self.app.get("/api/jobs")}
+
+    def wait_for(self, info_hash, predicate, what, timeout=60):
+        return wait_until(lambda: (lambda job: job if job and predicate(job) else None)(self.jobs().get(info_hash)),
+                          timeout, f"{info_hash} never {what}: {self.jobs().get(info_hash)}\n{self.logs()}")
+
+    def on_node(self, name):
+        """What the node itself holds now, asked through `celery inspect hashdrop_jobs`."""
+        replies = self.celery.control.broadcast("hashdrop_jobs", destination=[name], reply=True, timeout=2)
+        assert replies, f"{name} did not answer hashdrop_jobs"
+        return replies[0][name]
+
+    def logs(self):
+        return "\n".join(f"--- {name}\n{node.log()[-3000:]}" for name, node in self.nodes.items())
+
+    def close(self):
+        self.app.stop()
+        self.app.log.close()
+        for node in self.nodes.values():
+            node.stop()
+        for name, node in self.nodes.items():
+            assert "Traceback" not in node.log(), f"{name} logged an error:\n{node.log()[-4000:]}"
+        web_log = (self.root / "web" / "server.log").read_text(errors="replace")
+        assert "Traceback" not in web_log, web_log[-4000:]
+
+
+@pytest.fixture
+def cluster(redis_server, pg_database, tmp_path, tracker, seeder):
+    client = live.connect(redis_server.url)
+    client.flushall()  # no task or live view of an earlier test
+    client.close()
+    cluster = Cluster(cluster_settings(redis_server.url, pg_database), tmp_path, tracker)
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+
+
+def test_jobs_submitted_to_the_web_app_spread_over_both_nodes_and_complete(cluster, seed_new):
+    torrents = [seed_new(3 * MiB, upload_limit=MiB) for _ in range(4)]
+    first, second = cluster.start_nodes(concurrency=2)
+    info_hashes = cluster.submit(*torrents)
+    # Live progress from the nodes while they download, with the node on the page.
+    moving = wait_until(lambda: next((job for job in cluster.jobs().values() if job["state"] == "downloading"
+                                      and 0 < job["progress"] < 1 and job["node"]), None), 30,
+                        f"no job showed live progress:\n{cluster.logs()}")
+    assert moving["node"] in cluster.nodes and not moving["offline"] and moving["peers"] >= 1
+    assert f"on {moving['node']}" in cluster.app.page()
+    done = {h: cluster.wait_for(h, lambda job: job["state"] == "completed", "completed") for h in info_hashes}
+    by_node = {name: sorted(h for h, job in done.items() if job["node"] == name) for name in cluster.nodes}
+    assert sorted(map(len, by_node.values())) == [2, 2], by_node  # 2 slots each, 4 slow jobs: 2 and 2
+    for torrent in torrents:
+        check_files(torrent, cluster.nodes[done[torrent.info_hash]["node"]].save_path)
+    page = cluster.app.page()
+    assert all(f"on {name}" in page for name in cluster.nodes)
+    assert cluster.app.get("/api/status")["nodes"] == {first.name: True, second.name: True}
+
+
+def test_pause_resume_and_remove_through_the_api_reach_the_node(cluster, seed_new):
+    torrent = seed_new(8 * MiB, upload_limit=MiB // 2)
+    cluster.start_nodes(concurrency=1)
+    (info_hash,) = cluster.submit(torrent)
+    job = cluster.wait_for(info_hash, lambda job: job["state"] == "downloading" and job["progress"] > 0,
+                           "downloaded")
+    owner = cluster.nodes[job["node"]]
+    # The command is answered before the API answers: the node has paused it by then.
+    assert cluster.app.request("POST", f"/api/jobs/{info_hash}/pause")["state"] == "paused"
+    assert cluster.on_node(owner.name)[info_hash]["state"] == "paused"
+    resumed = cluster.app.request("POST", f"/api/jobs/{info_hash}/resume")
+    assert (resumed["state"], resumed["node"]) == ("queued", owner.name)
+    cluster.wait_for(info_hash, lambda job: job["state"] == "downloading", "went on downloading")
+    assert cluster.on_node(owner.name)[info_hash]["state"] == "downloading"  # on the node that has its files
+    request = urllib.request.Request(f"http://127.0.0.1:{cluster.app.port}/api/jobs/{info_hash}?delete_files=true",
+                                     method="DELETE", headers={"X-Hashdrop": "1"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 204
+    assert info_hash not in cluster.jobs()
+    wait_until(lambda: info_hash not in cluster.on_node(owner.name) and not any(owner.save_path.iterdir()), 10,
+               f"the node kept the job or its files:\n{cluster.logs()}")
+    other = next(node for node in cluster.nodes.values() if node is not owner)
+    assert not other.save_path.exists() or not any(other.save_path.iterdir())
+
+
+def test_a_pause_sent_while_the_node_was_frozen_takes_effect_once_it_is_back(cluster, seed_new):
+    torrent = seed_new(8 * MiB, upload_limit=MiB // 2)
+    cluster.start_nodes(concurrency=1)
+    (info_hash,) = cluster.submit(torrent)
+    job = cluster.wait_for(info_hash, lambda job: job["state"] == "downloading", "started downloading")
+    owner = cluster.nodes[job["node"]]
+    owner.sigstop()  # it cannot answer: the API answers after the command's timeout, from the database
+    try:
+        assert cluster.app.request("POST", f"/api/jobs/{info_hash}/pause")["state"] == "paused"
+    finally:
+        owner.sigcont()
+    # Back, it applies the pause: the broadcast if it was still buffered, else its reconcile.
+    wait_until(lambda: cluster.on_node(owner.name)[info_hash]["state"] == "paused", 15,
+               f"the node never applied the pause:\n{cluster.logs()}")
+    assert cluster.jobs()[info_hash]["state"] == "paused"
