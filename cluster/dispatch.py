@@ -8,9 +8,7 @@ node's reconcile applies the row's desired state when it is back).
 import logging
 import threading
 
-from celery.utils.nodenames import worker_direct
-
-from cluster.celery_app import DOWNLOAD_TASK, DOWNLOADS_QUEUE
+from cluster.celery_app import DOWNLOAD_TASK, DOWNLOADS_QUEUE, direct_queue
 
 log = logging.getLogger(__name__)
 CONTROL_TIMEOUT = 1.0  # seconds a command waits for its node's reply (measured: 2-4 ms when up)
@@ -33,7 +31,7 @@ class Dispatcher:
             try:
                 with self.app.producer_or_acquire() as producer:
                     for info_hash, node in jobs:
-                        queue = worker_direct(node) if node else DOWNLOADS_QUEUE
+                        queue = direct_queue(node) if node else DOWNLOADS_QUEUE
                         self.app.send_task(DOWNLOAD_TASK, args=(info_hash,), queue=queue, producer=producer,
                                            retry=False)
                         sent.append(info_hash)

@@ -9,7 +9,7 @@ import time
 from collections import deque
 
 from jobs.changes import BadToken
-from jobs.manager import TablePage
+from jobs.listing import TablePage
 from jobs.model import RUNNING, Job, JobState, utcnow
 from jobs.registry import JobRegistry
 from jobs.view import shown_fields
