@@ -115,6 +115,7 @@ def test_pause_of_a_job_no_node_holds_is_written_to_the_database_only(cluster_ap
 
 
 def test_resume_sends_the_task_to_the_node_that_has_the_files(cluster_app, broker):
+    """To the queue cluster.celery_app.direct_queue names, which the node's bootstep consumes."""
     app = cluster_app()
     client = app.test_client()
     client.post("/api/jobs", json={"hashes": [HASH_A]})
@@ -123,8 +124,8 @@ def test_resume_sends_the_task_to_the_node_that_has_the_files(cluster_app, broke
     assert store.update_fenced(HASH_A, NODE, epoch, state="paused")
     app.extensions["hashdrop"].sync()
     assert client.post(f"/api/jobs/{HASH_A}/resume").status_code == 200
-    wait_until(lambda: queued_tasks(broker[1], f"{NODE}.dq2"), 10, "the task was not sent to the node's queue")
-    assert queued_tasks(broker[1], f"{NODE}.dq2") == [("hashdrop.download", HASH_A)]
+    wait_until(lambda: queued_tasks(broker[1], f"{NODE}.dq"), 10, "the task was not sent to the node's queue")
+    assert queued_tasks(broker[1], f"{NODE}.dq") == [("hashdrop.download", HASH_A)]
 
 
 def test_the_page_and_the_api_show_each_job_with_its_node_and_live_progress(cluster_app, broker):
