@@ -16,7 +16,7 @@ import urllib.parse
 import uuid
 from pathlib import Path
 
-from app_server import AppServer, cpu_seconds, proc_status
+from app_server import HTTP_TIMEOUT, AppServer, cpu_seconds, proc_status, wait_quiet
 from swarm import make_payload, make_torrent, wait_until
 
 KiB = 1024
@@ -65,6 +65,9 @@ def build(server, tracker, seeder, root, total):
         torrents = tiny_torrents(save_path, root / kind, count, kind)
         for start in range(0, count, UPLOAD_BATCH):
             upload(server, torrents[start:start + UPLOAD_BATCH], paused=kind == "paused")
+            # One batch at a time: a submit while the last one's jobs are being added is what the
+            # back-to-back figure measures, not how the library is built.
+            wait_quiet(server.pid, timeout=120)
     real = []
     for number in range(REAL):
         payload = make_payload(root / "real", f"real-{number}.bin", REAL_SIZE, seed=secrets.token_hex(8))
@@ -76,6 +79,7 @@ def build(server, tracker, seeder, root, total):
     magnets = total - sum(counts.values()) - REAL
     for start in range(0, magnets, 1000):
         server.submit_api([secrets.token_hex(20) for _ in range(min(1000, magnets - start))])
+        wait_quiet(server.pid, timeout=120)
     wait_until(lambda: all(server.job(t.info_hash)["state"] == "completed" for t in real), 300,
                "the real downloads did not complete")
     wait_until(lambda: seeding(server) >= counts["completed"], 600, "the library's files were not all taken")
@@ -170,13 +174,24 @@ def page_times(server):
 
 
 def submits(server):
-    """Submits of 1,000 hashes with the library present: SUBMITS alone, then BACK_TO_BACK in a row."""
+    """Submits of 1,000 hashes with the library present: SUBMITS alone, then BACK_TO_BACK in a row.
+    A submit the client gave up on (HTTP_TIMEOUT) counts as that long, and ends the series."""
     alone = []
     for _ in range(SUBMITS):
-        alone.append(server.submit_form([secrets.token_hex(20) for _ in range(1000)]))
+        alone.append(timed_submit(server))
         time.sleep(2)  # apart: each is timed alone, not behind the last one's thread starts
-    in_a_row = [server.submit_form([secrets.token_hex(20) for _ in range(1000)]) for _ in range(BACK_TO_BACK)]
+    in_a_row = []
+    while len(in_a_row) < BACK_TO_BACK and (not in_a_row or in_a_row[-1] < HTTP_TIMEOUT):
+        in_a_row.append(timed_submit(server))
     return {"submit_1000_s": alone, "back_to_back_s": in_a_row}
+
+
+def timed_submit(server):
+    try:
+        return server.submit_form([secrets.token_hex(20) for _ in range(1000)])
+    except TimeoutError:
+        server._close_connection()
+        return float(HTTP_TIMEOUT)
 
 
 def restart(server):
@@ -225,7 +240,8 @@ def report(rows, percentile):
          largest["restart_all_s"] < TARGETS["restart_all_s"], f"< {TARGETS['restart_all_s']} s"),
         ("submit 1,000 hashes", lambda r: f"p50 {p(r['submit_1000_s'], 50):.0f}, p99 {p(r['submit_1000_s'], 99):.0f} ms",
          p(largest["submit_1000_s"], 99) < TARGETS["submit_1000_p99_ms"], f"p99 < {TARGETS['submit_1000_p99_ms']} ms"),
-        ("10 submits of 1,000 back to back, slowest", lambda r: f"{max(r['back_to_back_s']):.2f} s",
+        ("10 submits of 1,000 back to back, slowest", lambda r: f"{max(r['back_to_back_s']):.2f} s"
+         + (" (gave up)" if max(r["back_to_back_s"]) >= HTTP_TIMEOUT else ""),
          max(largest["back_to_back_s"]) < TARGETS["back_to_back_max_s"], f"< {TARGETS['back_to_back_max_s']:g} s"),
     ]
     header = "| measure | " + " | ".join(f"{size:,} jobs" for size in sizes) + " | target | |"
