@@ -69,7 +69,16 @@ class AppServer:
 
     # HTTP ------------------------------------------------------------------------------
     def request(self, method, path, body=None, headers=None):
-        """One request on the kept-alive connection: (status, response headers, body bytes)."""
+        """One request on the kept-alive connection: (status, response headers, body bytes). A GET
+        on a connection the server closed while it was idle (HASHDROP_IDLE_TIMEOUT) is sent again."""
+        try:
+            return self._request(method, path, body, headers)
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            if method != "GET":
+                raise
+            return self._request(method, path, body, headers)
+
+    def _request(self, method, path, body=None, headers=None):
         if self._connection is None:
             self._connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=HTTP_TIMEOUT)
         try:
