@@ -866,13 +866,20 @@ def part_churn(report, tracker, seeder, workdir):
 
 def part_library(report, tracker, seeder, workdir, sizes):
     """Part 5: a seedbox-sized library (bench/library.py)."""
-    rows = {}
+    rows, failures = {}, []
     for total in sizes:
         note(f"a library of {total:,} jobs")
-        rows[total] = library.measure_library(tracker, seeder, workdir, total)
+        try:
+            rows[total] = library.measure_library(tracker, seeder, workdir, total)
+        except Exception as error:  # the other sizes' figures still count
+            note(f"the library of {total:,} jobs failed: {error!r}")
+            failures.append(f"{total:,} jobs: FAILED: {type(error).__name__}: {error}")
     report.data["library"] = rows
-    title = f"### A library of {' and '.join(f'{size:,}' for size in sizes)} jobs"
-    report.add(f"{title}\n\n{library.report(rows, percentile)}", [])
+    if not rows:
+        raise RuntimeError("; ".join(failures))
+    title = f"### A library of {' and '.join(f'{size:,}' for size in rows)} jobs"
+    failed = "".join(f"\n\n{line}" for line in failures)
+    report.add(f"{title}\n\n{library.report(rows, percentile)}{failed}", [])
 
 
 def run_part(report, title, part, *args):
