@@ -1,6 +1,9 @@
 """The job store interface: what keeps jobs between starts. SQLite is the embedded default
 (store.sqlite); a shared database implements the same methods."""
+import logging
 from abc import ABC, abstractmethod
+
+log = logging.getLogger(__name__)
 
 
 class StoreError(Exception):
@@ -84,3 +87,24 @@ class KeptChangesStore(JobStore):
         waiting = self._unsaved.setdefault(info_hash, {})
         if waiting is not None:  # None: the row is to be deleted, and nothing changes that
             waiting.update(fields)
+
+    usual_cause = ""  # what to check first when the database cannot be written, for a person
+
+    def unsaved_problem(self):
+        """A sentence for the page while changes wait to be written, else None."""
+        with self._lock:
+            if not self._unsaved:
+                return None
+            count = len(self._unsaved)
+            return (f"The job database {self.location} cannot be written ({self._problem}). Changes to "
+                    f"{count} job{'s' if count != 1 else ''} wait for the next write that succeeds, and "
+                    f"are lost if hashdrop stops before it. {self.usual_cause}")
+
+    def close(self):
+        """Write what waits (logging what is lost if it cannot), then let go of the database."""
+        with self._lock:
+            if self._unsaved:
+                self._write_unsaved()
+                if self._unsaved:
+                    log.error("changes to %d jobs are lost: %s", len(self._unsaved), self._problem)
+            self._disconnect()

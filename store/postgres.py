@@ -198,25 +198,11 @@ class PostgresJobStore(KeptChangesStore):
             if fields.get("number"):  # numbered at start: a job stored without a number
                 connection.execute(BUMP_NUMBER, (fields["number"],))
 
-    def unsaved_problem(self):
-        """A sentence for the page while changes wait to be written, else None."""
-        with self._lock:
-            if not self._unsaved:
-                return None
-            count = len(self._unsaved)
-            return (f"The job database {self.location} cannot be written ({self._problem}). Changes to "
-                    f"{count} job{'s' if count != 1 else ''} wait for the next write that succeeds, and "
-                    "are lost if hashdrop stops before it. Check that PostgreSQL runs and can be reached.")
+    usual_cause = "Check that PostgreSQL runs and can be reached."
 
-    def close(self):
-        """Write what waits (logging what is lost if it cannot), then close the connection."""
-        with self._lock:
-            if self._unsaved:
-                self._write_unsaved()
-                if self._unsaved:
-                    log.error("changes to %d jobs are lost: %s", len(self._unsaved), self._problem)
-            if self._connection is not None:
-                self._connection.close()
+    def _disconnect(self):
+        if self._connection is not None:
+            self._connection.close()
 
     # The cluster's statements. Each is one statement, so it is atomic on its own; each raises
     # StoreError when the database cannot answer, since its caller must not act as if it had.

@@ -143,24 +143,10 @@ class SQLiteJobStore(KeptChangesStore):
         self._unsaved.clear()
         self._problem = None
 
-    def unsaved_problem(self):
-        """A sentence for the page while changes wait to be written, else None."""
-        with self._lock:
-            if not self._unsaved:
-                return None
-            count = len(self._unsaved)
-            return (f"The job database {self.path} cannot be written ({self._problem}). Changes to "
-                    f"{count} job{'s' if count != 1 else ''} wait for the next write that succeeds, and "
-                    "are lost if hashdrop stops before it. A full disk is the usual cause: free some space.")
+    usual_cause = "A full disk is the usual cause: free some space."
 
-    def close(self):
-        """Write what waits (logging what is lost if it cannot), then close the connection."""
-        with self._lock:
-            if self._unsaved:
-                self._write_unsaved()
-                if self._unsaved:
-                    log.error("changes to %d jobs are lost: %s", len(self._unsaved), self._problem)
-            self._db.close()
+    def _disconnect(self):
+        self._db.close()
 
 
 def keep_private(path):
