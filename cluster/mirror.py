@@ -8,9 +8,8 @@ never waits for the database, and what a person just did shows in the answer to 
 import time
 from collections import deque
 
-from jobs.changes import BadToken
-from jobs.listing import TablePage
-from jobs.model import RUNNING, Job, JobState, utcnow
+from jobs import listing
+from jobs.model import RUNNING, Job
 from jobs.registry import JobRegistry
 from jobs.view import shown_fields
 
@@ -105,48 +104,19 @@ class JobMirror:
         shown = self._shown.get(job.info_hash) or merged_view(job, {}, {}, None)
         return {**shown, "waiting_seconds": int((now - job.added_at).total_seconds())}
 
-    # The listings, as jobs.JobManager's: the views of the jobs the registry picks.
+    # The listings, as jobs.JobManager's (jobs.listing), with this mirror's views.
     def jobs(self, states=None, text=""):
-        now = utcnow()
-        return [self.view(job, now) for job in self.registry.matching(states, text)]
+        return listing.every_job(self.registry, states, text, view=self.view)
 
     def newest_first(self, start, count, states=None, text="", since=""):
-        """One page of the table, newest first, how many match, the token, and what changed since."""
-        registry = self.registry
-        with registry.lock:
-            jobs = registry.matching(states, text)
-            end = max(0, len(jobs) - start)
-            page = jobs[max(0, end - count):end][::-1]
-            token = registry.changes.token()
-            try:
-                version = registry.changes.since(since)
-            except BadToken:
-                version = None
-            changed = None if version is None else {
-                job.info_hash for job in page if registry.changes.version_of(job.info_hash) > version}
-            now = utcnow()
-            return TablePage([self.view(job, now) for job in page], len(jobs), token, changed)
+        return listing.newest_first(self.registry, start, count, states, text, since, view=self.view)
 
     def changes(self, since, states=None, text=""):
         """GET /api/jobs?since=: what changed and went since the token (BadToken if it is none)."""
-        registry = self.registry
-        with registry.lock:
-            changed, removed, token = registry.changed_since(since)
-            full = changed is None
-            if full:
-                shown = registry.matching(states, text)
-            else:
-                shown = [job for job in reversed(changed) if registry.matches(job, states, text)]
-                removed += [job.info_hash for job in changed if not registry.matches(job, states, text)]
-            now = utcnow()
-            return {"token": token, "jobs": [self.view(job, now) for job in shown], "removed": removed,
-                    "full": full}
+        return listing.changes(self.registry, since, states, text, view=self.view)
 
     def counts(self):
-        counted = {state.value: 0 for state in JobState}
-        for job in self.registry.all():
-            counted[job.state.value] += 1
-        return counted
+        return listing.counts(self.registry)
 
     def has_changing(self):
         """Whether some job runs: the page keeps polling while one does."""

@@ -19,9 +19,9 @@ from cluster.celery_app import make_celery
 from cluster.dispatch import Dispatcher
 from cluster.mirror import JobMirror
 from cluster.not_yet import TorrentOnItsNode
-from jobs.model import ENDED, JobError, JobState, SubmitResult, utcnow
+from jobs.model import ENDED, JobError, JobState, utcnow
 from jobs.seeding import SessionSeedLimits
-from jobs.submit import JobOptions, category_for_dir, check_category, uploaded_targets
+from jobs.submit import category_for_dir, prepare_submit
 from jobs.watch import WatchFolder
 from store.base import StoreError, StoreWriteError
 from store.postgres import PostgresJobStore
@@ -82,15 +82,10 @@ class ClusterJobManager(TorrentOnItsNode):
                source="form"):
         """Store a job per new target and uploaded .torrent file before answering; the dispatch
         thread sends each one's download task right after."""
-        result = SubmitResult(duplicates=list(parsed.duplicates), rejected=list(parsed.rejected))
-        download_root = self.config["INCOMPLETE_PATH"] or self.config["SAVE_PATH"]
-        try:
-            category = check_category(self.config["SAVE_PATH"], category, download_root)
-        except JobError as exc:
-            return result.refuse(exc.message)
-        targets = [(target, None) for target in parsed.targets] + uploaded_targets(uploads, result.rejected)
-        options = JobOptions(download_root, category, sequential, paused, self.config["TRACKERS"],
-                             list(labels), source)
+        result, targets, options = prepare_submit(self.config, parsed, uploads, category, paused, sequential,
+                                                  labels, source)
+        if result.refused:
+            return result
         with self._lock:
             if self._stop.is_set():
                 return result.refuse("hashdrop is shutting down; nothing was started.", 503)
@@ -149,10 +144,7 @@ class ClusterJobManager(TorrentOnItsNode):
 
     # Steering ---------------------------------------------------------------------------
     def get(self, info_hash):
-        job = self.registry.get(info_hash)
-        if job is None:
-            raise JobError(f"No job has the info hash {info_hash!r}.", 404)
-        return job
+        return self.registry.require(info_hash)
 
     def job(self, info_hash):
         return self.mirror.view(self.get(info_hash), utcnow())

@@ -1,6 +1,7 @@
 """The job lists the page, the JSON API and the RPC read: every job, the table's page, the
 changes since a token, the counts per state. Views are made outside the registry's lock: they
-ask the file system for free space, which can hang on a NAS."""
+ask the file system for free space, which can hang on a NAS. `view(job, now)` makes each dict:
+jobs.view.job_view here, the cluster's mirror its own (cluster.mirror)."""
 from collections import Counter, namedtuple
 
 from jobs.changes import BadToken
@@ -10,13 +11,13 @@ from jobs.view import job_view
 TablePage = namedtuple("TablePage", "jobs total token changed")  # what newest_first gives the table
 
 
-def every_job(registry, states=None, text=""):
+def every_job(registry, states=None, text="", view=job_view):
     """Every job (or those in `states` whose name or hash holds `text`) as a dict, oldest first."""
     now = utcnow()
-    return [job_view(job, now) for job in registry.matching(states, text)]
+    return [view(job, now) for job in registry.matching(states, text)]
 
 
-def newest_first(registry, start, count, states=None, text="", since=""):
+def newest_first(registry, start, count, states=None, text="", since="", view=job_view):
     """count jobs (those in `states` whose name or hash holds `text`, in any case) as dicts,
     newest first from position start, how many there are, the token for now, and the info
     hashes of those changed since the token `since` (None when it is empty, stale or
@@ -33,10 +34,10 @@ def newest_first(registry, start, count, states=None, text="", since=""):
         changed = None if version is None else {
             job.info_hash for job in page if registry.changes.version_of(job.info_hash) > version}
     now = utcnow()
-    return TablePage([job_view(job, now) for job in page], len(jobs), token, changed)
+    return TablePage([view(job, now) for job in page], len(jobs), token, changed)
 
 
-def changes(registry, since, states=None, text=""):
+def changes(registry, since, states=None, text="", view=job_view):
     """GET /api/jobs?since=: the jobs changed since the token (all, with full, when it is empty
     or stale), the info hashes removed since (with states or text: also those changed that no
     longer match), and the token for now. BadToken when it is not a token."""
@@ -49,7 +50,7 @@ def changes(registry, since, states=None, text=""):
         shown = [job for job in reversed(changed) if registry.matches(job, states, text)]
         removed += [job.info_hash for job in changed if not registry.matches(job, states, text)]
     now = utcnow()
-    return {"token": token, "jobs": [job_view(job, now) for job in shown], "removed": removed, "full": full}
+    return {"token": token, "jobs": [view(job, now) for job in shown], "removed": removed, "full": full}
 
 
 def counts(registry):

@@ -11,7 +11,7 @@ from jobs.durability import CrashMarker, ResumeFiles
 from jobs import listing
 from jobs.library_move import LibraryMove
 from jobs.lifecycle import Lifecycle
-from jobs.model import JobError, JobState, SubmitResult, utcnow
+from jobs.model import JobState, utcnow
 from jobs.notify import Notifier
 from jobs.ownership import FileLedger, Ownership
 from jobs.part_files import PartFiles
@@ -23,7 +23,7 @@ from jobs.seeding import SessionSeedLimits
 from jobs.slots import SlotQueue
 from jobs.stall import StallLimits
 from jobs.steering import Steering
-from jobs.submit import JobOptions, category_for_dir, check_category, uploaded_targets
+from jobs.submit import category_for_dir, prepare_submit
 from jobs.task import JobServices, JobTask
 from jobs.view import job_view
 from jobs.watch import WatchFolder
@@ -95,15 +95,10 @@ class JobManager:
     def submit(self, parsed, uploads=(), category="", paused=False, sequential=False, labels=(),
                source="form"):
         """Start a job per new target and per uploaded .torrent file ((filename, bytes) pairs)."""
-        result = SubmitResult(duplicates=list(parsed.duplicates), rejected=list(parsed.rejected))
-        download_root = self.config["INCOMPLETE_PATH"] or self.config["SAVE_PATH"]
-        try:
-            category = check_category(self.config["SAVE_PATH"], category, download_root)
-        except JobError as exc:
-            return result.refuse(exc.message)
-        targets = [(target, None) for target in parsed.targets] + uploaded_targets(uploads, result.rejected)
-        options = JobOptions(download_root, category, sequential, paused, self.config["TRACKERS"],
-                             list(labels), source)
+        result, targets, options = prepare_submit(self.config, parsed, uploads, category, paused, sequential,
+                                                  labels, source)
+        if result.refused:
+            return result
         registry = self.registry
         with registry.lock:
             if registry.closed:

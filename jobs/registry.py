@@ -3,6 +3,7 @@ and what of them changed since a token (jobs.changes)."""
 import threading
 
 from jobs.changes import ChangeLog
+from jobs.model import JobError
 from jobs.view import shown_fields
 
 
@@ -25,6 +26,13 @@ class JobRegistry:
         """The job with this info hash, or None."""
         with self.lock:
             return self._jobs.get((info_hash or "").lower())
+
+    def require(self, info_hash):
+        """The job with this info hash, or a 404 JobError a person can read."""
+        job = self.get(info_hash)
+        if job is None:
+            raise JobError(f"No job has the info hash {info_hash!r}.", 404)
+        return job
 
     def find(self, target):
         """The job that target (a hashes.Target) names under any of its hashes, or None."""

@@ -30,10 +30,7 @@ class Steering:
 
     def get(self, info_hash):
         """The job with this info hash, or a 404 JobError."""
-        job = self.registry.get(info_hash)
-        if job is None:
-            raise JobError(f"No job has the info hash {info_hash!r}.", 404)
-        return job
+        return self.registry.require(info_hash)
 
     def _shown(self, job):
         """The job as shown, stamped changed if a command changed what shows (jobs.registry)."""

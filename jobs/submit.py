@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import hashes
 import torrent_files
-from jobs.model import Job, JobError, JobState
+from jobs.model import Job, JobError, JobState, SubmitResult
 
 # Control characters (line breaks and tabs too) and lone surrogates: no folder name needs them,
 # a log or a listing would show them as something else, and a surrogate cannot even be encoded.
@@ -87,3 +87,17 @@ class JobOptions:
                    save_path=os.path.abspath(os.path.join(self.save_root, self.category)),
                    category=self.category, sequential=self.sequential, labels=list(self.labels),
                    source=self.source, state=JobState.PAUSED if self.paused else JobState.FETCHING_METADATA)
+
+
+def prepare_submit(config, parsed, uploads, category, paused, sequential, labels, source):
+    """What a submit starts from, in embedded and cluster mode alike: its SubmitResult (refused
+    for a category it cannot take), the (target, .torrent bytes or None) pairs, and the options."""
+    result = SubmitResult(duplicates=list(parsed.duplicates), rejected=list(parsed.rejected))
+    download_root = config["INCOMPLETE_PATH"] or config["SAVE_PATH"]
+    try:
+        category = check_category(config["SAVE_PATH"], category, download_root)
+    except JobError as exc:
+        return result.refuse(exc.message), [], None
+    targets = [(target, None) for target in parsed.targets] + uploaded_targets(uploads, result.rejected)
+    options = JobOptions(download_root, category, sequential, paused, config["TRACKERS"], list(labels), source)
+    return result, targets, options
