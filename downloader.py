@@ -173,6 +173,9 @@ class TorrentSession:
         self.configured_ports = configured_ports(settings["listen_interfaces"])
         self.listen_error = None  # why libtorrent could not listen, while it cannot
         self.on_tick = None  # called in the alert thread about once a second, when set
+        # Called in the alert thread before each batch of alerts, when set: it returns once the
+        # app lets the thread go on (jobs.registry.JobRegistry.wait_for_submit).
+        self.hold = None
 
     def start(self):
         """Create the session (DHT etc. start now, with these settings) and the alert thread."""
@@ -283,6 +286,8 @@ class TorrentSession:
                 next_update = now + STATUS_INTERVAL
                 self._tick()
             self.session.wait_for_alert(int(max(0.0, next_update - now) * 1000) + 1)
+            if self.hold is not None:
+                self.hold()
             for alert in self.session.pop_alerts():
                 try:
                     self._dispatch(alert)
@@ -358,8 +363,12 @@ class TorrentSession:
                 f"{configured}. Forward {port} on your router, or free {configured} and restart.")
 
     def save_if_due(self, status):
-        """Ask for resume data of a torrent that changed, at most every resume_interval."""
-        if not status.need_save_resume:
+        """Ask for resume data of a torrent that changed, at most every resume_interval.
+
+        Not before its metadata: the store keeps its magnet already, and a thousand magnets
+        submitted at once would each write a file for nothing while jobs are being added.
+        """
+        if not status.need_save_resume or not status.has_metadata:
             return
         key = str(status.info_hashes.get_best())
         now = time.monotonic()

@@ -156,7 +156,7 @@ class Node:
         root = self.config["INCOMPLETE_PATH"] or self.config["SAVE_PATH"]
         job.save_path = os.path.abspath(os.path.join(root, job.category))
         self.store.update(info_hash, save_path=job.save_path)
-        with manager.registry.lock:
+        with manager.registry.adding, manager.registry.lock:
             if manager.registry.closed:
                 return None
             manager.registry.add(job)

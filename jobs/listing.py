@@ -1,6 +1,7 @@
 """The job lists the page, the JSON API and the RPC read: every job, the table's page, the
-changes since a token, the counts per state. Views are made outside the registry's lock: they
-ask the file system for free space, which can hang on a NAS. `view(job, now)` makes each dict:
+changes since a token, the counts per state. None takes the registry's job-state lock, which
+job threads pass around (a poll must not queue behind them), and the views are made outside any
+lock: they ask the file system for free space, which can hang on a NAS. `view(job, now)` makes each dict:
 jobs.view.job_view here, the cluster's mirror its own (cluster.mirror)."""
 from collections import Counter, namedtuple
 
@@ -22,17 +23,17 @@ def newest_first(registry, start, count, states=None, text="", since="", view=jo
     newest first from position start, how many there are, the token for now, and the info
     hashes of those changed since the token `since` (None when it is empty, stale or
     malformed: a table polled with it shows them all again)."""
-    with registry.lock:
-        jobs = registry.matching(states, text)
-        end = max(0, len(jobs) - start)  # the page, newest first, without copying every job twice
-        page = jobs[max(0, end - count):end][::-1]
-        token = registry.changes.token()
-        try:
-            version = registry.changes.since(since)
-        except BadToken:
-            version = None
-        changed = None if version is None else {
-            job.info_hash for job in page if registry.changes.version_of(job.info_hash) > version}
+    # The token first: whatever changes, comes or goes after it, the next poll sends.
+    token = registry.token()
+    jobs = registry.matching(states, text)
+    end = max(0, len(jobs) - start)  # the page, newest first, without copying every job twice
+    page = jobs[max(0, end - count):end][::-1]
+    try:
+        version = registry.version(since)
+    except BadToken:
+        version = None
+    changed = None if version is None else {
+        job.info_hash for job in page if registry.version_of(job.info_hash) > version}
     now = utcnow()
     return TablePage([view(job, now) for job in page], len(jobs), token, changed)
 
@@ -41,9 +42,8 @@ def changes(registry, since, states=None, text="", view=job_view):
     """GET /api/jobs?since=: the jobs changed since the token (all, with full, when it is empty
     or stale), the info hashes removed since (with states or text: also those changed that no
     longer match), and the token for now. BadToken when it is not a token."""
-    with registry.lock:
-        changed, removed, token = registry.changed_since(since)
-        full = changed is None
+    changed, removed, token = registry.changed_since(since)
+    full = changed is None
     if full:  # as GET /api/jobs lists them, oldest first
         shown = registry.matching(states, text)
     else:  # oldest change first

@@ -81,6 +81,7 @@ class JobManager:
         manager = cls(config, session, store, runner)
         manager.notifier.start()
         session.on_tick = manager.tick
+        session.hold = manager.registry.wait_for_submit  # its alerts wake job threads: see submitting()
         manager.restore()
         return manager
 
@@ -99,36 +100,41 @@ class JobManager:
                                                   labels, source)
         if result.refused:
             return result
-        registry = self.registry
-        with registry.lock:
-            if registry.closed:
+        with self.registry.submitting():
+            if self.registry.closed:
                 return result.refuse("hashdrop is shutting down; nothing was started.", 503)
-            new_jobs = []
-            for target, metainfo in targets:
-                if registry.find(target):
-                    result.existing.append(target)
-                else:
-                    new_jobs.append(options.new_job(target, metainfo))
+            known = {id(target) for target in self.registry.known([target for target, _ in targets])}
+            result.existing.extend(target for target, _ in targets if id(target) in known)
+            new_jobs = [options.new_job(target, metainfo) for target, metainfo in targets
+                        if id(target) not in known]
             refusal = self._over_the_cap(len(new_jobs))
             if refusal:
                 return result.refuse(refusal, 409)
-            for job in new_jobs:
-                job.number = self._take_number()
-                registry.add(job)
-            try:
-                self._record_new(new_jobs)
-            except StoreWriteError as exc:  # a full disk, most often: the downloads filled it
-                return result.refuse(f"The job database {self.store.location} could not record the "
-                                     f"new downloads ({exc}); nothing was started.", 507)
-            try:
-                self._start_all(new_jobs)
-            except WorkerNotStarted as exc:
-                return result.refuse(f"hashdrop could not start a download thread ({exc}); nothing was "
-                                     f"started. The system allows no more threads: remove or pause "
-                                     f"jobs, or raise the limit on threads or memory.", 503)
+            refusal = self._add(new_jobs)
+            if refusal:
+                return result.refuse(*refusal)
         result.started = new_jobs
         self.notifier.added(new_jobs)
         return result
+
+    def _add(self, new_jobs):
+        """Number, register, store and start the new jobs; (why not, HTTP status) if they could
+        not be, with none of them kept. Called holding the registry's `adding` lock."""
+        for job in new_jobs:
+            job.number = self._take_number()
+        self.registry.add(*new_jobs)
+        try:
+            self._record_new(new_jobs)
+        except StoreWriteError as exc:  # a full disk, most often: the downloads filled it
+            return (f"The job database {self.store.location} could not record the new downloads "
+                    f"({exc}); nothing was started.", 507)
+        try:
+            self._start_all(new_jobs)
+        except WorkerNotStarted as exc:
+            return (f"hashdrop could not start a download thread ({exc}); nothing was started. The "
+                    f"system allows no more threads: remove or pause jobs, or raise the limit on "
+                    f"threads or memory.", 503)
+        return None
 
     def _take_number(self):
         """The next job number; one a store refused stays used: numbers only go up."""
@@ -328,13 +334,12 @@ class JobManager:
         """Stop taking work, save resume data for every torrent, and end the workers."""
         if self.watch_folder is not None:  # first, so no file is submitted to a closing manager
             self.watch_folder.stop(timeout)
-        with self.registry.lock:
+        with self.registry.adding, self.registry.lock:
             if self.registry.closed:
                 return
             self.registry.closed = True
         self.restorer.join(timeout)  # it stops at its next job, seeing closed
-        with self.registry.lock:
-            jobs = self.registry.all()
+        jobs = self.registry.all()
         resume_files = {}
         self.session.close(functools.partial(self._keep_resume_by_key, resume_files), timeout)
         for job in jobs:

@@ -32,9 +32,8 @@ class Restorer:
 
     def restore(self):
         jobs = [self._restored(record) for record in self.store.load()]
-        with self.registry.lock:
-            for job in jobs:
-                self.registry.add(job)
+        with self.registry.adding:
+            self.registry.add(*jobs)
         to_start = [job for job in jobs if job.state != JobState.FAILED]
         self._progress = RestoreProgress(total=len(to_start))
         self._thread = threading.Thread(target=self._start_all, args=(to_start,), name="restorer", daemon=True)

@@ -48,8 +48,7 @@ class JobTask:
         submit took up to 70 ms instead of 25). It widens its CPUs only after the wait: until
         a new thread blocks, the request that started it waits on the CPU they share.
         """
-        with self._jobs.registry.lock:
-            pass
+        self._jobs.registry.wait_for_submit()
         cpus.all_cpus()
 
     def next_message(self):
@@ -62,6 +61,7 @@ class JobTask:
             return "tick", None
 
     def handle(self, event, value):
+        self._jobs.registry.wait_for_submit()  # see JobRegistry.submitting
         self._jobs.lifecycle.handle(self.job, event, value)
 
     def fail(self, error):
@@ -183,6 +183,7 @@ class JobTask:
         """The torrent is in the session: listen to it, and match it to the job's state,
         which may have changed while it was being added."""
         job, lifecycle = self.job, self._jobs.lifecycle
+        self._jobs.registry.wait_for_submit()  # see JobRegistry.submitting
         keys = torrent_files.info_hash_keys(torrent.handle.info_hashes())
         with self._jobs.registry.lock:
             job.run.torrent = torrent

@@ -3,15 +3,25 @@ resume timers of removed torrents, the listen ports set and taken, file error wo
 order files are listed in."""
 import os
 
-from helpers import HASH_A
+from hashes import parse_text
 
 
-def test_status_of_a_torrent_removed_since_the_update_is_skipped(manager):
+def submit_a_torrent(manager, tmp_path):
+    """A job for a small .torrent nobody seeds: it has metadata, so its resume data is saved
+    (a magnet's is not before its metadata comes)."""
+    from swarm import make_payload, make_torrent
+
+    torrent = make_torrent(make_payload(tmp_path / "payload", "timer.bin", 64 * 1024))
+    job = manager.submit(parse_text(""), uploads=[("timer.torrent", torrent.data)]).started[0]
+    return job
+
+
+def test_status_of_a_torrent_removed_since_the_update_is_skipped(manager, tmp_path):
     """A batched status can name a torrent that was removed meanwhile; asking it for resume
     data raised and lost the rest of the batch's statuses for every other job."""
     from swarm import wait_until
 
-    job = manager.submit_text(HASH_A).started[0]
+    job = submit_a_torrent(manager, tmp_path)
     wait_until(lambda: job.run.torrent is not None, 10, "the torrent was not added")
     handle = job.run.torrent.handle
     wait_until(lambda: handle.status().need_save_resume, 10, "no resume data to save")
@@ -23,16 +33,16 @@ def test_status_of_a_torrent_removed_since_the_update_is_skipped(manager):
     assert manager.session.resume_asked_at(str(status.info_hashes.get_best())) is None  # due again
 
 
-def test_a_removed_torrent_leaves_no_resume_timer_behind(manager):
+def test_a_removed_torrent_leaves_no_resume_timer_behind(manager, tmp_path):
     """The alert thread kept the time of every torrent's last resume save forever; a server that
     runs for months sees many torrents come and go."""
     from swarm import wait_until
 
-    job = manager.submit_text(HASH_A).started[0]
+    job = submit_a_torrent(manager, tmp_path)
     wait_until(lambda: job.run.torrent is not None, 10, "the torrent was not added")
     key = str(job.run.torrent.handle.info_hashes().get_best())
     wait_until(lambda: manager.session.resume_asked_at(key) is not None, 10, "no resume data was asked for")
-    manager.remove(HASH_A)
+    manager.remove(job.info_hash)
     wait_until(lambda: manager.session.resume_asked_at(key) is None, 10, "the removed torrent's timer stayed")
 
 
