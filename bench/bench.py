@@ -81,7 +81,7 @@ def parse_args(argv=None):
                         help="comma separated, in this order (default all)")
     parser.add_argument("--raw-variant", action="append", default=[], metavar="KEY=JSON[,KEY=JSON]",
                         help="also race a raw libtorrent client with these settings on top of the app's")
-    parser.add_argument("--parts", default="throughput,latency,scale,churn,library",
+    parser.add_argument("--parts", default="throughput,latency,scale,churn,library,cluster",
                         help="which parts to run (default all)")
     parser.add_argument("--library-sizes", default="1000,10000",
                         help="jobs in the library part, comma separated (default 1000,10000)")
@@ -882,6 +882,16 @@ def part_library(report, tracker, seeder, workdir, sizes):
     report.add(f"{title}\n\n{library.report(rows, percentile)}{failed}", [])
 
 
+def part_cluster(report, workdir):
+    """Cluster mode against embedded mode (bench/cluster_mode.py, with its defaults)."""
+    import cluster_mode
+
+    options = cluster_mode.parse_args([])
+    (workdir / "cluster").mkdir()
+    web, nodes = cluster_mode.measure(workdir / "cluster", options)
+    report.add(f"### Cluster mode\n\n{cluster_mode.table(web, nodes, options)}", [])
+
+
 def run_part(report, title, part, *args):
     """Run one part; if it breaks, the report says so and the other parts still run."""
     try:
@@ -919,6 +929,8 @@ def main(argv=None):
             if "library" in parts:
                 sizes = [int(size) for size in args.library_sizes.split(",")]
                 run_part(report, "A library", part_library, tracker, seeder, workdir, sizes)
+            if "cluster" in parts:
+                run_part(report, "Cluster mode", part_cluster, workdir)
     finally:
         seeder.stop()
         shutil.rmtree(workdir, ignore_errors=True)

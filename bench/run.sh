@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install what the benchmark needs (Debian's opentracker, aria2, transmission-cli, and
-# qbittorrent-nox where apt has it; the Python packages), then run bench/bench.py on loopback.
+# Install what the benchmark needs (Debian's opentracker, aria2, transmission-cli, redis-server and
+# postgresql for the cluster part, and qbittorrent-nox where apt has it; the Python packages, the
+# cluster's too), then run bench/bench.py on loopback.
 # Extra arguments go to bench.py (--repeats N, --raw-variant KEY=JSON, --parts ..., --help).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +10,8 @@ missing=()
 command -v opentracker >/dev/null || missing+=(opentracker)
 command -v aria2c >/dev/null || missing+=(aria2)
 command -v transmission-cli >/dev/null || missing+=(transmission-cli)
+command -v redis-server >/dev/null || missing+=(redis-server)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 if [ ${#missing[@]} -gt 0 ] || ! command -v qbittorrent-nox >/dev/null; then
   $sudo apt-get update -qq
 fi
@@ -24,5 +27,5 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -r requirements-cluster.txt
 exec .venv/bin/python bench/bench.py "$@"

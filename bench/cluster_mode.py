@@ -3,9 +3,10 @@ two capped download nodes against one on a batch of torrents. Everything on loop
 PostgreSQL and Redis (tests/cluster_servers.py), tracker and seeder (tests/swarm.py), the nodes
 as the tests start them (tests/cluster_nodes.py).
 
-Usage: bench/cluster.py [--parts web,nodes] [--submits 200] [--jobs 1000] [--torrents 8]
-                        [--size-mib 8] [--node-limit-mib 2]
-Prints one line per measurement and a markdown table; docs/design.md quotes a run.
+bench/bench.py runs it as its `cluster` part (measure() and table()); alone:
+    bench/cluster_mode.py [--parts web,nodes] [--submits 200] [--jobs 1000] [--torrents 8]
+                          [--size-mib 8] [--node-limit-mib 2]
+prints one line per measurement and a markdown table; docs/performance.md quotes a run.
 """
 import argparse
 import secrets
@@ -149,12 +150,13 @@ def make_database(postgres, name):
 
 
 # The report ------------------------------------------------------------------------------------
-def report(web, nodes, args):
+def table(web, nodes, options):
+    """The cluster row as a markdown table: each measure, both modes, the ratio and its verdict."""
     rows = ["| measure | embedded | cluster | cluster / embedded | target |", "|---|---|---|---|---|"]
     if web:
         for what, label, key in (("submit", "submit 1 hash (form)", "submit_p99_ratio"),
-                                 ("api", f"{args.jobs:,} jobs: GET /api/jobs", "page_p99_ratio"),
-                                 ("page", f"{args.jobs:,} jobs: GET / (50 rows)", "page_p99_ratio")):
+                                 ("api", f"{options.jobs:,} jobs: GET /api/jobs", "page_p99_ratio"),
+                                 ("page", f"{options.jobs:,} jobs: GET / (50 rows)", "page_p99_ratio")):
             embedded, cluster = web["embedded"][what], web["cluster"][what]
             ratio = percentile(cluster, 99) / percentile(embedded, 99)
             verdict = "PASS" if ratio <= TARGETS[key] else "FAIL"
@@ -162,13 +164,13 @@ def report(web, nodes, args):
     if nodes:
         ratio = nodes[2] / nodes[1]
         verdict = "PASS" if ratio <= TARGETS["two_nodes_ratio"] else "FAIL"
-        rows.append(f"| {args.torrents} × {args.size_mib} MiB, nodes capped at {args.node_limit_mib} MiB/s | "
-                    f"1 node {nodes[1]:.1f} s | 2 nodes {nodes[2]:.1f} s | {ratio:.2f} | "
+        rows.append(f"| {options.torrents} × {options.size_mib} MiB, nodes capped at {options.node_limit_mib} "
+                    f"MiB/s | 1 node {nodes[1]:.1f} s | 2 nodes {nodes[2]:.1f} s | {ratio:.2f} | "
                     f"≤ {TARGETS['two_nodes_ratio']} {verdict} |")
-    print("\n".join(rows))
+    return "\n".join(rows)
 
 
-def main():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parts", default="web,nodes")
     parser.add_argument("--submits", type=int, default=200)
@@ -176,22 +178,31 @@ def main():
     parser.add_argument("--torrents", type=int, default=8)
     parser.add_argument("--size-mib", type=int, default=8)
     parser.add_argument("--node-limit-mib", type=float, default=2)
-    args = parser.parse_args()
-    parts = set(args.parts.split(","))
-    workdir = Path(tempfile.mkdtemp(prefix="hashdrop-bench-cluster-"))
+    return parser.parse_args(argv)
+
+
+def measure(workdir, options):
+    """(web figures or None, nodes figures or None), on this run's own PostgreSQL and Redis."""
+    parts = set(options.parts.split(","))
     postgres, redis = PostgresServer().start(), RedisServer().start()
     web = nodes = None
     try:
         if "web" in parts:
             web = measure_web(workdir, cluster_settings(redis.url, make_database(postgres, "web")),
-                              args.submits, args.jobs)
+                              options.submits, options.jobs)
         if "nodes" in parts:
-            nodes = measure_nodes(workdir, postgres, redis, args.torrents, args.size_mib * MiB,
-                                  int(args.node_limit_mib * MiB))
+            nodes = measure_nodes(workdir, postgres, redis, options.torrents, options.size_mib * MiB,
+                                  int(options.node_limit_mib * MiB))
     finally:
         redis.stop()
         postgres.stop()
-    report(web, nodes, args)
+    return web, nodes
+
+
+def main():
+    options = parse_args()
+    web, nodes = measure(Path(tempfile.mkdtemp(prefix="hashdrop-bench-cluster-")), options)
+    print(table(web, nodes, options))
 
 
 if __name__ == "__main__":
