@@ -287,14 +287,15 @@ def normalize_cluster(config):
             config["STORE"] = "postgres"
     elif config["STORE"] == "postgres":
         used = ["DATABASE_URL"]
-    for key in used:
-        setting = "HASHDROP_MODE=cluster" if mode == "cluster" else "HASHDROP_STORE=postgres"
+    setting = "HASHDROP_MODE=cluster" if mode == "cluster" else "HASHDROP_STORE=postgres"
+    for key in used:  # every URL first: a missing one says more than a package not installed yet
         if not config[key]:
             raise ConfigError(f"{setting} needs HASHDROP_{key} ({CLUSTER_URLS[key][1]})")
-        missing = [name for name in CLUSTER_URLS[key][2] if importlib.util.find_spec(name) is None]
-        if missing:
-            raise ConfigError(f"HASHDROP_{key} needs the {' and '.join(missing)} package"
-                              f"{'s' if len(missing) > 1 else ''}: pip install -r requirements-cluster.txt")
+    missing = [name for key in used for name in CLUSTER_URLS[key][2] if importlib.util.find_spec(name) is None]
+    if missing:
+        names = " and ".join([", ".join(missing[:-1]), missing[-1]] if len(missing) > 1 else missing)
+        raise ConfigError(f"{setting} needs the {names} package{'s' if len(missing) > 1 else ''}: "
+                          "pip install -r requirements-cluster.txt")
 
 
 def service_url(key, url):
