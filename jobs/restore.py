@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from jobs.model import Job, JobState
 
+STARTED_AT_ONCE = 50  # jobs whose workers start under one taking of the registry's lock
 SPARE_THREADS = 16  # kept free at start-up for the web server (waitress starts 4) and libtorrent
 
 
@@ -63,18 +64,23 @@ class Restorer:
         """Start each job's worker unless it was removed, started (a Retry) or the app began
         shutting down meanwhile.
 
+        The registry's lock is taken once per STARTED_AT_ONCE jobs, not once per job: the job
+        threads started so far take it in turn, and Python's locks are not fair, so each taking
+        can wait behind all of them.
+
         Spare threads are held meanwhile and let go after: where the system has few threads to
         give, the jobs it has none for fail (and can be retried), and the web server still gets
         its own.
         """
         with spare_threads(SPARE_THREADS):
-            for job in jobs:
+            for start in range(0, len(jobs), STARTED_AT_ONCE):
                 with self.registry.lock:
                     if self.registry.closed:
                         return
-                    if job.removal is None and job.run.worker is None:
-                        self._start_or_fail(job)
-                    self._progress.started += 1
+                    for job in jobs[start:start + STARTED_AT_ONCE]:
+                        if job.removal is None and job.run.worker is None:
+                            self._start_or_fail(job)
+                        self._progress.started += 1
 
 
 @contextmanager
