@@ -8,6 +8,7 @@ import hashes
 import torrent_files
 from downloader import STOP, TorrentSession, session_settings
 from jobs.durability import CrashMarker, ResumeFiles
+from jobs.folder_names import FolderNames
 from jobs import listing
 from jobs.library_move import LibraryMove
 from jobs.lifecycle import Lifecycle
@@ -60,7 +61,7 @@ class JobManager:
                                    self.seed_session, library_move, self.notifier,
                                    StallLimits.from_config(config))
         self.services = JobServices(session, registry, slots, self.lifecycle, part_files, ownership,
-                                    resume_files, self.crash_marker, library_move)
+                                    resume_files, self.crash_marker, library_move, FolderNames())
         self.steering = Steering(registry, self.lifecycle, self.services, store, self._start_or_fail)
         self.periodic = PeriodicWork(registry, store, self.lifecycle, self.resume_interval)
         self.lifecycle.stalls.remove = self.steering.remove  # HASHDROP_STALLED_REMOVE_AFTER
@@ -96,6 +97,7 @@ class JobManager:
     def submit(self, parsed, uploads=(), category="", paused=False, sequential=False, labels=(),
                source="form"):
         """Start a job per new target and per uploaded .torrent file ((filename, bytes) pairs)."""
+        import time as _t; _w0=_t.monotonic(); _c0=_t.thread_time()
         result, targets, options = prepare_submit(self.config, parsed, uploads, category, paused, sequential,
                                                   labels, source)
         if result.refused:
@@ -113,6 +115,7 @@ class JobManager:
             refusal = self._add(new_jobs)
             if refusal:
                 return result.refuse(*refusal)
+        log.warning("EXP submit wall %.3f cpu %.3f", _t.monotonic()-_w0, _t.thread_time()-_c0)
         result.started = new_jobs
         self.notifier.added(new_jobs)
         return result

@@ -24,6 +24,7 @@ class JobServices:
     resume_files: object  # jobs.durability.ResumeFiles
     crash_marker: object  # jobs.durability.CrashMarker
     library_move: object  # jobs.library_move.LibraryMove
+    folder_names: object  # jobs.folder_names.FolderNames
 
 
 class JobTask:
@@ -91,8 +92,7 @@ class JobTask:
         # A new torrent whose files are known (an uploaded one) is sorted as it is attached.
         self._sort_at_attach = not resumed and torrent_files.has_metadata(params)
         if not torrent_files.has_metadata(params):  # where it downloads, and where its files will move
-            job.run.names_before = frozenset(name for folder in jobs.library_move.folders(job)
-                                             for name in torrent_files.names_in(folder))
+            job.run.names_before = jobs.folder_names.names_in_all(jobs.library_move.folders(job))
         job.run.added_at = time.time()
         hold = self._sort_at_attach and self._hold_or_claim(params.ti.name(), params.ti.layout())
         self._set_start_flags(params, hold)
