@@ -26,6 +26,7 @@ from jobs.stall import StallLimits
 from jobs.steering import Steering
 from jobs.submit import category_for_dir, prepare_submit
 from jobs.task import JobServices, JobTask
+from jobs.turns import AddTurns
 from jobs.view import job_view
 from jobs.watch import WatchFolder
 from notifiers import targets_from_config
@@ -61,7 +62,7 @@ class JobManager:
                                    self.seed_session, library_move, self.notifier,
                                    StallLimits.from_config(config))
         self.services = JobServices(session, registry, slots, self.lifecycle, part_files, ownership,
-                                    resume_files, self.crash_marker, library_move, FolderNames())
+                                    resume_files, self.crash_marker, library_move, FolderNames(), AddTurns())
         self.steering = Steering(registry, self.lifecycle, self.services, store, self._start_or_fail)
         self.periodic = PeriodicWork(registry, store, self.lifecycle, self.resume_interval)
         self.lifecycle.stalls.remove = self.steering.remove  # HASHDROP_STALLED_REMOVE_AFTER
@@ -102,7 +103,7 @@ class JobManager:
                                                   labels, source)
         if result.refused:
             return result
-        with self.registry.submitting():
+        with self.registry.submitting(), self.services.add_turns.closed():
             if self.registry.closed:
                 return result.refuse("hashdrop is shutting down; nothing was started.", 503)
             known = {id(target) for target in self.registry.known([target for target, _ in targets])}

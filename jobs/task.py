@@ -3,11 +3,12 @@ passes its events on. The task binds one job to the lifecycle that reacts to the
 import os
 import queue
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import cpus
 import torrent_files
-from downloader import DataMissing
+from downloader import DataMissing, SessionClosed
 from jobs.model import JobState
 
 
@@ -25,6 +26,7 @@ class JobServices:
     crash_marker: object  # jobs.durability.CrashMarker
     library_move: object  # jobs.library_move.LibraryMove
     folder_names: object  # jobs.folder_names.FolderNames
+    add_turns: object  # jobs.turns.AddTurns
 
 
 class JobTask:
@@ -41,16 +43,20 @@ class JobTask:
     def keys(self):
         return self.job.keys()
 
-    def wait_for_submit(self):
-        """Return once no submit is starting jobs, then take back every CPU.
+    @contextmanager
+    def turn_to_add(self):
+        """Held while the worker adds its torrent (jobs.turns), then takes back every CPU.
 
         A new job's thread waits here first: were it to go on and add its torrent, it would
         take the GIL from the request that is still starting the other threads (a 100-hash
         submit took up to 70 ms instead of 25). It widens its CPUs only after the wait: until
         a new thread blocks, the request that started it waits on the CPU they share.
         """
-        self._jobs.registry.wait_for_submit()
-        cpus.all_cpus()
+        with self._jobs.add_turns:
+            if self._jobs.registry.closed:  # shutting down: the next start adds it
+                raise SessionClosed()
+            cpus.all_cpus()
+            yield
 
     def next_message(self):
         """The next (event, value) from the inbox, or ("tick", None) once the job's stall timer
