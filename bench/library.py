@@ -147,9 +147,30 @@ def listings(server):
     return {"api_full_s": full, "api_since_s": small, "page_s": page}
 
 
+FIRST_CONTENTFUL_PAINT = """() => new Promise(resolve => {
+    new PerformanceObserver(list => {
+        const paint = list.getEntriesByName('first-contentful-paint')[0];
+        if (paint) resolve(paint.startTime);
+    }).observe({type: 'paint', buffered: true});
+    setTimeout(() => resolve(-1), 10000);
+})"""
+# The time from a click on a filter to its table settled in place (templates/_in_place.html).
+FILTER_SETTLED = """name => new Promise(resolve => {
+    let began = 0;
+    document.querySelector(`nav.filters a[href*="show=${name}"]`).addEventListener(
+        'click', () => { began = performance.now(); }, {capture: true});
+    document.body.addEventListener('htmx:afterSettle', event => {
+        if (began && (event.detail.pathInfo?.requestPath || '').includes(`show=${name}`))
+            resolve(performance.now() - began);
+    });
+    setTimeout(() => resolve(-1), 10000);
+})"""
+
+
 def page_times(server):
-    """In headless Chromium: first contentful paint of /, a poll's request-to-settled time, and
-    a filter's click-to-settled time (ms)."""
+    """In headless Chromium: first contentful paint of / (loaded once before, as a browser that
+    has opened a page before), a poll's request-to-settled time, and a filter's click-to-settled
+    time (ms)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -157,17 +178,17 @@ def page_times(server):
         try:
             page = browser.new_page()
             page.goto(f"http://127.0.0.1:{server.port}/")
-            paint = page.evaluate("performance.getEntriesByName('first-contentful-paint')[0]?.startTime ?? -1")
+            page.goto(f"http://127.0.0.1:{server.port}/")
+            paint = page.evaluate(FIRST_CONTENTFUL_PAINT)
             page.evaluate("""() => { window.__polls = []; let began = 0;
                 document.body.addEventListener('htmx:beforeRequest', () => { began = performance.now(); });
                 document.body.addEventListener('htmx:afterSettle', () => { if (began) window.__polls.push(performance.now() - began); began = 0; });
             }""")
             wait_until(lambda: page.evaluate("window.__polls.length") >= 5, 30, "the page did not poll")
             polls = page.evaluate("window.__polls.slice()")
+            page.evaluate("name => { window.__filtered = (" + FILTER_SETTLED + ")(name); }", "paused")
             page.click("nav.filters a:has-text('Paused')")
-            page.wait_for_url("**show=paused**")
-            page.wait_for_load_state("load")
-            filtered = page.evaluate("performance.getEntriesByType('navigation')[0].duration")
+            filtered = page.evaluate("window.__filtered")
         finally:
             browser.close()
     return {"first_paint_ms": paint, "poll_ms": polls, "filter_ms": filtered}
@@ -229,11 +250,11 @@ def report(rows, percentile):
         ("`GET /` (50 rows)", lambda r: f"p50 {p(r['page_s'], 50):.1f}, p99 {p(r['page_s'], 99):.1f} ms",
          p(largest["page_s"], 99) < TARGETS["page_ms"], f"p99 < {TARGETS['page_ms']} ms"),
         ("page: first paint (Chromium)", lambda r: f"{r['first_paint_ms']:.0f} ms",
-         largest["first_paint_ms"] < TARGETS["page_ms"], f"< {TARGETS['page_ms']} ms"),
+         0 <= largest["first_paint_ms"] < TARGETS["page_ms"], f"< {TARGETS['page_ms']} ms"),
         ("page: a poll, request to settled", lambda r: f"p50 {p(r['poll_ms'], 50, 1):.0f} ms",
          p(largest["poll_ms"], 50, 1) < TARGETS["page_ms"], f"< {TARGETS['page_ms']} ms"),
-        ("page: the Paused filter", lambda r: f"{r['filter_ms']:.0f} ms",
-         largest["filter_ms"] < TARGETS["page_ms"], f"< {TARGETS['page_ms']} ms"),
+        ("page: the Paused filter, click to settled", lambda r: f"{r['filter_ms']:.0f} ms",
+         0 <= largest["filter_ms"] < TARGETS["page_ms"], f"< {TARGETS['page_ms']} ms"),
         ("restart: the page answers", lambda r: f"{r['restart_page_s']:.1f} s",
          largest["restart_page_s"] < TARGETS["restart_page_s"], f"< {TARGETS['restart_page_s']} s"),
         ("restart: every job's worker started", lambda r: f"{r['restart_all_s']:.1f} s",

@@ -1,4 +1,5 @@
 """The page in real headless Chromium: log in, paste, watch progress live, pause, resume, remove."""
+import re
 
 import pytest
 
@@ -110,9 +111,14 @@ def test_screenshot_with_jobs_in_several_states(live_server, tracker, seed_new, 
     shot = tmp_path / "screenshot.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10000
+    page.evaluate("window.stillTheSamePage = true")
     page.click(".filters a:has-text('Paused')")
     expect(page.locator("#jobs tbody tr")).to_have_count(1)
     expect(page.locator(f"#job-{held.info_hash} .state")).to_contain_text("Paused")
+    # In place: the table and the search box were swapped, the page was not loaded again.
+    expect(page).to_have_url(re.compile(r"show=paused"))
+    expect(page.locator("#search input[name=show]")).to_have_value("paused")
+    assert page.evaluate("window.stillTheSamePage") is True
 
 
 def test_on_a_phone_the_page_fits_its_width(live_server, tracker, seed_new, page):
@@ -228,7 +234,6 @@ def test_the_table_follows_changes_made_elsewhere_through_its_poll(live_server, 
     """A script pauses one job and removes another: the open page shows both through its poll,
     which swaps the paused job's row alone and leaves the others' as they are."""
     import json
-    import re
     import urllib.request
 
     from playwright.sync_api import expect
