@@ -98,7 +98,6 @@ class JobManager:
     def submit(self, parsed, uploads=(), category="", paused=False, sequential=False, labels=(),
                source="form"):
         """Start a job per new target and per uploaded .torrent file ((filename, bytes) pairs)."""
-        import time as _t; _w0=_t.monotonic(); _c0=_t.thread_time()
         result, targets, options = prepare_submit(self.config, parsed, uploads, category, paused, sequential,
                                                   labels, source)
         if result.refused:
@@ -116,7 +115,6 @@ class JobManager:
             refusal = self._add(new_jobs)
             if refusal:
                 return result.refuse(*refusal)
-        log.warning("EXP submit wall %.3f cpu %.3f", _t.monotonic()-_w0, _t.thread_time()-_c0)
         result.started = new_jobs
         self.notifier.added(new_jobs)
         return result
