@@ -7,6 +7,15 @@ document.addEventListener("hashdrop-taken", () => {
   }
 });
 
+// A button that asks first (data-confirm), as "Remove + delete files" does: nothing is sent
+// unless the person says yes.
+document.addEventListener("click", (event) => {
+  const button = event.target.closest("button[data-confirm]");
+  if (button && !window.confirm(button.dataset.confirm)) {
+    event.preventDefault();
+  }
+});
+
 // The Files page's "Choose all / none": tick or clear every file's box (saved with Save choice).
 document.addEventListener("click", (event) => {
   const button = event.target.closest("button[data-choose]");
