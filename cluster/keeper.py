@@ -4,7 +4,8 @@
   it could not for lease/2 (self-fence: another node may take its jobs) and resumes them once
   it can; applies each of its jobs' desired state every HASHDROP_RECONCILE_SECONDS (what makes
   a pause or remove broadcast while the node was frozen or down take effect); and reaps the
-  nodes whose lease ran out (with shared storage their downloads go to the shared queue).
+  nodes whose lease ran out (with shared storage their downloads go to the shared queue, and
+  their seeding, paused, failed and stalled jobs are adopted here).
 - "node-live" (Redis): publishes the node's job views about every second (cluster.live).
 """
 import logging
@@ -17,6 +18,10 @@ from store.base import StoreError
 
 log = logging.getLogger(__name__)
 LIVE_SECONDS = 1.0  # how often the node's job views go to Redis
+# Resident jobs of an offline node adopted per reconcile round: every live node's round takes a
+# batch, so a dead node's thousand seeding jobs spread over the others instead of all landing
+# on the first node to look (each adopted job is a recheck of its files).
+ADOPT_BATCH = 20
 
 
 class Keeper:
@@ -129,15 +134,22 @@ class Keeper:
 
     def reap(self):
         """With shared storage, give the unfinished jobs of every node whose lease ran out to the
-        shared queue (idempotent: a second reaper finds none left)."""
+        shared queue, and adopt a batch of its resident ones (seeding, paused, failed, stalled)
+        here: they need no download slot, so no task waits for one (idempotent: a second
+        reaper finds none left; the next round of any node adopts the next batch)."""
         if not self.shared:
             return  # sticky: a dead node's jobs wait for it, shown offline
-        for name in self.node.database.expired_nodes():
-            if name == self.node.name:
+        node = self.node
+        for name in node.database.expired_nodes():
+            if name == node.name:
                 continue
-            for info_hash in self.node.database.requeue_jobs_of(name):
+            for info_hash in node.database.requeue_jobs_of(name):
                 log.info("node %s is offline: %s queued again for any node", name, info_hash)
-                self.node.dispatch(info_hash, sticky=False)
+                node.dispatch(info_hash, sticky=False)
+            for row in node.database.adopt_jobs_of(name, node.name, ADOPT_BATCH):
+                log.info("node %s is offline: %s (%s) adopted by %s at epoch %s", name, row["info_hash"],
+                         row["state"], node.name, row["epoch"])
+                node.adopt(row)
 
     # node-live -------------------------------------------------------------------------------------
     def _publish(self):

@@ -152,9 +152,7 @@ class Node:
         if record is None:  # removed since the claim
             return None
         job = Job.from_record(record)
-        # This node's own save path (the web app's is not a folder of this machine's).
-        root = self.config["INCOMPLETE_PATH"] or self.config["SAVE_PATH"]
-        job.save_path = os.path.abspath(os.path.join(root, job.category))
+        job.save_path = self._own_save_path(job)
         self.store.update(info_hash, save_path=job.save_path)
         with manager.registry.lock:
             if manager.registry.closed:
@@ -162,6 +160,32 @@ class Node:
             manager.registry.add(job)
             manager._start_or_fail(job)
         return job
+
+    def adopt(self, record):
+        """Take over a resident job (seeding, paused, failed, stalled) of a node that went offline,
+        whose row the reaper just moved here (shared storage): its torrent is added from the
+        shared files as it was, seeding or paused, and holds no download slot. Its resume data
+        stayed in the old node's data folder, so libtorrent checks the files (and takes the
+        metadata from the stored .torrent, or from peers)."""
+        info_hash, manager = record["info_hash"], self.manager
+        self.store.hold(info_hash, record["epoch"])
+        with manager.registry.lock:
+            if manager.registry.closed or manager.registry.get(info_hash) is not None:
+                return  # stopping (the next start restores it), or still in this session: held again
+            job = Job.from_record(record)
+            job.save_path = self._own_save_path(job)
+            manager.registry.add(job)
+            if job.state != JobState.FAILED:  # a failed job waits for a retry, as restore() leaves it
+                manager._start_or_fail(job)
+        self.store.update(info_hash, save_path=job.save_path)
+
+    def _own_save_path(self, job):
+        """Where the job's files are on this node: its own save path (a completed job's files are
+        in the library) or incomplete folder, and the job's category (the web app's save path,
+        or another node's, is no folder of this machine's)."""
+        unfinished = job.state != JobState.COMPLETED and self.config["INCOMPLETE_PATH"]
+        root = self.config["INCOMPLETE_PATH"] if unfinished else self.config["SAVE_PATH"]
+        return os.path.abspath(os.path.join(root, job.category))
 
     def _wait_while_it_needs_a_slot(self, job):
         registry = self.manager.registry

@@ -32,6 +32,10 @@ CLUSTER_COLUMNS = {
 }
 DESIRED = ("run", "paused", "remove", "remove_files")
 UNFINISHED = ("queued", "fetching_metadata", "downloading")  # jobs.model.RUNNING's values
+# States whose torrent stays in its node's session without a download task (a seeding, paused,
+# failed or stalled job): a node restores them at start, and with shared storage another node
+# adopts them from a node that went offline.
+RESIDENT = ("completed", "paused", "failed", "stalled")
 INSERT_CHUNK = 1000  # jobs per INSERT of insert_new: 22 parameters each, PostgreSQL takes 65,535 at most
 SCHEMA_LOCK = 0x68617368  # "hash": two processes opening a new database make its schema in turn
 # Connection defaults a URL may override: a database that is down or cut off makes a write
@@ -274,6 +278,19 @@ class PostgresJobStore(KeptChangesStore):
             "UPDATE jobs SET state = 'queued', node = NULL, epoch = epoch + 1 "
             "WHERE node = %s AND state = ANY(%s) RETURNING info_hash", (node, list(UNFINISHED)))
         return sorted(row["info_hash"] for row in rows)
+
+    def adopt_jobs_of(self, node, adopter, limit):
+        """Move up to limit of node's resident jobs (RESIDENT) to adopter, epoch + 1 (fencing node off
+        them), while node's lease has still run out; their rows as row() gives them.
+        SKIP LOCKED: two nodes adopting at once take different jobs."""
+        columns = ", ".join(f"jobs.{name}" for name in [*self._columns, *CLUSTER_COLUMNS])
+        return self._change(
+            f"UPDATE jobs SET node = %(adopter)s, epoch = jobs.epoch + 1 FROM (SELECT info_hash FROM jobs "
+            "WHERE node = %(node)s AND state = ANY(%(states)s) ORDER BY added_at, row_order LIMIT %(limit)s "
+            "FOR UPDATE SKIP LOCKED) AS taken WHERE jobs.info_hash = taken.info_hash AND jobs.node = %(node)s "
+            "AND EXISTS (SELECT 1 FROM nodes WHERE name = %(node)s AND lease_until < now()) "
+            f"RETURNING {columns}",
+            {"node": node, "adopter": adopter, "states": list(RESIDENT), "limit": limit})
 
     # The web app's statements (cluster.web): it lists every job for the page, steers one, and
     # dispatches the jobs whose message never reached the broker.

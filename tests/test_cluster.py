@@ -27,9 +27,10 @@ class Cluster:
         self.app = ClusterApp(root / "web", tracker, settings).start()
         self.nodes = {}
 
-    def start_nodes(self, concurrency=2):
+    def start_nodes(self, concurrency=2, save_path=None, **settings):
         for number, host in enumerate(NODE_HOSTS, 1):
-            node = Node(self.celery, f"dl{number}", host, self.root, self.settings, concurrency)
+            node = Node(self.celery, f"dl{number}", host, self.root, {**self.settings, **settings}, concurrency,
+                        save_path)
             self.nodes[node.name] = node.start()
         return list(self.nodes.values())
 
@@ -50,6 +51,14 @@ class Cluster:
         replies = self.celery.control.broadcast("hashdrop_jobs", destination=[name], reply=True, timeout=2)
         assert replies, f"{name} did not answer hashdrop_jobs"
         return replies[0][name]
+
+    def live_view(self, name):
+        """{info_hash: view} the node published last (cluster.live): what its session holds."""
+        client = live.connect(self.settings["BROKER_URL"])
+        try:
+            return live.read(client, [name])
+        finally:
+            client.close()
 
     def logs(self):
         return "\n".join(f"--- {name}\n{node.log()[-3000:]}" for name, node in self.nodes.items())
@@ -137,3 +146,57 @@ def test_a_pause_sent_while_the_node_was_frozen_takes_effect_once_it_is_back(clu
     wait_until(lambda: cluster.on_node(owner.name)[info_hash]["state"] == "paused", 15,
                f"the node never applied the pause:\n{cluster.logs()}")
     assert cluster.jobs()[info_hash]["state"] == "paused"
+
+
+def _seeding_on_one_node(cluster, torrent, save_path=None, **settings):
+    """Start both nodes, submit the torrent, wait until it seeds: (job, its node, the other)."""
+    cluster.start_nodes(concurrency=1, save_path=save_path, **settings)
+    (info_hash,) = cluster.submit(torrent)
+    job = cluster.wait_for(info_hash, lambda job: job["state"] == "completed" and job["seeding"], "seeded")
+    owner = cluster.nodes[job["node"]]
+    other = next(node for node in cluster.nodes.values() if node is not owner)
+    return job, owner, other
+
+
+def test_kill9_with_shared_storage_another_node_adopts_the_seeding_job_from_the_files(cluster, seed_new):
+    torrent = seed_new(4 * MiB)
+    shared = cluster.root / "shared-downloads"
+    job, owner, other = _seeding_on_one_node(cluster, torrent, shared, SHARED_STORAGE=True)
+    info_hash, path = job["info_hash"], shared / torrent.name
+    written_at = path.stat().st_mtime_ns
+    owner.kill9()
+    adopted = cluster.wait_for(info_hash, lambda job: job["node"] == other.name and not job["offline"], "adopted")
+    assert adopted["state"] == "completed"
+    # On the adopting node: in its session, the files checked (its resume data was the old
+    # node's), seeding; not downloading again, and no download slot held.
+    on_other = wait_until(lambda: (lambda view: view if view and view["has_metadata"] and not view["checking"]
+                                   else None)(cluster.live_view(other.name).get(info_hash)), 30,
+                          f"{other.name} never had the job checked in its session:\n{cluster.logs()}")
+    assert on_other["state"] == "completed" and on_other["seeding"] and on_other["progress"] == 1.0
+    assert f"{info_hash} (completed) adopted by {other.name}" in other.log()
+    assert "claimed" not in other.log().split(f"adopted by {other.name}")[1]  # no download task for it
+    check_files(torrent, shared)
+    assert path.stat().st_mtime_ns == written_at  # checked, not written again
+    # The old node comes back: the job stays where it is, its files untouched.
+    owner.start()
+    assert info_hash not in cluster.on_node(owner.name)
+    assert cluster.on_node(other.name)[info_hash]["state"] == "completed"
+    shown = cluster.jobs()[info_hash]
+    assert (shown["node"], shown["state"], shown["offline"]) == (other.name, "completed", False)
+    check_files(torrent, shared)
+    assert path.stat().st_mtime_ns == written_at
+
+
+def test_kill9_without_shared_storage_the_seeding_job_waits_offline_for_its_node(cluster, seed_new):
+    torrent = seed_new(MiB)
+    job, owner, other = _seeding_on_one_node(cluster, torrent)
+    info_hash = job["info_hash"]
+    owner.kill9()
+    offline = cluster.wait_for(info_hash, lambda job: job["offline"], "shown offline", timeout=30)
+    assert (offline["node"], offline["state"]) == (owner.name, "completed")
+    owner.start()  # it restores the job: seeding again where its files are
+    back = cluster.wait_for(info_hash, lambda job: not job["offline"], "back online", timeout=30)
+    assert (back["node"], back["state"]) == (owner.name, "completed")
+    assert cluster.on_node(owner.name)[info_hash]["state"] == "completed"
+    assert info_hash not in cluster.on_node(other.name) and "adopted" not in other.log()
+    check_files(torrent, owner.save_path)
