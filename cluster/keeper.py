@@ -11,9 +11,12 @@
 import logging
 import threading
 import time
+from dataclasses import asdict
 
 from cluster import live
+from cluster.job_settings import rate_limits_of
 from jobs.model import JobError, JobState
+from jobs.seeding import SeedLimits
 from store.base import StoreError
 
 log = logging.getLogger(__name__)
@@ -105,6 +108,7 @@ class Keeper:
                 node.drop(job.info_hash)
             elif row is not None:
                 self._apply(job, row["desired"])
+                self._apply_limits(job, row)
         for info_hash, row in rows.items():
             if node.manager.registry.get(info_hash) is None and row["desired"] in ("remove", "remove_files"):
                 node.database.delete_fenced(info_hash, node.name, row["epoch"])  # not resident here
@@ -129,6 +133,24 @@ class Keeper:
                                               (job.state == JobState.COMPLETED and job.seeding_stopped)):
                 log.info("reconcile: pausing %s", job.info_hash)
                 manager.pause(job.info_hash)
+        except JobError as exc:
+            log.info("reconcile: %s: %s", job.info_hash, exc.message)
+
+    def _apply_limits(self, job, row):
+        """The job's own seeding and rate limits as stored, where they differ from what it has
+        here (set while this node was unreachable, or before it restarted)."""
+        if row["desired"] in ("remove", "remove_files"):
+            return
+        node = self.node
+        try:
+            limits = SeedLimits.from_text(row["seed_limits"])
+            if limits != job.seed_limits:
+                log.info("reconcile: seeding limits of %s", job.info_hash)
+                node.manager.set_seed_limits(job.info_hash, asdict(limits))
+            rates = rate_limits_of(row)
+            if rates and rates != node.applied_rate_limits(job.info_hash):
+                log.info("reconcile: rate limits of %s", job.info_hash)
+                node.apply_rate_limits(job.info_hash, rates)
         except JobError as exc:
             log.info("reconcile: %s: %s", job.info_hash, exc.message)
 

@@ -23,12 +23,16 @@ log = logging.getLogger(__name__)
 # SQLite's declared types, as PostgreSQL spells them.
 TYPES = {"TEXT": "text", "INTEGER": "bigint", "REAL": "double precision", "BLOB": "bytea"}
 # The cluster's own columns of jobs: who holds the job, the fencing epoch (+1 on each claim, so
-# a node that lost its job can no longer write it), what a person wants, when it was dispatched.
+# a node that lost its job can no longer write it), what a person wants, when it was dispatched,
+# and the job's own rate limits.
 CLUSTER_COLUMNS = {
     "node": "text",
     "epoch": "integer NOT NULL DEFAULT 0",
     "desired": "text NOT NULL DEFAULT 'run'",
     "dispatched_at": "timestamptz",
+    # A job's own rate limits as a person set them ({"download": bytes/s, "upload": ...}, 0: none);
+    # NULL: never set. Embedded mode keeps them in libtorrent's resume data, which is per node.
+    "rate_limits": "text",
 }
 DESIRED = ("run", "paused", "remove", "remove_files")
 UNFINISHED = ("queued", "fetching_metadata", "downloading")  # jobs.model.RUNNING's values
