@@ -268,3 +268,19 @@ def test_limits_set_before_a_node_holds_the_job_apply_as_a_node_claims_it(cluste
                             "completed, and stopped seeding at ratio 0")
     check_files(torrent, cluster.nodes[done["node"]].save_path)
     assert cluster.on_node(done["node"])[info_hash]["download_limit"] == 5_000_000
+
+
+def test_limits_set_while_the_node_was_down_apply_once_it_is_back(cluster, seed_new):
+    torrent = seed_new(MiB)
+    job, owner, _ = _seeding_on_one_node(cluster, torrent)
+    info_hash, rpc = job["info_hash"], _rpc(cluster)
+    owner.kill9()
+    # Nobody answers the command: the limits wait in the database, and torrent-get shows them.
+    rpc.change_torrent(info_hash, download_limited=True, download_limit=123, seed_ratio_mode=1, seed_ratio_limit=0.0)
+    assert (rpc.get_torrent(info_hash).download_limit, rpc.get_torrent(info_hash).seed_ratio_mode.value) == (123, 1)
+    owner.start()  # it restores the job and reconciles it with its row
+    wait_until(lambda: cluster.on_node(owner.name)[info_hash]["download_limit"] == 123_000, 15,
+               f"the node never applied the stored rate limit:\n{cluster.logs()}")
+    back = cluster.wait_for(info_hash, lambda job: not job["offline"] and not job["seeding"], "stopped seeding")
+    assert (back["node"], back["state"]) == (owner.name, "completed")
+    check_files(torrent, owner.save_path)
