@@ -1,5 +1,6 @@
 """A job's own settings and commands in cluster mode's web app: seeding and rate limits (what
-Sonarr and Radarr send with torrent-set right after adding), verify and reannounce.
+Sonarr and Radarr send with torrent-set right after adding), verify and reannounce, and the
+queue moves they send (accepted, changing nothing).
 
 The limits are kept with the job's row first, then sent to the node that holds the job; a node
 that was unreachable applies them at its next reconcile, and one that claims or adopts the job
@@ -62,6 +63,14 @@ class JobSettingsOnNodes:
     def reannounce(self, info_hash):
         """Ask the job's trackers for peers again now, on its node (nothing to do before one holds it)."""
         self._on_its_node(info_hash, "hashdrop_reannounce")
+
+    def move_in_queue(self, info_hashes, where):
+        """Accepted, and nothing moves: the cluster's download queue is the broker's, where the
+        first node with a free slot takes the oldest queued job. Sonarr and Radarr send
+        queue-move-top for a grab of "First" priority and show an error for anything but
+        success (Transmission's RPC allows a no-op here)."""
+        for info_hash in info_hashes:
+            self.get(info_hash)  # 404 for an unknown one, as in embedded mode
 
     def _on_its_node(self, info_hash, command, unplaced=None):
         """Run command on the node that holds the job and wait for its answer; a JobError saying

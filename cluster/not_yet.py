@@ -30,10 +30,6 @@ class TorrentOnItsNode:
         raise JobError(NOT_YET.format(what="Choosing files as a torrent is added") + " It was added paused.",
                        NOT_YET_STATUS)
 
-    def move_in_queue(self, info_hashes, where):
-        raise JobError("Moving jobs in the queue is not available in cluster mode yet: the first node "
-                       "with a free slot takes the oldest queued job.", NOT_YET_STATUS)
-
     def set_rate_limits(self, download=None, upload=None):
         raise JobError("The session's rate limits are each download node's own in cluster mode: set "
                        "HASHDROP_DOWNLOAD_LIMIT and HASHDROP_UPLOAD_LIMIT where the node runs.", NOT_YET_STATUS)

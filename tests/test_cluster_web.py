@@ -298,6 +298,17 @@ def test_verify_says_when_the_jobs_node_is_offline_and_is_nothing_to_do_before_o
         assert rpc_call(client, method, {"ids": [HASH_B]})["result"] == "success"  # queued: nothing on disk yet
 
 
+def test_queue_moves_are_accepted_and_change_nothing(cluster_app, pg_database):
+    """Sonarr's "First" priority sends queue-move-top after adding, and shows any failure."""
+    client = cluster_app().test_client()
+    client.post("/api/jobs", json={"hashes": [HASH_A, HASH_B]})
+    for method in ("queue-move-top", "queue-move-up", "queue-move-down", "queue-move-bottom"):
+        assert rpc_call(client, method, {"ids": [HASH_B]})["result"] == "success"
+    listed = rpc_call(client, "torrent-get", {"fields": ["hashString", "queuePosition"]})["arguments"]["torrents"]
+    assert [(t["hashString"], t["queuePosition"]) for t in listed] == [(HASH_A, 0), (HASH_B, 1)]
+    assert rpc_call(client, "queue-move-top", {"ids": ["0" * 40]})["result"] == "success"  # unknown: none selected
+
+
 def test_while_the_database_is_down_a_submit_is_refused_and_the_page_still_answers(cluster_app, postgres_server):
     app = cluster_app()
     client = app.test_client()
