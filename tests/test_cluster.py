@@ -284,3 +284,25 @@ def test_limits_set_while_the_node_was_down_apply_once_it_is_back(cluster, seed_
     back = cluster.wait_for(info_hash, lambda job: not job["offline"] and not job["seeding"], "stopped seeding")
     assert (back["node"], back["state"]) == (owner.name, "completed")
     check_files(torrent, owner.save_path)
+
+
+def test_kill9_with_shared_storage_a_paused_job_is_adopted_paused_and_resumes_on_its_new_node(cluster, seed_new):
+    torrent = seed_new(8 * MiB, upload_limit=MiB)
+    shared = cluster.root / "shared-downloads"
+    cluster.start_nodes(concurrency=1, save_path=shared, SHARED_STORAGE=True)
+    (info_hash,) = cluster.submit(torrent)
+    job = cluster.wait_for(info_hash, lambda job: job["state"] == "downloading" and job["downloaded_bytes"] > 0,
+                           "downloaded")
+    owner = cluster.nodes[job["node"]]
+    other = next(node for node in cluster.nodes.values() if node is not owner)
+    assert cluster.app.request("POST", f"/api/jobs/{info_hash}/pause")["state"] == "paused"
+    owner.kill9()
+    adopted = cluster.wait_for(info_hash, lambda job: job["node"] == other.name and not job["offline"], "adopted")
+    assert adopted["state"] == "paused"
+    assert cluster.on_node(other.name)[info_hash]["state"] == "paused"
+    resumed = cluster.app.request("POST", f"/api/jobs/{info_hash}/resume")
+    assert (resumed["state"], resumed["node"]) == ("queued", other.name)
+    done = cluster.wait_for(info_hash, lambda job: job["state"] == "completed", "completed")
+    assert done["node"] == other.name
+    check_files(torrent, shared)
+    assert f"{info_hash} (paused) adopted by {other.name}" in other.log()
