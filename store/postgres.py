@@ -307,7 +307,8 @@ class PostgresJobStore(KeptChangesStore):
     def insert_new(self, records):
         """Insert new jobs (records as Job.record() makes them, plus "desired"), held by no node, in
         one statement (one round trip: a submit waits for it) that also keeps the highest number.
-        A job still stored (one being removed) is replaced and fenced off its node (epoch + 1).
+        A job still stored (one being removed) is replaced, without its rate limits, and fenced
+        off its node (epoch + 1).
         More than INSERT_CHUNK jobs, or changes still waiting, go in one transaction. All or
         none: StoreWriteError when the database does not take them."""
         chunks = [records[at:at + INSERT_CHUNK] for at in range(0, len(records), INSERT_CHUNK)]
@@ -335,7 +336,8 @@ class PostgresJobStore(KeptChangesStore):
         replace = sql.SQL(", ").join(sql.SQL("{0} = excluded.{0}").format(sql.Identifier(c)) for c in columns[1:])
         return sql.SQL(
             "WITH new AS (INSERT INTO jobs ({}) VALUES {} ON CONFLICT (info_hash) DO UPDATE SET {}, node = NULL, "
-            "epoch = jobs.epoch + 1, dispatched_at = NULL, uploaded_bytes = DEFAULT RETURNING number) "
+            "epoch = jobs.epoch + 1, dispatched_at = NULL, uploaded_bytes = DEFAULT, rate_limits = NULL "
+            "RETURNING number) "
             "INSERT INTO counters (name, value) SELECT 'job_number', coalesce(max(number), 0) FROM new "
             "ON CONFLICT (name) DO UPDATE SET value = greatest(counters.value, excluded.value)").format(
             sql.SQL(", ").join(map(sql.Identifier, columns)), sql.SQL(", ").join([row] * count), replace)

@@ -360,10 +360,14 @@ def test_a_job_submitted_again_while_its_node_removes_it_is_a_new_job_fenced_off
     client.post("/api/jobs", json={"hashes": [HASH_A]})
     store = app.extensions["hashdrop"].store
     epoch = store.claim(HASH_A, NODE)
+    assert rpc_call(client, "torrent-set", {"ids": [HASH_A], "downloadLimit": 10, "seedRatioMode": 2})["result"] \
+        == "success"
     assert client.delete(f"/api/jobs/{HASH_A}").status_code == 204  # the node has not removed it yet
     again = client.post("/api/jobs", json={"hashes": [HASH_A]})
     assert again.status_code == 201 and again.get_json()["started"][0]["number"] == 2
     row = rows(pg_database)[HASH_A]
     assert (row["state"], row["node"], row["desired"], row["number"]) == ("queued", None, "run", 2)
+    seed_limits, rate_limits = stored_limits(pg_database, HASH_A)  # the new job's own: none yet
+    assert (json.loads(seed_limits)["ratio_mode"], rate_limits) == (0, None)
     assert not store.update_fenced(HASH_A, NODE, epoch, state="downloading")  # the old holder is fenced off
     assert store.last_number() == 2
