@@ -40,10 +40,8 @@ class JobSettingsOnNodes:
             limits = changed_limits(SeedLimits.from_text(row["seed_limits"]), changes)
         except ValueError as exc:
             raise JobError(str(exc)) from None
-        row = self._change(info_hash, seed_limits=limits.to_text())
-        if row["node"]:
-            self.dispatcher.command(row["node"], "hashdrop_seed_limits", info_hash=info_hash,
-                                    limits=json.dumps(asdict(limits)))
+        self._tell_its_node(self._change(info_hash, seed_limits=limits.to_text()), "hashdrop_seed_limits",
+                            limits=json.dumps(asdict(limits)))
         return self.job(info_hash)
 
     def set_job_rate_limits(self, info_hash, download=None, upload=None):
@@ -51,9 +49,15 @@ class JobSettingsOnNodes:
         row = self._stored_row(info_hash)
         asked = {key: int(value) for key, value in (("download", download), ("upload", upload)) if value is not None}
         limits = {"download": 0, "upload": 0, **rate_limits_of(row), **asked}
-        row = self._change(info_hash, rate_limits=json.dumps(limits))
-        if row["node"]:
-            self.dispatcher.command(row["node"], "hashdrop_rate_limits", info_hash=info_hash, **limits)
+        self._tell_its_node(self._change(info_hash, rate_limits=json.dumps(limits)), "hashdrop_rate_limits",
+                            **limits)
+
+    def _tell_its_node(self, row, command, **arguments):
+        """Send a stored change to the node that holds the job, unless none does (a node that
+        claims it reads the row) or it is offline (its reconcile applies it once it is back):
+        Sonarr's torrent-set for a job on an offline node would wait for the command's timeout."""
+        if row["node"] and not self.job(row["info_hash"])["offline"]:
+            self.dispatcher.command(row["node"], command, info_hash=row["info_hash"], **arguments)
 
     def verify(self, info_hash):
         """Check the job's files against its pieces again, on its node."""
