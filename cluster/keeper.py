@@ -55,8 +55,16 @@ class Keeper:
     # node-keeper ---------------------------------------------------------------------------------
     def _keep(self):
         renew_due = reconcile_due = 0.0
+        last_round = time.monotonic()
         while not self._stop.wait(min(0.25, self.lease / 6)):
             now = time.monotonic()
+            if now - last_round > self.lease / 2 and not self.self_fenced:
+                # This process was frozen (SIGSTOP, a paused VM, swapping) long enough for its
+                # lease to run out meanwhile: its jobs may be another node's now. Its torrents
+                # stop before the renewal and reconcile below find out which.
+                self._fence(f"was frozen for {now - last_round:.1f} s")
+                renew_due = reconcile_due = now
+            last_round = now
             try:
                 if now >= renew_due:
                     renew_due = now + self.lease / 3
@@ -83,15 +91,18 @@ class Keeper:
         except StoreError as exc:
             log.warning("node %s cannot renew its lease: %s", self.node.name, exc)
             if not self.self_fenced and time.monotonic() - self.renewed_at > self.lease / 2:
-                log.warning("node %s pauses every torrent until it holds its lease again", self.node.name)
-                self.self_fenced = True
-                self.node.session.session.pause()
+                self._fence("cannot renew its lease")
             return
         if self.self_fenced:
-            self.self_fenced = False
             self.reconcile()  # first: jobs taken over meanwhile are dropped before they write
+            self.self_fenced = False  # after: a reconcile that failed leaves the node fenced, to try again
             self.node.session.session.resume()
             log.info("node %s holds its lease again: torrents resumed", self.node.name)
+
+    def _fence(self, why):
+        log.warning("node %s %s: it pauses every torrent until it holds its lease again", self.node.name, why)
+        self.self_fenced = True
+        self.node.session.session.pause()
 
     def reconcile(self):
         """Apply the desired state stored for each of this node's jobs; drop the jobs it no longer
@@ -102,8 +113,7 @@ class Keeper:
         rows = {row["info_hash"]: row for row in node.database.rows_of(node.name)}
         for job in node.manager.registry.all():
             row = rows.get(job.info_hash)
-            # A job whose download task runs was claimed here, maybe after the rows were read.
-            if job.info_hash not in node.active() and self._taken_over(job.info_hash, row):
+            if self._taken_over(job.info_hash, row, running=job.info_hash in node.active()):
                 log.info("job %s is no longer held by %s: dropped, files kept", job.info_hash, node.name)
                 node.drop(job.info_hash)
             elif row is not None:
@@ -113,10 +123,18 @@ class Keeper:
             if node.manager.registry.get(info_hash) is None and row["desired"] in ("remove", "remove_files"):
                 node.database.delete_fenced(info_hash, node.name, row["epoch"])  # not resident here
 
-    def _taken_over(self, info_hash, row):
+    def _taken_over(self, info_hash, row, running=False):
         """Whether a job of the session is no longer this node's: its row is gone, another node
-        (or nobody) holds it, or at a newer epoch than this node's claim."""
+        (or nobody) holds it, or at a newer epoch than this node's claim. A job whose download
+        task runs here may have been claimed after the rows were read, at an epoch this node has
+        not recorded yet: it counts as taken only when its row, read again, names another node or
+        none (the reaper queued it again while this node was frozen)."""
         node = self.node
+        if running:
+            if row is not None:
+                return False
+            row = node.database.row(info_hash)
+            return row is None or row["node"] != node.name
         epoch = node.store.epoch_of(info_hash)
         if row is None or (epoch is not None and row["epoch"] < epoch):
             row = node.database.row(info_hash)  # read before a claim of this node's: look again
