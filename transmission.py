@@ -562,9 +562,10 @@ class Torrent:
         if self._details is None:
             try:
                 self._details = manager().details(self.job["info_hash"])
-            except JobError:  # removed meanwhile
-                self._details = {"trackers": [], "peers": [], "magnet": "", "download_limit": 0,
-                                 "upload_limit": 0}
+            except JobError:  # removed meanwhile; in cluster mode, on its node (the limits are stored)
+                self._details = {"trackers": [], "peers": [], "magnet": "",
+                                 "download_limit": self.job.get("download_limit", 0),
+                                 "upload_limit": self.job.get("upload_limit", 0)}
         return self._details
 
     def status(self):

@@ -6,6 +6,7 @@ The web app sends them with destination=[node], reply=True, timeout=1; it has wr
 desired state in PostgreSQL first, so a command that never arrives is applied by the node's
 reconcile (cluster.keeper) instead.
 """
+import json
 import logging
 import threading
 
@@ -25,7 +26,7 @@ def _job_command(action, info_hash):
             return {"ok": True, "held": False}  # not here (yet): the claim or reconcile will see the row
         action(node)
     except JobError as exc:
-        return {"ok": False, "error": exc.message}
+        return {"ok": False, "error": exc.message, "status": exc.status}
     except Exception as exc:  # a command never takes the consumer thread down
         log.exception("control command on %s failed", info_hash)
         return {"ok": False, "error": str(exc)}
@@ -67,9 +68,38 @@ def _remove(node, info_hash, delete_files):
         log.exception("removing %s failed", info_hash)
 
 
+@control_command(args=[("info_hash", str), ("limits", str)], signature="<info_hash> <limits as JSON>")
+def hashdrop_seed_limits(state, info_hash, limits):
+    """Set a job's own seeding limits (every key of jobs.seeding.SeedLimits, as JSON): it stops
+    seeding at once if one is reached."""
+    return _job_command(lambda node: node.manager.set_seed_limits(info_hash, json.loads(limits)), info_hash)
+
+
+@control_command(args=[("info_hash", str), ("download", int), ("upload", int)],
+                 signature="<info_hash> <download bytes/s> <upload bytes/s>")
+def hashdrop_rate_limits(state, info_hash, download=0, upload=0):
+    """Cap a job's own rates (bytes/s, 0: none) on its torrent."""
+    limits = {"download": int(download), "upload": int(upload)}
+    return _job_command(lambda node: node.apply_rate_limits(info_hash, limits), info_hash)
+
+
+@control_command(args=[("info_hash", str)], signature="<info_hash>")
+def hashdrop_verify(state, info_hash):
+    """Check a job's files against its pieces again (libtorrent's force_recheck: it returns at once)."""
+    return _job_command(lambda node: node.manager.verify(info_hash), info_hash)
+
+
+@control_command(args=[("info_hash", str)], signature="<info_hash>")
+def hashdrop_reannounce(state, info_hash):
+    """Ask a job's trackers for peers again now."""
+    return _job_command(lambda node: node.manager.reannounce(info_hash), info_hash)
+
+
 @inspect_command()
 def hashdrop_jobs(state):
-    """This node's jobs, short: {info_hash: {state, progress, name}} (celery inspect hashdrop_jobs)."""
+    """This node's jobs, short: {info_hash: {state, progress, name, download_limit, upload_limit}}
+    (celery inspect hashdrop_jobs); the limits are what the torrent has now (bytes/s, 0: none)."""
     node = nodes.current()
-    return {view["info_hash"]: {"state": view["state"], "progress": view["progress"], "name": view["name"]}
+    return {view["info_hash"]: {"state": view["state"], "progress": view["progress"], "name": view["name"],
+                                **node.torrent_rate_limits(view["info_hash"])}
             for view in node.manager.jobs()}

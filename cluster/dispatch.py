@@ -43,18 +43,25 @@ class Dispatcher:
 
     def command(self, node, name, **arguments):
         """Run a remote-control command on one node; whether it answered within CONTROL_TIMEOUT."""
+        answered = self.ask(node, name, **arguments) is not None
+        if not answered:
+            log.info("%s got no answer from %s within %.0f s; it applies it when it reconciles", name, node,
+                     CONTROL_TIMEOUT)
+        return answered
+
+    def ask(self, node, name, **arguments):
+        """Run a remote-control command on one node; its answer (a dict), or None when it gave none
+        within CONTROL_TIMEOUT or the broker did not take the command."""
         with self._lock:
             try:
                 replies = self.app.control.broadcast(name, arguments=arguments, destination=[node], reply=True,
                                                      timeout=CONTROL_TIMEOUT)
             except Exception as exc:  # the node's reconcile applies the stored desired state anyway
                 self._failed(f"cannot send {name} to {node}: {exc}")
-                return False
+                return None
             self._worked()
-        if not replies:
-            log.info("%s got no answer from %s within %.0f s; it applies it when it reconciles", name, node,
-                     CONTROL_TIMEOUT)
-        return bool(replies)
+        answer = next((reply[node] for reply in replies or () if node in reply), None)
+        return answer if isinstance(answer, dict) else None
 
     def _failed(self, problem):
         if self.problem is None:

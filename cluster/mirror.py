@@ -8,6 +8,7 @@ never waits for the database, and what a person just did shows in the answer to 
 import time
 from collections import deque
 
+from cluster.job_settings import rate_limits_of
 from jobs import listing
 from jobs.model import RUNNING, Job
 from jobs.registry import JobRegistry
@@ -150,4 +151,6 @@ def merged_view(job, row, leases, live):
         view["seeding"] = view["seeding"] and live.get("seeding", True)
     node = row.get("node")
     view.update(node=node, offline=bool(node) and not leases.get(node, False), desired=row.get("desired", "run"))
+    rates = rate_limits_of(row)  # as stored: the node applies them (jobs.details() is the node's own)
+    view.update(download_limit=rates.get("download", 0), upload_limit=rates.get("upload", 0))
     return view

@@ -15,6 +15,7 @@ from celery import bootsteps, signals
 
 from cluster import live
 from cluster.celery_app import DOWNLOAD_TASK, DOWNLOADS_QUEUE, direct_queue
+from cluster.job_settings import rate_limits_of
 from cluster.keeper import Keeper
 from cluster.node_store import NodeStore
 from downloader import TorrentSession, session_settings
@@ -50,6 +51,7 @@ class Node:
         self.stopping = threading.Event()  # SIGTERM: running downloads hand their jobs back
         self.database = self.store = self.manager = self.session = self.redis = self.keeper = None
         self._active = set()  # info hashes whose download task runs now
+        self._rate_limits = {}  # info_hash -> the job's own rate limits as this node last applied them
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)  # notified as a download task ends
 
@@ -151,10 +153,7 @@ class Node:
         record = self.database.row(info_hash)
         if record is None:  # removed since the claim
             return None
-        job = Job.from_record(record)
-        # This node's own save path (the web app's is not a folder of this machine's).
-        root = self.config["INCOMPLETE_PATH"] or self.config["SAVE_PATH"]
-        job.save_path = os.path.abspath(os.path.join(root, job.category))
+        job = self._job_from(record)
         self.store.update(info_hash, save_path=job.save_path)
         with manager.registry.adding, manager.registry.lock:
             if manager.registry.closed:
@@ -162,6 +161,43 @@ class Node:
             manager.registry.add(job)
             manager._start_or_fail(job)
         return job
+
+    def adopt(self, record):
+        """Take over a resident job (seeding, paused, failed, stalled) of a node that went offline,
+        whose row the reaper just moved here (shared storage): its torrent is added from the
+        shared files as it was, seeding or paused, and holds no download slot. Its resume data
+        stayed in the old node's data folder, so libtorrent checks the files (and takes the
+        metadata from the stored .torrent, or from peers)."""
+        info_hash, manager = record["info_hash"], self.manager
+        self.store.hold(info_hash, record["epoch"])
+        with manager.registry.lock:
+            if manager.registry.closed or manager.registry.get(info_hash) is not None:
+                return  # stopping (the next start restores it), or still in this session: held again
+            job = self._job_from(record)
+            manager.registry.add(job)
+            if job.state != JobState.FAILED:  # a failed job waits for a retry, as restore() leaves it
+                manager._start_or_fail(job)
+        self.store.update(info_hash, save_path=job.save_path)
+
+    def _job_from(self, record):
+        """A job of this node's from its row: in its own save path, with the rate limits stored
+        for it (its torrent is added with them; its seeding limits are in the record)."""
+        job = Job.from_record(record)
+        job.save_path = self._own_save_path(job)
+        limits = rate_limits_of(record)
+        if limits:
+            job.run.rate_limits.update(limits)
+            with self._lock:
+                self._rate_limits[job.info_hash] = limits
+        return job
+
+    def _own_save_path(self, job):
+        """Where the job's files are on this node: its own save path (a completed job's files are
+        in the library) or incomplete folder, and the job's category (the web app's save path,
+        or another node's, is no folder of this machine's)."""
+        unfinished = job.state != JobState.COMPLETED and self.config["INCOMPLETE_PATH"]
+        root = self.config["INCOMPLETE_PATH"] if unfinished else self.config["SAVE_PATH"]
+        return os.path.abspath(os.path.join(root, job.category))
 
     def _wait_while_it_needs_a_slot(self, job):
         registry = self.manager.registry
@@ -204,6 +240,33 @@ class Node:
         with self._lock:
             return set(self._active)
 
+    # A job's own rate limits (cluster.job_settings) ----------------------------------------------
+    def apply_rate_limits(self, info_hash, limits):
+        """Cap a job's rates ({"download": bytes/s, "upload": ...}, 0: none) on its torrent, or as
+        its torrent is added."""
+        self.manager.set_job_rate_limits(info_hash, **limits)
+        with self._lock:
+            self._rate_limits[info_hash] = dict(limits)
+
+    def applied_rate_limits(self, info_hash):
+        """The job's rate limits as this node last applied them, or None."""
+        with self._lock:
+            return self._rate_limits.get(info_hash)
+
+    def torrent_rate_limits(self, info_hash):
+        """{"download_limit", "upload_limit"}: what the job's torrent has now, bytes/s (0: none);
+        None while it has no torrent in the session."""
+        job = self.manager.registry.get(info_hash)
+        with self.manager.registry.lock:
+            torrent = job.run.torrent if job is not None else None
+        try:
+            if torrent is not None:
+                return {"download_limit": max(0, torrent.handle.download_limit()),
+                        "upload_limit": max(0, torrent.handle.upload_limit())}
+        except RuntimeError:  # removed meanwhile
+            pass
+        return {"download_limit": None, "upload_limit": None}
+
     # Fencing -------------------------------------------------------------------------------------
     def _fenced(self, info_hash):
         """Another node holds the job now: drop it here, files kept (in a thread: the caller may
@@ -213,6 +276,8 @@ class Node:
     def drop(self, info_hash):
         """Take a job this node no longer holds out of its session, keeping its files."""
         self.store.let_go(info_hash)
+        with self._lock:
+            self._rate_limits.pop(info_hash, None)
         try:
             self.manager.remove(info_hash, delete_files=False)
         except JobError:

@@ -9,9 +9,9 @@ import logging
 import threading
 
 from store.base import JobStore, StoreError, StoreWriteError
+from store.postgres import RESIDENT  # states whose torrent stays on a node
 
 log = logging.getLogger(__name__)
-RESIDENT = ("completed", "paused", "failed", "stalled")  # states whose torrent stays on a node
 
 
 class NodeStore(JobStore):

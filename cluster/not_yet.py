@@ -1,6 +1,7 @@
 """What cluster mode's web app cannot do yet: everything that needs a job's torrent, which lives
 in its download node's libtorrent session. Each answers a JobError with a sentence and a 400,
-never a 500; a later step could reach the node through a control command with a reply."""
+never a 500; a later step could reach the node through a control command with a reply
+(cluster.job_settings does for verify and reannounce, which need no answer but "done")."""
 from jobs.model import JobError
 
 NOT_YET = "{what} is not available in cluster mode yet: the job's torrent is on its download node."
@@ -23,19 +24,11 @@ class TorrentOnItsNode:
     files = not_yet("A job's file list")
     set_files = not_yet("Choosing a job's files")
     details = not_yet("A job's trackers and peers")
-    verify = not_yet("Verifying a job's files")
-    reannounce = not_yet("Asking a job's trackers again")
     relocate = not_yet("Moving a job's files")
-    set_job_rate_limits = not_yet("A job's own rate limits")
-    set_seed_limits = not_yet("A job's own seeding limits")
 
     def wait_for_file_list(self, info_hash, timeout):
         raise JobError(NOT_YET.format(what="Choosing files as a torrent is added") + " It was added paused.",
                        NOT_YET_STATUS)
-
-    def move_in_queue(self, info_hashes, where):
-        raise JobError("Moving jobs in the queue is not available in cluster mode yet: the first node "
-                       "with a free slot takes the oldest queued job.", NOT_YET_STATUS)
 
     def set_rate_limits(self, download=None, upload=None):
         raise JobError("The session's rate limits are each download node's own in cluster mode: set "

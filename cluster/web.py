@@ -17,6 +17,7 @@ import hashes
 from cluster import live
 from cluster.celery_app import make_celery
 from cluster.dispatch import Dispatcher
+from cluster.job_settings import JobSettingsOnNodes
 from cluster.mirror import JobMirror
 from cluster.not_yet import TorrentOnItsNode
 from jobs.model import ENDED, JobError, JobState, utcnow
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 SYNC_SECONDS = 1.0  # how often the copy of the jobs is read again (the nodes publish every second)
 
 
-class ClusterJobManager(TorrentOnItsNode):
+class ClusterJobManager(JobSettingsOnNodes, TorrentOnItsNode):
     """Every job of every download node, as the page, the API and the RPC ask for them."""
 
     def __init__(self, config, store, dispatcher, redis):

@@ -23,15 +23,23 @@ log = logging.getLogger(__name__)
 # SQLite's declared types, as PostgreSQL spells them.
 TYPES = {"TEXT": "text", "INTEGER": "bigint", "REAL": "double precision", "BLOB": "bytea"}
 # The cluster's own columns of jobs: who holds the job, the fencing epoch (+1 on each claim, so
-# a node that lost its job can no longer write it), what a person wants, when it was dispatched.
+# a node that lost its job can no longer write it), what a person wants, when it was dispatched,
+# and the job's own rate limits.
 CLUSTER_COLUMNS = {
     "node": "text",
     "epoch": "integer NOT NULL DEFAULT 0",
     "desired": "text NOT NULL DEFAULT 'run'",
     "dispatched_at": "timestamptz",
+    # A job's own rate limits as a person set them ({"download": bytes/s, "upload": ...}, 0: none);
+    # NULL: never set. Embedded mode keeps them in libtorrent's resume data, which is per node.
+    "rate_limits": "text",
 }
 DESIRED = ("run", "paused", "remove", "remove_files")
 UNFINISHED = ("queued", "fetching_metadata", "downloading")  # jobs.model.RUNNING's values
+# States whose torrent stays in its node's session without a download task (a seeding, paused,
+# failed or stalled job): a node restores them at start, and with shared storage another node
+# adopts them from a node that went offline.
+RESIDENT = ("completed", "paused", "failed", "stalled")
 INSERT_CHUNK = 1000  # jobs per INSERT of insert_new: 22 parameters each, PostgreSQL takes 65,535 at most
 SCHEMA_LOCK = 0x68617368  # "hash": two processes opening a new database make its schema in turn
 # Connection defaults a URL may override: a database that is down or cut off makes a write
@@ -275,6 +283,19 @@ class PostgresJobStore(KeptChangesStore):
             "WHERE node = %s AND state = ANY(%s) RETURNING info_hash", (node, list(UNFINISHED)))
         return sorted(row["info_hash"] for row in rows)
 
+    def adopt_jobs_of(self, node, adopter, limit):
+        """Move up to limit of node's resident jobs (RESIDENT) to adopter, epoch + 1 (fencing node off
+        them), while node's lease has still run out; their rows as row() gives them.
+        SKIP LOCKED: two nodes adopting at once take different jobs."""
+        columns = ", ".join(f"jobs.{name}" for name in [*self._columns, *CLUSTER_COLUMNS])
+        return self._change(
+            f"UPDATE jobs SET node = %(adopter)s, epoch = jobs.epoch + 1 FROM (SELECT info_hash FROM jobs "
+            "WHERE node = %(node)s AND state = ANY(%(states)s) ORDER BY added_at, row_order LIMIT %(limit)s "
+            "FOR UPDATE SKIP LOCKED) AS taken WHERE jobs.info_hash = taken.info_hash AND jobs.node = %(node)s "
+            "AND EXISTS (SELECT 1 FROM nodes WHERE name = %(node)s AND lease_until < now()) "
+            f"RETURNING {columns}",
+            {"node": node, "adopter": adopter, "states": list(RESIDENT), "limit": limit})
+
     # The web app's statements (cluster.web): it lists every job for the page, steers one, and
     # dispatches the jobs whose message never reached the broker.
     def listing(self):
@@ -286,7 +307,8 @@ class PostgresJobStore(KeptChangesStore):
     def insert_new(self, records):
         """Insert new jobs (records as Job.record() makes them, plus "desired"), held by no node, in
         one statement (one round trip: a submit waits for it) that also keeps the highest number.
-        A job still stored (one being removed) is replaced and fenced off its node (epoch + 1).
+        A job still stored (one being removed) is replaced, without its rate limits, and fenced
+        off its node (epoch + 1).
         More than INSERT_CHUNK jobs, or changes still waiting, go in one transaction. All or
         none: StoreWriteError when the database does not take them."""
         chunks = [records[at:at + INSERT_CHUNK] for at in range(0, len(records), INSERT_CHUNK)]
@@ -314,7 +336,8 @@ class PostgresJobStore(KeptChangesStore):
         replace = sql.SQL(", ").join(sql.SQL("{0} = excluded.{0}").format(sql.Identifier(c)) for c in columns[1:])
         return sql.SQL(
             "WITH new AS (INSERT INTO jobs ({}) VALUES {} ON CONFLICT (info_hash) DO UPDATE SET {}, node = NULL, "
-            "epoch = jobs.epoch + 1, dispatched_at = NULL, uploaded_bytes = DEFAULT RETURNING number) "
+            "epoch = jobs.epoch + 1, dispatched_at = NULL, uploaded_bytes = DEFAULT, rate_limits = NULL "
+            "RETURNING number) "
             "INSERT INTO counters (name, value) SELECT 'job_number', coalesce(max(number), 0) FROM new "
             "ON CONFLICT (name) DO UPDATE SET value = greatest(counters.value, excluded.value)").format(
             sql.SQL(", ").join(map(sql.Identifier, columns)), sql.SQL(", ").join([row] * count), replace)

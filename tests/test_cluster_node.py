@@ -284,6 +284,32 @@ def test_kill9_with_shared_storage_the_other_node_takes_over_once_the_lease_expi
     assert count_in_logs(cluster, f"{info_hash} queued again for any node") == 1
 
 
+def test_a_node_frozen_past_its_lease_stops_its_torrents_as_it_thaws_and_drops_the_job_taken_over(cluster, seed_new):
+    torrent = seed_new(8 * MiB, upload_limit=MiB)
+    shared = cluster.root / "shared-downloads"
+    nodes = [cluster.node(f"dl{number}", host, concurrency=1, save_path=shared, SHARED_STORAGE=True)
+             for number, host in enumerate(NODE_HOSTS, 1)]
+    (info_hash,) = cluster.queue(torrent)
+    row = cluster.wait_for(info_hash, "downloading")
+    first = next(node for node in nodes if node.name == row["node"])
+    second = next(node for node in nodes if node is not first)
+    first.sigstop()
+    try:
+        wait_until(lambda: cluster.row(info_hash)["node"] == second.name, 30,
+                   f"the other node never took the job over:\n{cluster.logs()}")
+    finally:
+        first.sigcont()
+    # Thawed, it pauses its torrents at once, then finds the job taken and drops it, files kept.
+    wait_until(lambda: any(f"job {info_hash}" in line and "dropped" in line for line in first.log().splitlines()),
+               15, f"the thawed node kept the job:\n{first.log()[-3000:]}")
+    assert f"{first.name} was frozen for" in first.log()
+    row = cluster.wait_for(info_hash, "completed")
+    assert row["node"] == second.name
+    check_files(torrent, shared)
+    wait_until(lambda: info_hash not in live.read(cluster.redis, [first.name]), 10, "the thawed node still shows it")
+    wait_until(lambda: "holds its lease again: torrents resumed" in first.log(), 10, "the node stayed fenced")
+
+
 def test_a_task_redelivered_after_the_visibility_timeout_is_a_no_op(cluster, seed_new):
     """On Redis a task unacknowledged for the visibility timeout is delivered again while the
     first still runs; the claim refuses it, so the download runs once."""

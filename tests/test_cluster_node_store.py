@@ -81,3 +81,24 @@ def test_a_delete_is_fenced_too(database, store):
 def test_a_node_adds_no_jobs(store):
     with pytest.raises(StoreWriteError, match="a download node adds no jobs"):
         store.save_many([record("a" * 40)])
+
+
+def test_an_offline_nodes_resident_jobs_are_adopted_in_batches_and_its_writes_fenced(database, store, fenced):
+    hashes = [c * 40 for c in "abcdef"]
+    database.save_many([record(h, number=n) for n, h in enumerate(hashes, 1)])
+    states = ("completed", "paused", "failed", "stalled", "downloading", "completed")
+    for h, state in zip(hashes, states):
+        store.hold(h, database.claim(h, ME))
+        store.update(h, state=state)
+    assert database.claim(hashes[5], OTHER) is None  # a claim takes no completed job
+    database.renew_node(ME, 60, 1, "/srv", "127.0.0.3:0")
+    assert database.adopt_jobs_of(ME, OTHER, 10) == []  # its lease runs: nothing is taken
+    database.renew_node(ME, -1, 1, "/srv", "127.0.0.3:0")  # ran out a second ago
+    first = database.adopt_jobs_of(ME, OTHER, 3)
+    second = database.adopt_jobs_of(ME, OTHER, 3)
+    adopted = sorted(row["info_hash"] for row in first + second)
+    assert (len(first), adopted) == (3, sorted([*hashes[:4], hashes[5]]))  # resident ones, not the download
+    assert {(row["node"], row["epoch"]) for row in first + second} == {(OTHER, 2)}
+    assert database.row(hashes[4])["node"] == ME  # the reaper requeues that one (requeue_jobs_of)
+    store.update(hashes[0], uploaded_bytes=5)  # the old node, back: fenced off, the job let go
+    assert (fenced, database.row(hashes[0])["uploaded_bytes"]) == ([hashes[0]], 0)

@@ -229,7 +229,7 @@ def test_the_files_page_and_the_rpc_say_what_cluster_mode_cannot_do_yet(cluster_
     page = client.get(f"/jobs/{HASH_A}/files")
     assert page.status_code == 200 and "not available in cluster mode yet" in page.get_data(as_text=True)
     session_id = client.get("/transmission/rpc").headers["X-Transmission-Session-Id"]
-    for method, arguments in [("torrent-verify", {"ids": [HASH_A]}), ("torrent-set-location",
+    for method, arguments in [("torrent-set", {"ids": [HASH_A], "files-unwanted": [0]}), ("torrent-set-location",
                               {"ids": [HASH_A], "location": "films", "move": True}),
                               ("session-set", {"speed-limit-down": 10, "speed-limit-down-enabled": True})]:
         answer = client.post("/transmission/rpc", json={"method": method, "arguments": arguments},
@@ -242,6 +242,71 @@ def test_the_files_page_and_the_rpc_say_what_cluster_mode_cannot_do_yet(cluster_
     assert listed["result"] == "success"
     assert [(t["hashString"], t["files"], t["queuePosition"]) for t in listed["arguments"]["torrents"]] == \
         [(HASH_A, [], 0)]
+
+
+def rpc_call(client, method, arguments):
+    session_id = client.get("/transmission/rpc").headers["X-Transmission-Session-Id"]
+    answer = client.post("/transmission/rpc", json={"method": method, "arguments": arguments},
+                         headers={"X-Transmission-Session-Id": session_id})
+    assert answer.status_code == 200
+    return answer.get_json()
+
+
+def stored_limits(url, info_hash):
+    with psycopg.connect(url) as connection:
+        return connection.execute("SELECT seed_limits, rate_limits FROM jobs WHERE info_hash = %s",
+                                  (info_hash,)).fetchone()
+
+
+def test_torrent_set_limits_are_stored_with_the_job_and_shown_whoever_holds_it(cluster_app, pg_database):
+    app = cluster_app()
+    client = app.test_client()
+    client.post("/api/jobs", json={"hashes": [HASH_A, HASH_B]})
+    app.extensions["hashdrop"].store.claim(HASH_B, NODE)  # held by a node that never answers
+    for info_hash in (HASH_A, HASH_B):
+        answer = rpc_call(client, "torrent-set", {"ids": [info_hash], "seedRatioLimit": 1.5, "seedRatioMode": 1,
+                                                  "seedIdleMode": 2, "downloadLimit": 250, "downloadLimited": True})
+        assert answer["result"] == "success", answer
+    answer = rpc_call(client, "torrent-set", {"ids": [HASH_A], "uploadLimit": 40, "uploadLimited": True})
+    assert answer["result"] == "success"  # the download limit set before stays
+    seed_limits, rate_limits = stored_limits(pg_database, HASH_A)
+    assert (json.loads(seed_limits)["ratio"], json.loads(seed_limits)["ratio_mode"], json.loads(rate_limits)) == \
+        (1.5, 1, {"download": 250_000, "upload": 40_000})
+    assert json.loads(stored_limits(pg_database, HASH_B)[1]) == {"download": 250_000, "upload": 0}
+    listed = rpc_call(client, "torrent-get", {"ids": [HASH_A, HASH_B], "fields": [
+        "hashString", "seedRatioLimit", "seedRatioMode", "seedIdleMode", "downloadLimit", "downloadLimited",
+        "uploadLimited"]})["arguments"]["torrents"]
+    assert [(t["hashString"], t["seedRatioLimit"], t["seedRatioMode"], t["seedIdleMode"], t["downloadLimit"],
+             t["downloadLimited"], t["uploadLimited"]) for t in listed] == \
+        [(HASH_A, 1.5, 1, 2, 250, True, True), (HASH_B, 1.5, 1, 2, 250, True, False)]
+    refused = rpc_call(client, "torrent-set", {"ids": [HASH_A], "seedRatioMode": 7})
+    assert refused["result"] == "ratio_mode must be 0 (global), 1 (this torrent's) or 2 (unlimited), not 7."
+    assert json.loads(stored_limits(pg_database, HASH_A)[0])["ratio_mode"] == 1  # nothing changed
+
+
+def test_verify_says_when_the_jobs_node_is_offline_and_is_nothing_to_do_before_one_holds_it(cluster_app):
+    app = cluster_app()
+    client = app.test_client()
+    client.post("/api/jobs", json={"hashes": [HASH_A, HASH_B]})
+    store = app.extensions["hashdrop"].store
+    store.renew_node(NODE, 1, 2, "/srv/dl1", "127.0.0.3:6881")
+    store.claim(HASH_A, NODE)
+    wait_until(lambda: api_job(client, HASH_A)["offline"], 10, "the job did not show its node offline")
+    for method in ("torrent-verify", "torrent-reannounce"):
+        answer = rpc_call(client, method, {"ids": [HASH_A]})
+        assert answer["result"] == f"Its download node {NODE} is offline: ask again once it is back.", answer
+        assert rpc_call(client, method, {"ids": [HASH_B]})["result"] == "success"  # queued: nothing on disk yet
+
+
+def test_queue_moves_are_accepted_and_change_nothing(cluster_app, pg_database):
+    """Sonarr's "First" priority sends queue-move-top after adding, and shows any failure."""
+    client = cluster_app().test_client()
+    client.post("/api/jobs", json={"hashes": [HASH_A, HASH_B]})
+    for method in ("queue-move-top", "queue-move-up", "queue-move-down", "queue-move-bottom"):
+        assert rpc_call(client, method, {"ids": [HASH_B]})["result"] == "success"
+    listed = rpc_call(client, "torrent-get", {"fields": ["hashString", "queuePosition"]})["arguments"]["torrents"]
+    assert [(t["hashString"], t["queuePosition"]) for t in listed] == [(HASH_A, 0), (HASH_B, 1)]
+    assert rpc_call(client, "queue-move-top", {"ids": ["0" * 40]})["result"] == "success"  # unknown: none selected
 
 
 def test_while_the_database_is_down_a_submit_is_refused_and_the_page_still_answers(cluster_app, postgres_server):
@@ -295,10 +360,14 @@ def test_a_job_submitted_again_while_its_node_removes_it_is_a_new_job_fenced_off
     client.post("/api/jobs", json={"hashes": [HASH_A]})
     store = app.extensions["hashdrop"].store
     epoch = store.claim(HASH_A, NODE)
+    assert rpc_call(client, "torrent-set", {"ids": [HASH_A], "downloadLimit": 10, "seedRatioMode": 2})["result"] \
+        == "success"
     assert client.delete(f"/api/jobs/{HASH_A}").status_code == 204  # the node has not removed it yet
     again = client.post("/api/jobs", json={"hashes": [HASH_A]})
     assert again.status_code == 201 and again.get_json()["started"][0]["number"] == 2
     row = rows(pg_database)[HASH_A]
     assert (row["state"], row["node"], row["desired"], row["number"]) == ("queued", None, "run", 2)
+    seed_limits, rate_limits = stored_limits(pg_database, HASH_A)  # the new job's own: none yet
+    assert (json.loads(seed_limits)["ratio_mode"], rate_limits) == (0, None)
     assert not store.update_fenced(HASH_A, NODE, epoch, state="downloading")  # the old holder is fenced off
     assert store.last_number() == 2
