@@ -170,7 +170,7 @@ class Node:
         metadata from the stored .torrent, or from peers)."""
         info_hash, manager = record["info_hash"], self.manager
         self.store.hold(info_hash, record["epoch"])
-        with manager.registry.lock:
+        with manager.registry.adding, manager.registry.lock:
             if manager.registry.closed or manager.registry.get(info_hash) is not None:
                 return  # stopping (the next start restores it), or still in this session: held again
             job = self._job_from(record)
