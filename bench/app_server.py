@@ -14,6 +14,7 @@ from swarm import free_port, loopback_app_env, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 HTTP_TIMEOUT = 60  # seconds for any one request
+IDLE_REOPEN = 30  # seconds idle after which a kept-alive connection is opened anew (see request())
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -29,6 +30,7 @@ class AppServer:
         self.log_path = workdir / "server.log"
         self.process = None
         self._connection = None
+        self._last_used = 0.0  # monotonic time of the last request on the connection
         self._cookie = None
         self._token = None
 
@@ -69,8 +71,13 @@ class AppServer:
 
     # HTTP ------------------------------------------------------------------------------
     def request(self, method, path, body=None, headers=None):
-        """One request on the kept-alive connection: (status, response headers, body bytes). A GET
-        on a connection the server closed while it was idle (HASHDROP_IDLE_TIMEOUT) is sent again."""
+        """One request on the kept-alive connection: (status, response headers, body bytes).
+
+        The server closes a connection idle for HASHDROP_IDLE_TIMEOUT (60 s): one idle for half
+        of that is opened anew before a request (a POST lost to a closing connection cannot be
+        sent again blindly), and a GET that still meets a closed one is sent again."""
+        if time.monotonic() - self._last_used > IDLE_REOPEN:
+            self._close_connection()
         try:
             return self._request(method, path, body, headers)
         except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
@@ -79,12 +86,15 @@ class AppServer:
             return self._request(method, path, body, headers)
 
     def _request(self, method, path, body=None, headers=None):
+        self._last_used = time.monotonic()
         if self._connection is None:
             self._connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=HTTP_TIMEOUT)
         try:
             self._connection.request(method, path, body=body, headers=headers or {})
             response = self._connection.getresponse()
-            return response.status, response.headers, response.read()
+            answer = response.status, response.headers, response.read()
+            self._last_used = time.monotonic()
+            return answer
         except (OSError, http.client.HTTPException):
             self._close_connection()  # the next request opens a new one
             raise

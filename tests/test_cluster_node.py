@@ -262,8 +262,9 @@ def test_a_redis_restart_mid_download_loses_no_job_and_starts_no_duplicate(clust
                "no live view after the restart")
 
 
-def test_kill9_with_shared_storage_the_other_node_takes_over_once_the_lease_expires(cluster, seed_new):
-    torrent = seed_new(8 * MiB, upload_limit=MiB)
+def downloading_on_shared_storage(cluster, torrent):
+    """Two nodes sharing one save path, and the torrent downloading on one of them:
+    (info hash, the node downloading it, the other node, the shared save path)."""
     shared = cluster.root / "shared-downloads"
     nodes = [cluster.node(f"dl{number}", host, concurrency=1, save_path=shared, SHARED_STORAGE=True)
              for number, host in enumerate(NODE_HOSTS, 1)]
@@ -271,6 +272,12 @@ def test_kill9_with_shared_storage_the_other_node_takes_over_once_the_lease_expi
     row = cluster.wait_for(info_hash, "downloading")
     first = next(node for node in nodes if node.name == row["node"])
     second = next(node for node in nodes if node is not first)
+    return info_hash, first, second, shared
+
+
+def test_kill9_with_shared_storage_the_other_node_takes_over_once_the_lease_expires(cluster, seed_new):
+    torrent = seed_new(8 * MiB, upload_limit=MiB)
+    info_hash, first, second, shared = downloading_on_shared_storage(cluster, torrent)
     wait_until(lambda: (live.read(cluster.redis, [first.name]).get(info_hash) or {}).get("downloaded_bytes", 0) > 0,
                10, "no byte came")
     first.kill9()
@@ -286,13 +293,7 @@ def test_kill9_with_shared_storage_the_other_node_takes_over_once_the_lease_expi
 
 def test_a_node_frozen_past_its_lease_stops_its_torrents_as_it_thaws_and_drops_the_job_taken_over(cluster, seed_new):
     torrent = seed_new(8 * MiB, upload_limit=MiB)
-    shared = cluster.root / "shared-downloads"
-    nodes = [cluster.node(f"dl{number}", host, concurrency=1, save_path=shared, SHARED_STORAGE=True)
-             for number, host in enumerate(NODE_HOSTS, 1)]
-    (info_hash,) = cluster.queue(torrent)
-    row = cluster.wait_for(info_hash, "downloading")
-    first = next(node for node in nodes if node.name == row["node"])
-    second = next(node for node in nodes if node is not first)
+    info_hash, first, second, shared = downloading_on_shared_storage(cluster, torrent)
     first.sigstop()
     try:
         wait_until(lambda: cluster.row(info_hash)["node"] == second.name, 30,
