@@ -258,3 +258,18 @@ def test_the_poll_answers_the_whole_table_when_its_rows_change(client, manager):
     stale = re.sub(r"since=[^&]+", "since=0abc.1", poll)  # another run's token: the whole table
     assert rows_of(client.get(stale).get_data(as_text=True)) == ["c" * 40, HASH_A]
     assert rows_of(client.get(re.sub(r"since=[^&]+", "since=nonsense", poll)).get_data(as_text=True))
+
+
+def test_stylesheet_and_scripts_are_kept_by_the_browser_until_they_change(client):
+    """Revalidated, they were three more answers each page load waited for before its first paint."""
+    import hashlib
+
+    page = client.get("/").get_data(as_text=True)
+    urls = re.findall(r'(?:href|src)="(/static/[^"]+)"', page)
+    assert len(urls) == 3
+    for url in urls:
+        with client.get(url) as answer:
+            assert answer.status_code == 200
+            assert "max-age=31536000" in answer.headers["Cache-Control"]
+            version = re.search(r"\?v=([0-9a-f]{12})$", url).group(1)
+            assert version == hashlib.sha256(answer.get_data()).hexdigest()[:12]  # a new file, a new URL
