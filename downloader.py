@@ -427,12 +427,12 @@ def downloader(task):
     """
     torrent = None
     try:
-        task.wait_for_turn()
-        # Listen before adding: a torrent's first alerts (metadata, finished) can come
-        # before add() returns, and an alert with no listener is dropped.
-        task.session.listen(task.keys(), task.inbox.put, task.before_metadata)
-        torrent = task.session.add(task.add_params())
-        task.attach(torrent)
+        with task.turn_to_add():
+            # Listen before adding: a torrent's first alerts (metadata, finished) can come
+            # before add() returns, and an alert with no listener is dropped.
+            task.session.listen(task.keys(), task.inbox.put, task.before_metadata)
+            torrent = task.session.add(task.add_params())
+            task.attach(torrent)
         # (event, value) pairs from translate(), and ("tick", None) when a timer of the job is due
         for message in iter(task.next_message, STOP):
             task.handle(*message)

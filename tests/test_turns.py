@@ -1,4 +1,4 @@
-"""jobs.turns: new job threads are let through a few at a time, none while a submit starts threads."""
+"""jobs.turns: a few job threads add their torrent at a time, none while a submit starts threads."""
 import threading
 
 from jobs.turns import AddTurns
