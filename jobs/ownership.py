@@ -3,6 +3,7 @@ its torrent's data), never leaves the save path, and deletes only what it wrote.
 import json
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 
 import torrent_files
@@ -143,9 +144,18 @@ def delete_inside(path, root):
         remove_quietly(path)
 
 
+def file_system_now():
+    """Now, by the clock the file system stamps files with: Linux's coarse clock, up to a tick
+    (4 ms here) behind time.time(). Compared with time.time(), a file libtorrent made in the same
+    tick as the job was added had a ctime before it, and counted as someone else's."""
+    coarse = getattr(time, "CLOCK_REALTIME_COARSE", None)
+    return time.clock_gettime(coarse) if coarse is not None else time.time()
+
+
 def made_since(path, moment):
     """Whether the file at path came into being (or last changed its inode) at or after moment:
-    libtorrent can create a magnet's files before the job's thread has sorted them."""
+    libtorrent can create a magnet's files before the job's thread has sorted them. moment is
+    file_system_now() of when the torrent was added."""
     if moment is None:
         return False
     try:
