@@ -18,7 +18,6 @@ import signal
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -26,13 +25,13 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent / "tests"))  # swarm.py: the tests' loopback swarm
-sys.path.insert(0, str(BENCH.parent))  # cpus.py: how the app starts a submit's threads
+sys.path.insert(0, str(BENCH.parent))  # the app's modules
 
 import libtorrent as lt  # noqa: E402
 
 import clients  # noqa: E402
 import library  # noqa: E402
-import cpus  # noqa: E402
+from thread_starts import ThreadStarts  # noqa: E402
 import page_cache  # noqa: E402
 from app_server import AppServer, cpu_seconds, proc_status, wait_quiet  # noqa: E402
 from swarm import Payload, Seeder, Tracker, check_files, make_payload, make_torrent, wait_until  # noqa: E402
@@ -310,7 +309,7 @@ def measure_submit_latency(tracker_url, workdir):
         baseline = settle(server, None)
         server.fetch_token()
         samples, floor = {}, {count: [] for count in FLOOR_COUNTS}
-        with ThreadStarts() as starts:
+        with ThreadStarts(RUNNING_JOBS) as starts:
             for count, repeats in SUBMIT_RUNS.items():
                 samples[count] = []
                 for _ in range(repeats):
@@ -328,49 +327,6 @@ def measure_submit_latency(tracker_url, workdir):
         return {"samples": samples, "threads": baseline, "floor": floor}
     finally:
         server.stop()
-
-
-class ThreadStarts:
-    """Start threads as a submit does, with nothing else of the app: the floor under its latency.
-
-    RUNNING_JOBS threads sleep meanwhile, as the jobs' threads do in the app. The threads start
-    from one CPU (cpus.py), and each waits until the last has started, then ends.
-    """
-
-    def __init__(self, asleep=RUNNING_JOBS):
-        self._stop = threading.Event()
-        self._asleep = [threading.Thread(target=self._stop.wait, daemon=True) for _ in range(asleep)]
-
-    def __enter__(self):
-        for thread in self._asleep:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        for thread in self._asleep:
-            thread.join(5)
-
-    def time(self, count):
-        """Seconds to start `count` threads."""
-        submit_lock = threading.Lock()
-        with submit_lock:
-            started = time.perf_counter()
-            with cpus.starting_on_this_cpu():
-                threads = [threading.Thread(target=self._wait_for, args=(submit_lock,), daemon=True)
-                           for _ in range(count)]
-                for thread in threads:
-                    thread.start()
-            elapsed = time.perf_counter() - started
-        for thread in threads:
-            thread.join(5)
-        return elapsed
-
-    @staticmethod
-    def _wait_for(submit_lock):
-        with submit_lock:
-            pass
-        cpus.all_cpus()
 
 
 def settle(server, threads, timeout=60):

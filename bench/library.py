@@ -18,6 +18,7 @@ from pathlib import Path
 
 from app_server import HTTP_TIMEOUT, AppServer, cpu_seconds, proc_status, wait_quiet
 from swarm import make_payload, make_torrent, wait_until
+from thread_starts import ThreadStarts
 
 KiB = 1024
 TINY_SIZE = 16 * KiB
@@ -48,6 +49,10 @@ def measure_library(tracker, seeder, workdir, total):
         figures.update(listings(server))
         figures.update(page_times(server))
         figures.update(restart(server))
+        # The restored jobs add their torrents a few at a time: a submit "with 10,000 jobs
+        # present" is timed once they are in, as on any day; the back-to-back ones then add
+        # their own thousands while the next ones come.
+        wait_quiet(server.pid, timeout=600)
         figures.update(submits(server))
         return figures
     finally:
@@ -201,10 +206,13 @@ def submits(server):
     for _ in range(SUBMITS):
         alone.append(timed_submit(server))
         time.sleep(2)  # apart: each is timed alone, not behind the last one's thread starts
+    # The floor under them: 1,000 bare thread starts with as many threads asleep as the app has.
+    with ThreadStarts(proc_status(server.pid)["threads"]) as starts:
+        floor = [starts.time(1000) for _ in range(SUBMITS)]
     in_a_row = []
     while len(in_a_row) < BACK_TO_BACK and (not in_a_row or in_a_row[-1] < HTTP_TIMEOUT):
         in_a_row.append(timed_submit(server))
-    return {"submit_1000_s": alone, "back_to_back_s": in_a_row}
+    return {"submit_1000_s": alone, "thread_starts_1000_s": floor, "back_to_back_s": in_a_row}
 
 
 def timed_submit(server):
@@ -261,6 +269,9 @@ def report(rows, percentile):
          largest["restart_all_s"] < TARGETS["restart_all_s"], f"< {TARGETS['restart_all_s']} s"),
         ("submit 1,000 hashes", lambda r: f"p50 {p(r['submit_1000_s'], 50):.0f}, p99 {p(r['submit_1000_s'], 99):.0f} ms",
          p(largest["submit_1000_s"], 99) < TARGETS["submit_1000_p99_ms"], f"p99 < {TARGETS['submit_1000_p99_ms']} ms"),
+        ("its floor: 1,000 thread starts alone, as many threads asleep",
+         lambda r: f"p50 {p(r['thread_starts_1000_s'], 50):.0f}, p99 {p(r['thread_starts_1000_s'], 99):.0f} ms",
+         None, "–"),
         ("10 submits of 1,000 back to back, slowest", lambda r: f"{max(r['back_to_back_s']):.2f} s"
          + (" (gave up)" if max(r["back_to_back_s"]) >= HTTP_TIMEOUT else ""),
          max(largest["back_to_back_s"]) < TARGETS["back_to_back_max_s"], f"< {TARGETS['back_to_back_max_s']:g} s"),
