@@ -3,6 +3,7 @@ its torrent's data), never leaves the save path, and deletes only what it wrote.
 import json
 import logging
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -148,7 +149,8 @@ def file_system_now():
     """Now, by the clock the file system stamps files with: Linux's coarse clock, up to a tick
     (4 ms here) behind time.time(). Compared with time.time(), a file libtorrent made in the same
     tick as the job was added had a ctime before it, and counted as someone else's."""
-    coarse = getattr(time, "CLOCK_REALTIME_COARSE", None)
+    # Python 3.11's time module does not name the clock; Linux numbers it 5.
+    coarse = getattr(time, "CLOCK_REALTIME_COARSE", 5 if sys.platform.startswith("linux") else None)
     return time.clock_gettime(coarse) if coarse is not None else time.time()
 
 

@@ -166,3 +166,19 @@ def test_a_failed_job_whose_thread_has_ended_deletes_its_own_files_and_no_one_el
     assert client.delete(f"/api/jobs/{torrent.info_hash}?delete_files=true").status_code == 204
     assert sorted(p.name for p in folder.iterdir()) == sorted(path.name for path in theirs)
     assert all(sha256_file(path) == digest for path, digest in theirs.items())
+
+
+def test_a_file_made_right_after_the_add_counts_as_made_since():
+    """The file system stamps files from a coarse clock, up to a tick behind time.time(): a file
+    libtorrent made in the same tick as the add counted as someone else's."""
+    import os
+    import tempfile
+
+    from jobs.ownership import file_system_now, made_since
+
+    with tempfile.TemporaryDirectory() as folder:
+        for number in range(50):  # every offset within a tick
+            added_at = file_system_now()
+            path = os.path.join(folder, f"film-{number}.mkv")
+            open(path, "wb").close()
+            assert made_since(path, added_at)
