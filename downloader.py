@@ -173,9 +173,6 @@ class TorrentSession:
         self.configured_ports = configured_ports(settings["listen_interfaces"])
         self.listen_error = None  # why libtorrent could not listen, while it cannot
         self.on_tick = None  # called in the alert thread about once a second, when set
-        # Called in the alert thread before each batch of alerts, when set: it returns once the
-        # app lets the thread go on (jobs.registry.JobRegistry.wait_for_submit).
-        self.hold = None
 
     def start(self):
         """Create the session (DHT etc. start now, with these settings) and the alert thread."""
@@ -286,13 +283,26 @@ class TorrentSession:
                 next_update = now + STATUS_INTERVAL
                 self._tick()
             self.session.wait_for_alert(int(max(0.0, next_update - now) * 1000) + 1)
-            if self.hold is not None:
-                self.hold()
-            for alert in self.session.pop_alerts():
-                try:
-                    self._dispatch(alert)
-                except Exception:
-                    log.exception("handling %s failed", type(alert).__name__)
+            alerts = self.session.pop_alerts()
+            # The metadata hooks first: libtorrent starts a magnet's download the moment its
+            # metadata is in, and a batch can hold thousands of statuses before that alert.
+            for alert in alerts:
+                if isinstance(alert, lt.metadata_received_alert):
+                    self._guarded(self._metadata_arrived, alert)
+            for alert in alerts:
+                self._guarded(self._dispatch, alert)
+
+    @staticmethod
+    def _guarded(handler, alert):
+        try:
+            handler(alert)
+        except Exception:
+            log.exception("handling %s failed", type(alert).__name__)
+
+    def _metadata_arrived(self, alert):
+        handle = alert.handle
+        if handle.is_valid() and self._listener_for(handle.info_hashes()):
+            self._before_metadata(handle, alert.torrent_name)
 
     def _tick(self):
         if self.on_tick is not None:
@@ -325,8 +335,6 @@ class TorrentSession:
         if handle is None or not handle.is_valid():
             return
         listener = self._listener_for(handle.info_hashes())
-        if listener and isinstance(alert, lt.metadata_received_alert):
-            self._before_metadata(handle, alert.torrent_name)
         event = translate(alert) if listener else None
         if event:
             listener(event)

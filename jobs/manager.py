@@ -83,7 +83,6 @@ class JobManager:
         manager = cls(config, session, store, runner)
         manager.notifier.start()
         session.on_tick = manager.tick
-        session.hold = manager.registry.wait_for_submit  # its alerts wake job threads: see submitting()
         manager.restore()
         return manager
 

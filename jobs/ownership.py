@@ -3,8 +3,6 @@ its torrent's data), never leaves the save path, and deletes only what it wrote.
 import json
 import logging
 import os
-import sys
-import time
 from dataclasses import dataclass, field
 
 import torrent_files
@@ -145,19 +143,15 @@ def delete_inside(path, root):
         remove_quietly(path)
 
 
-def file_system_now():
-    """Now, by the clock the file system stamps files with: Linux's coarse clock, up to a tick
-    (4 ms here) behind time.time(). Compared with time.time(), a file libtorrent made in the same
-    tick as the job was added had a ctime before it, and counted as someone else's."""
-    # Python 3.11's time module does not name the clock; Linux numbers it 5.
-    coarse = getattr(time, "CLOCK_REALTIME_COARSE", 5 if sys.platform.startswith("linux") else None)
-    return time.clock_gettime(coarse) if coarse is not None else time.time()
-
-
 def made_since(path, moment):
     """Whether the file at path came into being (or last changed its inode) at or after moment:
-    libtorrent can create a magnet's files before the job's thread has sorted them. moment is
-    file_system_now() of when the torrent was added."""
+    libtorrent can create a magnet's files before the job's thread has sorted them.
+
+    moment is time.time() of the add. The file system stamps ctimes from a coarse clock (up to
+    4 ms behind time.time() here), so a file made within the same tick as the add, before or
+    after it, has a ctime before moment and counts as someone else's. That is the safe side: a
+    file a person put there just before the add is never taken for the job's (which would
+    delete it with the job's files); one libtorrent made in that tick is left alone."""
     if moment is None:
         return False
     try:

@@ -2,6 +2,7 @@
 passes its events on. The task binds one job to the lifecycle that reacts to them."""
 import os
 import queue
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -9,7 +10,6 @@ import cpus
 import torrent_files
 from downloader import DataMissing, SessionClosed
 from jobs.model import JobState
-from jobs.ownership import file_system_now
 
 
 @dataclass
@@ -99,7 +99,7 @@ class JobTask:
         self._sort_at_attach = not resumed and torrent_files.has_metadata(params)
         if not torrent_files.has_metadata(params):  # where it downloads, and where its files will move
             job.run.names_before = jobs.folder_names.names_in_all(jobs.library_move.folders(job))
-        job.run.added_at = file_system_now()  # see jobs.ownership.made_since
+        job.run.added_at = time.time()  # see jobs.ownership.made_since
         hold = self._sort_at_attach and self._hold_or_claim(params.ti.name(), params.ti.layout())
         self._set_start_flags(params, hold)
         # After a crash the store's total is newer than the resume data's (see save_upload_totals).

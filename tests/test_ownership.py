@@ -168,17 +168,17 @@ def test_a_failed_job_whose_thread_has_ended_deletes_its_own_files_and_no_one_el
     assert all(sha256_file(path) == digest for path, digest in theirs.items())
 
 
-def test_a_file_made_right_after_the_add_counts_as_made_since():
-    """The file system stamps files from a coarse clock, up to a tick behind time.time(): a file
-    libtorrent made in the same tick as the add counted as someone else's."""
+def test_a_file_put_there_just_before_the_add_never_counts_as_the_jobs():
+    """The file system's clock is coarse: a file a person made in the same tick as a magnet's add
+    must still be theirs, or removing the job with its files would delete it."""
     import os
     import tempfile
+    import time
 
-    from jobs.ownership import file_system_now, made_since
+    from jobs.ownership import made_since
 
     with tempfile.TemporaryDirectory() as folder:
         for number in range(50):  # every offset within a tick
-            added_at = file_system_now()
             path = os.path.join(folder, f"film-{number}.mkv")
             open(path, "wb").close()
-            assert made_since(path, added_at)
+            assert not made_since(path, time.time())
