@@ -1,6 +1,6 @@
 """What changed since a token: a version per change, jobs stamped with it, removals remembered.
 
-Pure Python with no lock of its own: jobs.registry holds its lock around every call.
+Pure Python with no lock of its own: jobs.registry holds its maps' lock around every call.
 """
 import re
 import secrets

@@ -16,7 +16,7 @@ class JobRegistry:
       ones known already and adding the new ones. Job threads never take it, so a submit does
       not wait behind them: with thousands of jobs being added, the job-state lock below
       passes from thread to thread, and Python's locks are not fair, so a request that queued
-      for it waited seconds (docs/performance.md, "Submits while jobs are being added").
+      for it waited seconds (docs/design.md, "Submits while thousands of jobs are being added").
     - `lock` (reentrant): shared job state. Callers hold it across a read and the change that
       depends on it; the lifecycle and the steering hold it for every state change.
     - `_maps`, this class's own: the maps and the change log, held only for a few dict
@@ -31,7 +31,7 @@ class JobRegistry:
         self.closed = False  # shutting down: no job is added (set under `adding` and `lock`)
         self._jobs = {}  # info_hash -> Job, in the order they were added
         self._aliases = {}  # every v1/v2 hash of a job -> its info_hash
-        self.changes = ChangeLog()  # what the page and the API show of each job, by version
+        self._changes = ChangeLog()  # what the page and the API show of each job, by version; under _maps
 
     @contextmanager
     def submitting(self):
@@ -101,7 +101,7 @@ class JobRegistry:
                 for key in job.keys():
                     self._aliases[key] = job.info_hash
                 # No signature yet: the job's first touch (its first event) stamps it again anyway.
-                self.changes.stamp(job.info_hash)
+                self._changes.stamp(job.info_hash)
 
     def touch(self, job):
         """Stamp the job with a new version if what the page and the API show of it changed
@@ -109,31 +109,31 @@ class JobRegistry:
         signature = tuple(shown_fields(job).values())
         with self._maps:
             if self._jobs.get(job.info_hash) is job:
-                self.changes.stamp(job.info_hash, signature)
+                self._changes.stamp(job.info_hash, signature)
 
     def token(self):
         """The change log's token for now."""
         with self._maps:
-            return self.changes.token()
+            return self._changes.token()
 
     def version(self, token):
         """The version a token stands for (jobs.changes.ChangeLog.since); None when stale."""
         with self._maps:
-            return self.changes.since(token)
+            return self._changes.since(token)
 
     def version_of(self, info_hash):
         with self._maps:
-            return self.changes.version_of(info_hash)
+            return self._changes.version_of(info_hash)
 
     def changed_since(self, token):
         """(jobs changed since token, newest change first, info hashes removed since, the
         token for now); (None, [], token for now) when the token is stale. BadToken if malformed."""
         with self._maps:
-            version = self.changes.since(token)
+            version = self._changes.since(token)
             if version is None:
-                return None, [], self.changes.token()
-            jobs = [self._jobs[key] for key in self.changes.changed_since(version)]
-            return jobs, self.changes.removed_since(version), self.changes.token()
+                return None, [], self._changes.token()
+            jobs = [self._jobs[key] for key in self._changes.changed_since(version)]
+            return jobs, self._changes.removed_since(version), self._changes.token()
 
     def add_alias(self, job, key):
         with self._maps:
@@ -142,7 +142,7 @@ class JobRegistry:
     def discard(self, job):
         with self._maps:
             if self._jobs.pop(job.info_hash, None) is not None:
-                self.changes.remove(job.info_hash)
+                self._changes.remove(job.info_hash)
             for key in [k for k, v in self._aliases.items() if v == job.info_hash]:
                 del self._aliases[key]
 

@@ -79,7 +79,7 @@ def test_the_registry_stamps_a_job_only_when_what_it_shows_changed():
     registry.add(job)
     registry.add(other)
     registry.touch(job)  # its first look: stamped with what it shows
-    token = registry.changes.token()
+    token = registry.token()
     job.live = {"peers": 0, "total_wanted": 0, "total_wanted_done": 0, "all_time_upload": 0}
     registry.touch(job)
     assert registry.changed_since(token) == ([], [], token)  # a status with the same figures
@@ -97,7 +97,7 @@ def test_the_registry_remembers_a_removed_job_and_ignores_touches_after():
     jobs = [Job(info_hash=key, save_path="/srv") for key in (HASH_A, HASH_B, HASH_C)]
     for job in jobs:
         registry.add(job)
-    token = registry.changes.token()
+    token = registry.token()
     registry.discard(jobs[1])
     jobs[1].state = JobState.CANCELLED
     registry.touch(jobs[1])  # a command's answer touches it after it left: no new stamp
