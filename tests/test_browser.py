@@ -282,3 +282,28 @@ def test_the_table_follows_changes_made_elsewhere_through_its_poll(live_server, 
     expect(page.locator(f"#job-{second} .state")).to_contain_text("Paused")
     expect(page.locator(".pages").first).to_contain_text("2 downloads")
     assert not [text for text in page.console_messages if "htmx" in text], page.console_messages
+
+
+def test_a_declined_confirm_sends_nothing(live_server, page):
+    """"Remove + delete files" asks first: a No leaves the job, and the page, as they were."""
+    from playwright.sync_api import expect
+
+    url = live_server(PASSWORD=PASSWORD, WTF_CSRF_ENABLED=True)
+    log_in(page, url)
+    page.fill("#downloads", NOBODY_HAS)
+    page.click("form.submit button")
+    row = page.locator(f"#job-{NOBODY_HAS}")
+    expect(row.locator(".state")).to_contain_text("Fetching metadata")
+    page.evaluate("window.stillTheSamePage = true")
+    requests = []
+    page.on("request", lambda request: requests.append(request) if request.method == "POST" else None)
+
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    row.locator("button", has_text="Remove + delete files").click()
+    page.wait_for_timeout(500)
+    assert requests == []
+    expect(row).to_have_count(1)
+
+    row.locator("button", has_text="Pause").click()  # the row's other buttons still post, in place
+    expect(row.locator(".state")).to_contain_text("Paused")
+    assert page.evaluate("window.stillTheSamePage") is True

@@ -684,8 +684,10 @@ def test_rendered_forms_carry_the_token(open_app):
     client.post("/api/jobs", json={"hashes": [HASH_A]})
     html = page(client)
     forms = re.findall(r"<form\b[^>]*method=\"post\"[^>]*>.*?</form>", html, re.S)
-    assert len(forms) >= 2 and all(TOKEN.search(form) for form in forms)  # the paste's, the row's
-    assert "formaction=" in forms[-1]  # the row's buttons post through its one form
+    assert len(forms) >= 2 and all(TOKEN.search(form) for form in forms)  # the paste's, the rows'
+    assert 'id="row-actions"' in forms[-1]
+    buttons = re.findall(r"<button\b[^>]*formaction=[^>]*>", html)
+    assert buttons and all('form="row-actions"' in button for button in buttons)  # they post through it
 
 
 # The Host check ---------------------------------------------------------------------
@@ -1239,7 +1241,7 @@ def test_login_htmx_and_logout_work_under_the_csp(live_url, browser):
         page.fill("#downloads", HASH_A)
         page.click("form.submit button")  # sent by htmx, with the form's csrf_token
         expect(page.locator("#messages")).to_contain_text("Started 1 download:")
-        page.click(f"#job-{HASH_A} .actions form:first-child button")
+        page.click(f"#job-{HASH_A} .actions button:first-child")
         expect(page.locator(f"#job-{HASH_A} .state")).to_contain_text("Paused")
         page.click("header form.logout button")
         expect(page.locator("#messages")).to_contain_text("Logged out.")
