@@ -27,19 +27,21 @@ REAL = 5
 REAL_SIZE = 4 * 1024 * 1024
 UPLOAD_BATCH = 500  # .torrent files per form post
 FULL_REQUESTS, SMALL_REQUESTS = 20, 100
+PAINTS = 10  # page loads timed to their first paint, after two that warm the browser up
 SUBMITS, BACK_TO_BACK = 5, 10
 IDLE_SECONDS = 10
 TARGETS = {  # issue #23, for the 10,000-job row
     "rss_mib": 1024, "idle_cpu_pct": 5, "submit_1000_p99_ms": 200, "back_to_back_max_s": 1.0,
     "restart_page_s": 5, "restart_all_s": 60, "page_ms": 100,
+    "submit_over_floor_ms": 10,  # the submit latency target's form: p99 at most this above its floor's
 }
 
 
 def measure_library(tracker, seeder, workdir, total):
     """Every figure for a library of `total` jobs (see the module's docstring)."""
     server = AppServer(workdir / f"library-{total}", tracker.announce_url)
-    # The submits below add 15,000 jobs to the library: room for them past the default cap.
-    server.env["HASHDROP_MAX_JOBS"] = str(total + (SUBMITS + BACK_TO_BACK) * 1000 + 1000)
+    # The submits below add up to 10,000 jobs at once to the library: room for them past the default cap.
+    server.env["HASHDROP_MAX_JOBS"] = str(total + BACK_TO_BACK * 1000 + 1000)
     real = []
     try:
         server.start()
@@ -173,18 +175,20 @@ FILTER_SETTLED = """name => new Promise(resolve => {
 
 
 def page_times(server):
-    """In headless Chromium: first contentful paint of / (loaded once before, as a browser that
-    has opened a page before), a poll's request-to-settled time, and a filter's click-to-settled
-    time (ms)."""
+    """In headless Chromium: first contentful paint of / (PAINTS loads, after two that warm the
+    browser up, as one that has opened the page before: a single load varies by 2x here), a
+    poll's request-to-settled time, and a filter's click-to-settled time (ms)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium")
         try:
             page = browser.new_page()
-            page.goto(f"http://127.0.0.1:{server.port}/")
-            page.goto(f"http://127.0.0.1:{server.port}/")
-            paint = page.evaluate(FIRST_CONTENTFUL_PAINT)
+            paints = []
+            for load in range(2 + PAINTS):
+                page.goto(f"http://127.0.0.1:{server.port}/")
+                if load >= 2:
+                    paints.append(page.evaluate(FIRST_CONTENTFUL_PAINT))
             page.evaluate("""() => { window.__polls = []; let began = 0;
                 document.body.addEventListener('htmx:beforeRequest', () => { began = performance.now(); });
                 document.body.addEventListener('htmx:afterSettle', () => { if (began) window.__polls.push(performance.now() - began); began = 0; });
@@ -196,28 +200,37 @@ def page_times(server):
             filtered = page.evaluate("window.__filtered")
         finally:
             browser.close()
-    return {"first_paint_ms": paint, "poll_ms": polls, "filter_ms": filtered}
+    return {"first_paint_ms": paints, "poll_ms": polls, "filter_ms": filtered}
 
 
 def submits(server):
     """Submits of 1,000 hashes with the library present: SUBMITS alone, then BACK_TO_BACK in a row.
-    A submit the client gave up on (HTTP_TIMEOUT) counts as that long, and ends the series."""
-    alone = []
+    A submit the client gave up on (HTTP_TIMEOUT) counts as that long, and ends the series.
+
+    The lone submits' jobs are removed before the series: a thread takes about three memory maps
+    at this size, and Linux's default vm.max_map_count (65,530) holds some 21,800 threads, fewer
+    than 10,000 + 5,000 + 10,000 (docs/performance.md)."""
+    alone, added = [], []
     for _ in range(SUBMITS):
-        alone.append(timed_submit(server))
+        hashes = [secrets.token_hex(20) for _ in range(1000)]
+        alone.append(timed_submit(server, hashes))
+        added.extend(hashes)
         time.sleep(2)  # apart: each is timed alone, not behind the last one's thread starts
+    for info_hash in added:
+        server.api("DELETE", f"/api/jobs/{info_hash}")
+    wait_quiet(server.pid, timeout=600)
     # The floor under them: 1,000 bare thread starts with as many threads asleep as the app has.
-    with ThreadStarts(proc_status(server.pid)["threads"]) as starts:
+    with ThreadStarts(proc_status(server.pid)["threads"], int(server.env["HASHDROP_MAX_JOBS"])) as starts:
         floor = [starts.time(1000) for _ in range(SUBMITS)]
     in_a_row = []
     while len(in_a_row) < BACK_TO_BACK and (not in_a_row or in_a_row[-1] < HTTP_TIMEOUT):
-        in_a_row.append(timed_submit(server))
+        in_a_row.append(timed_submit(server, [secrets.token_hex(20) for _ in range(1000)]))
     return {"submit_1000_s": alone, "thread_starts_1000_s": floor, "back_to_back_s": in_a_row}
 
 
-def timed_submit(server):
+def timed_submit(server, hashes):
     try:
-        return server.submit_form([secrets.token_hex(20) for _ in range(1000)])
+        return server.submit_form(hashes)
     except TimeoutError:
         server._close_connection()
         return float(HTTP_TIMEOUT)
@@ -246,6 +259,9 @@ def report(rows, percentile):
     def p(samples, q, scale=1000):
         return scale * percentile(samples, q)
 
+    def over_floor(row):
+        return p(row["submit_1000_s"], 99) - p(row["thread_starts_1000_s"], 99)
+
     measures = [
         ("RSS", lambda r: f"{r['rss_mib']:.0f} MiB", largest["rss_mib"] < TARGETS["rss_mib"], "< 1 GiB"),
         ("threads", lambda r: f"{r['threads']:,}", None, "–"),
@@ -257,8 +273,10 @@ def report(rows, percentile):
          lambda r: f"p50 {p(r['api_since_s'], 50):.1f}, p99 {p(r['api_since_s'], 99):.1f} ms", None, "–"),
         ("`GET /` (50 rows)", lambda r: f"p50 {p(r['page_s'], 50):.1f}, p99 {p(r['page_s'], 99):.1f} ms",
          p(largest["page_s"], 99) < TARGETS["page_ms"], f"p99 < {TARGETS['page_ms']} ms"),
-        ("page: first paint (Chromium)", lambda r: f"{r['first_paint_ms']:.0f} ms",
-         0 <= largest["first_paint_ms"] < TARGETS["page_ms"], f"< {TARGETS['page_ms']} ms"),
+        ("page: first paint (Chromium)",
+         lambda r: f"p50 {p(r['first_paint_ms'], 50, 1):.0f}, slowest {max(r['first_paint_ms']):.0f} ms",
+         min(largest["first_paint_ms"]) >= 0 and p(largest["first_paint_ms"], 50, 1) < TARGETS["page_ms"],
+         f"p50 < {TARGETS['page_ms']} ms"),
         ("page: a poll, request to settled", lambda r: f"p50 {p(r['poll_ms'], 50, 1):.0f} ms",
          p(largest["poll_ms"], 50, 1) < TARGETS["page_ms"], f"< {TARGETS['page_ms']} ms"),
         ("page: the Paused filter, click to settled", lambda r: f"{r['filter_ms']:.0f} ms",
@@ -272,6 +290,9 @@ def report(rows, percentile):
         ("its floor: 1,000 thread starts alone, as many threads asleep",
          lambda r: f"p50 {p(r['thread_starts_1000_s'], 50):.0f}, p99 {p(r['thread_starts_1000_s'], 99):.0f} ms",
          None, "–"),
+        ("submit 1,000 hashes: p99 over its floor's p99",
+         lambda r: f"{over_floor(r):+.0f} ms", over_floor(largest) <= TARGETS["submit_over_floor_ms"],
+         f"≤ {TARGETS['submit_over_floor_ms']} ms"),
         ("10 submits of 1,000 back to back, slowest", lambda r: f"{max(r['back_to_back_s']):.2f} s"
          + (" (gave up)" if max(r["back_to_back_s"]) >= HTTP_TIMEOUT else ""),
          max(largest["back_to_back_s"]) < TARGETS["back_to_back_max_s"], f"< {TARGETS['back_to_back_max_s']:g} s"),

@@ -8,16 +8,19 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # cpus.py: how the app starts a submit's threads
 
 import cpus  # noqa: E402
+import futexes  # noqa: E402
 
 
 class ThreadStarts:
     """Start threads as a submit does, with nothing else of the app: the floor under its latency.
 
-    `asleep` threads sleep meanwhile, as the jobs' threads do in the app. The threads start
-    from one CPU (cpus.py), and each waits until the last has started, then ends.
+    `asleep` threads sleep meanwhile, as the jobs' threads do in the app. The process's futex
+    table has room for them, as the app's has (futexes.py), the threads start from one CPU
+    (cpus.py), and each waits until the last has started, then ends.
     """
 
-    def __init__(self, asleep):
+    def __init__(self, asleep, threads_at_most=20000):
+        futexes.make_room(threads_at_most)  # the app's default HASHDROP_MAX_JOBS
         self._stop = threading.Event()
         self._asleep = [threading.Thread(target=self._stop.wait, daemon=True) for _ in range(asleep)]
 

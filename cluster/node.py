@@ -64,7 +64,7 @@ class Node:
         self.session = TorrentSession(session_settings(self.config), float(self.config["RESUME_INTERVAL"]),
                                       self.config["DISK_IO"])
         self.session.start()
-        self.manager = JobManager(self.config, self.session, self.store, ThreadRunner())
+        self.manager = JobManager(self.config, self.session, self.store, ThreadRunner(self.config["MAX_JOBS"]))
         if self.config["SHARED_STORAGE"]:
             # Which files each job wrote is kept beside the files, where every node sees it: a
             # node taking over a job then goes on with its files instead of refusing them.

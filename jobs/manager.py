@@ -349,6 +349,7 @@ class JobManager:
             if job.run.worker is not None:
                 job.run.worker.join(timeout)
         self.notifier.stop(timeout)
+        self.periodic.stop()
         self.store.close()
         self.services.resume_files.write_all(resume_files)
         self.crash_marker.clear()

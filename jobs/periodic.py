@@ -1,7 +1,9 @@
 """What the app does about once a second, in the alert thread (TorrentSession.on_tick): keep the
-upload totals that grew, and stop the seeds whose limits are reached."""
+upload totals that grew, stop the seeds whose limits are reached, and run the GC's full
+collections when they are due (jobs/full_collections.py)."""
 import time
 
+from jobs.full_collections import FullCollections
 from jobs.model import JobState
 
 SEED_CHECK_INTERVAL = 2.0  # seconds between checks of the seeds' idle limits
@@ -15,6 +17,7 @@ class PeriodicWork:
         self.resume_interval = resume_interval
         self._upload_totals_due = 0.0  # monotonic time of the next save of upload totals
         self._seed_check_due = 0.0  # monotonic time of the next check of idle seeds
+        self.full_collections = FullCollections()
 
     def tick(self):
         self.save_upload_totals()
@@ -22,6 +25,12 @@ class PeriodicWork:
         if now >= self._seed_check_due:
             self._seed_check_due = now + SEED_CHECK_INTERVAL
             self.check_seed_limits()
+        self.full_collections.hold()  # from the first tick: a manager whose session ticks
+        self.full_collections.collect_if_due(len(self.registry), self.registry.submitted_at)
+
+    def stop(self):
+        """Hand the GC's full collections back to Python."""
+        self.full_collections.release()
 
     def check_seed_limits(self):
         """Stop the seeds whose limits are reached: idle ones post no status to check them by."""

@@ -1,6 +1,7 @@
 """Every job this process knows, by info hash and by each of its v1/v2 hashes, and what of them
 changed since a token (jobs.changes); and the locks around job state and around adding jobs."""
 import threading
+import time
 from contextlib import contextmanager
 
 from jobs.changes import ChangeLog
@@ -28,6 +29,7 @@ class JobRegistry:
         self.lock = threading.RLock()
         self._maps = threading.Lock()
         self._submit_gate = None  # an Event while a submit adds jobs (see submitting())
+        self.submitted_at = 0.0  # monotonic time the last submit ended (jobs/full_collections.py)
         self.closed = False  # shutting down: no job is added (set under `adding` and `lock`)
         self._jobs = {}  # info_hash -> Job, in the order they were added
         self._aliases = {}  # every v1/v2 hash of a job -> its info_hash
@@ -48,6 +50,7 @@ class JobRegistry:
                 yield
             finally:
                 self._submit_gate = None
+                self.submitted_at = time.monotonic()
                 gate.set()
 
     def wait_for_submit(self):

@@ -5,6 +5,7 @@ import threading
 
 from config import load_factory
 from downloader import downloader
+import futexes
 
 
 class WorkerNotStarted(Exception):
@@ -13,6 +14,11 @@ class WorkerNotStarted(Exception):
 
 class ThreadRunner:
     """Starts each job's downloader in a named daemon thread of this process."""
+
+    def __init__(self, max_threads=0):
+        # Thousands of threads asleep in a 16-slot futex table made every wake-up walk a long
+        # list (futexes.py): room for as many threads as jobs may be kept.
+        self.futex_slots = futexes.make_room(max_threads) if max_threads else None
 
     def start(self, task):
         """Start downloader(task); return the worker (is_alive(), join(timeout)), or raise
@@ -31,6 +37,6 @@ def runner_from_config(config):
     when it cannot start one."""
     name = config.get("RUNNER") or "thread"
     if name == "thread":
-        return ThreadRunner()
+        return ThreadRunner(config["MAX_JOBS"])
     return load_factory(name, "RUNNER")(config)
 
