@@ -7,8 +7,8 @@ with 10,000 jobs that was every second or third submit of 1,000, and inside it (
 took 0.58 s). While a job manager runs, Python's own full collections are off (the young
 generations are still collected as Python does), and the manager's periodic work calls
 `collect_if_due` about once a second. It runs one when the number of jobs has changed by a
-quarter since the last, once no submit has come for QUIET seconds (or, with submits never
-stopping, MAX_WAIT after it was due), and then freezes what is left (gc.freeze): the jobs that
+quarter since the last, once no submit is under way and none has come for QUIET seconds (or,
+with submits never stopping, MAX_WAIT after it was due), and then freezes what is left (gc.freeze): the jobs that
 lived through it are not walked again, so the next one walks only what came since (a submit's
 thousand jobs: tens of ms). A removed job's objects, frozen, wait for the collection that
 thaws everything first, every THAW_INTERVAL, the one that still takes the full 300 ms at
@@ -66,17 +66,20 @@ class FullCollections:
                 gc.unfreeze()
                 gc.set_threshold(*_thresholds)
 
-    def collect_if_due(self, jobs, last_submit):
+    def collect_if_due(self, jobs, last_submit, adding=False):
         """Run a full collection if one is due and the moment is quiet; return whether it ran.
 
-        `jobs` is the number of jobs now, `last_submit` the monotonic time the last submit ended.
+        `jobs` is the number of jobs now, `last_submit` the monotonic time the last submit ended,
+        `adding` whether jobs are being added now (a submit's jobs counted while it runs made
+        the collection due in its middle).
         """
         now = self._clock()
         if self._due_since is None:
             if not self._due(jobs, now):
                 return False
             self._due_since = now
-        if now - last_submit < QUIET and now - self._due_since < MAX_WAIT:
+        busy = adding or now - last_submit < QUIET
+        if busy and now - self._due_since < MAX_WAIT:
             return False
         thaw = now - self._thawed >= THAW_INTERVAL
         self._collect(thaw)

@@ -26,7 +26,8 @@ class PeriodicWork:
             self._seed_check_due = now + SEED_CHECK_INTERVAL
             self.check_seed_limits()
         self.full_collections.hold()  # from the first tick: a manager whose session ticks
-        self.full_collections.collect_if_due(len(self.registry), self.registry.submitted_at)
+        self.full_collections.collect_if_due(len(self.registry), self.registry.submitted_at,
+                                             adding=self.registry.adding.locked())
 
     def stop(self):
         """Hand the GC's full collections back to Python."""

@@ -1,4 +1,5 @@
 """What a submit makes of its input: the category's folder, uploaded .torrent files, new jobs."""
+import functools
 import os
 import re
 from dataclasses import dataclass
@@ -80,11 +81,16 @@ class JobOptions:
     labels: list
     source: str
 
+    @functools.cached_property
+    def save_path(self):
+        """The folder every new job of this submit saves in."""
+        return os.path.abspath(os.path.join(self.save_root, self.category))
+
     def new_job(self, target, metainfo=None):
         """A new job for a hashes.Target (and its .torrent file's bytes, if uploaded)."""
         return Job(info_hash=target.info_hash, v1_hash=target.v1_hash, v2_hash=target.v2_hash,
                    name=target.name, magnet=hashes.magnet_for(target, self.trackers), metainfo=metainfo,
-                   save_path=os.path.abspath(os.path.join(self.save_root, self.category)),
+                   save_path=self.save_path,
                    category=self.category, sequential=self.sequential, labels=list(self.labels),
                    source=self.source, state=JobState.PAUSED if self.paused else JobState.FETCHING_METADATA)
 

@@ -30,6 +30,16 @@ def test_a_library_grown_by_a_quarter_is_collected_once_submits_pause():
     assert collections.collect_if_due(int((grown + 1) * (1 - GROWTH)), last_submit=0.0) is True  # removals count
 
 
+def test_none_runs_while_a_submit_is_adding_its_jobs():
+    clock, runs, collections = schedule()
+    clock.now += 3600
+    # The submit's own jobs made it due, long after the last submit ended.
+    assert collections.collect_if_due(12000, last_submit=0.0, adding=True) is False
+    assert collections.collect_if_due(12000, last_submit=clock.now, adding=False) is False
+    clock.now += QUIET
+    assert collections.collect_if_due(12000, last_submit=clock.now - QUIET, adding=False) is True
+
+
 def test_submits_that_never_stop_wait_at_most_max_wait():
     clock, runs, collections = schedule()
     assert collections.collect_if_due(5000, last_submit=clock.now) is False
