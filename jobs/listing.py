@@ -4,11 +4,13 @@ job threads pass around (a poll must not queue behind them), and the views are m
 lock: they ask the file system for free space, which can hang on a NAS. `view(job, now)` makes each dict:
 jobs.view.job_view here, the cluster's mirror its own (cluster.mirror)."""
 from collections import Counter, namedtuple
+from operator import attrgetter
 
 from jobs.changes import BadToken
 from jobs.model import ENDED, RUNNING, JobState, utcnow
 from jobs.view import job_view
 
+STATE_OF = attrgetter("state")
 TablePage = namedtuple("TablePage", "jobs total token changed")  # what newest_first gives the table
 
 
@@ -55,7 +57,7 @@ def changes(registry, since, states=None, text="", view=job_view):
 
 def counts(registry):
     """How many jobs each state holds (one pass: the table's poll asks at every second)."""
-    counted = Counter(job.state for job in registry.all())
+    counted = Counter(map(STATE_OF, registry.all()))
     return {state.value: counted[state] for state in JobState}
 
 
