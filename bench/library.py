@@ -28,6 +28,7 @@ REAL_SIZE = 4 * 1024 * 1024
 UPLOAD_BATCH = 500  # .torrent files per form post
 FULL_REQUESTS, SMALL_REQUESTS = 20, 100
 PAINTS = 10  # page loads timed to their first paint, after two that warm the browser up
+FILTER_CLICKS = ("paused", "completed") * 3  # filters clicked in turn, each timed to its table settled
 SUBMITS, BACK_TO_BACK = 5, 10
 IDLE_SECONDS = 10
 TARGETS = {  # issue #23, for the 10,000-job row
@@ -184,23 +185,37 @@ def page_times(server):
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium")
         try:
             page = browser.new_page()
-            paints = []
-            for load in range(2 + PAINTS):
-                page.goto(f"http://127.0.0.1:{server.port}/")
-                if load >= 2:
-                    paints.append(page.evaluate(FIRST_CONTENTFUL_PAINT))
+            paints = first_paints(page, f"http://127.0.0.1:{server.port}/")
             page.evaluate("""() => { window.__polls = []; let began = 0;
                 document.body.addEventListener('htmx:beforeRequest', () => { began = performance.now(); });
                 document.body.addEventListener('htmx:afterSettle', () => { if (began) window.__polls.push(performance.now() - began); began = 0; });
             }""")
             wait_until(lambda: page.evaluate("window.__polls.length") >= 5, 30, "the page did not poll")
             polls = page.evaluate("window.__polls.slice()")
-            page.evaluate("name => { window.__filtered = (" + FILTER_SETTLED + ")(name); }", "paused")
-            page.click("nav.filters a:has-text('Paused')")
-            filtered = page.evaluate("window.__filtered")
+            filtered = [switch_filter(page, name) for name in FILTER_CLICKS]
+            # The browser's own share: the app's 404 page, with the same header, stylesheet and
+            # scripts and no table, painted in the same browser.
+            bare = first_paints(page, f"http://127.0.0.1:{server.port}/no-such-page")
         finally:
             browser.close()
-    return {"first_paint_ms": paints, "poll_ms": polls, "filter_ms": filtered}
+    return {"first_paint_ms": paints, "bare_paint_ms": bare, "poll_ms": polls, "filter_ms": filtered}
+
+
+def switch_filter(page, name):
+    """Click the filter `name` on the page; the ms from the click to its table settled."""
+    page.evaluate("name => { window.__filtered = (" + FILTER_SETTLED + ")(name); }", name)
+    page.click(f"nav.filters a[href*='show={name}']")
+    return page.evaluate("window.__filtered")
+
+
+def first_paints(page, url):
+    """First contentful paint of url (ms) at each of PAINTS loads, after two that warm up."""
+    paints = []
+    for load in range(2 + PAINTS):
+        page.goto(url)
+        if load >= 2:
+            paints.append(page.evaluate(FIRST_CONTENTFUL_PAINT))
+    return paints
 
 
 def submits(server):
@@ -277,10 +292,15 @@ def report(rows, percentile):
          lambda r: f"p50 {p(r['first_paint_ms'], 50, 1):.0f}, slowest {max(r['first_paint_ms']):.0f} ms",
          min(largest["first_paint_ms"]) >= 0 and p(largest["first_paint_ms"], 50, 1) < TARGETS["page_ms"],
          f"p50 < {TARGETS['page_ms']} ms"),
+        ("its floor: the app's 404 page (no table), first paint",
+         lambda r: f"p50 {p(r['bare_paint_ms'], 50, 1):.0f}, slowest {max(r['bare_paint_ms']):.0f} ms",
+         None, "–"),
         ("page: a poll, request to settled", lambda r: f"p50 {p(r['poll_ms'], 50, 1):.0f} ms",
          p(largest["poll_ms"], 50, 1) < TARGETS["page_ms"], f"< {TARGETS['page_ms']} ms"),
-        ("page: the Paused filter, click to settled", lambda r: f"{r['filter_ms']:.0f} ms",
-         0 <= largest["filter_ms"] < TARGETS["page_ms"], f"< {TARGETS['page_ms']} ms"),
+        ("page: a filter (Paused, Completed in turn), click to settled",
+         lambda r: f"p50 {p(r['filter_ms'], 50, 1):.0f}, slowest {max(r['filter_ms']):.0f} ms",
+         min(largest["filter_ms"]) >= 0 and p(largest["filter_ms"], 50, 1) < TARGETS["page_ms"],
+         f"p50 < {TARGETS['page_ms']} ms"),
         ("restart: the page answers", lambda r: f"{r['restart_page_s']:.1f} s",
          largest["restart_page_s"] < TARGETS["restart_page_s"], f"< {TARGETS['restart_page_s']} s"),
         ("restart: every job's worker started", lambda r: f"{r['restart_all_s']:.1f} s",
