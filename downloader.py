@@ -489,6 +489,8 @@ def translate(alert):
     if isinstance(alert, lt.tracker_error_alert):
         reason = alert.failure_reason() or alert.error.message()
         return "tracker", f"{alert.tracker_url()}: {reason}"
+    if isinstance(alert, lt.torrent_checked_alert):
+        return "checked", None
     if isinstance(alert, lt.cache_flushed_alert):
         return "flushed", None
     if isinstance(alert, lt.save_resume_data_alert):

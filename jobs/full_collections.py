@@ -7,8 +7,8 @@ with 10,000 jobs that was every second or third submit of 1,000, and inside it (
 took 0.58 s). While a job manager runs, Python's own full collections are off (the young
 generations are still collected as Python does), and the manager's periodic work calls
 `collect_if_due` about once a second. It runs one when the number of jobs has changed by a
-quarter since the last, once no submit is under way and none has come for QUIET seconds (or,
-with submits never stopping, MAX_WAIT after it was due), and then freezes what is left (gc.freeze): the jobs that
+quarter since the last, never while a submit is under way, and once none has come for QUIET
+seconds (with submits never stopping, between two of them MAX_WAIT after it was due), and then freezes what is left (gc.freeze): the jobs that
 lived through it are not walked again, so the next one walks only what came since (a submit's
 thousand jobs: tens of ms). A removed job's objects, frozen, wait for the collection that
 thaws everything first, every THAW_INTERVAL, the one that still takes the full 300 ms at
@@ -78,9 +78,8 @@ class FullCollections:
             if not self._due(jobs, now):
                 return False
             self._due_since = now
-        busy = adding or now - last_submit < QUIET
-        if busy and now - self._due_since < MAX_WAIT:
-            return False
+        if adding or (now - last_submit < QUIET and now - self._due_since < MAX_WAIT):
+            return False  # never inside a submit; between two, once they keep coming MAX_WAIT
         thaw = now - self._thawed >= THAW_INTERVAL
         self._collect(thaw)
         self._jobs_then, self._due_since = jobs, None

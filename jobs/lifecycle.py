@@ -38,7 +38,7 @@ class Lifecycle:
         self._handlers = {
             "status": self.on_status, "metadata": self.on_metadata, "finished": self.on_finished,
             "error": self.on_error, "tracker": self.on_tracker, "resume_data": self.resume_files.save,
-            "flushed": self.flushed, "renamed": self.renamed, "moved": self.moved,
+            "checked": self.on_checked, "flushed": self.flushed, "renamed": self.renamed, "moved": self.moved,
             "move_failed": self.move_failed, "tick": self.stalls.on_tick,
         }
 
@@ -49,6 +49,11 @@ class Lifecycle:
         self.registry.touch(job)
 
     # Events ---------------------------------------------------------------------------
+    def on_checked(self, job, _value=None):
+        """libtorrent has checked the files: a check a person asked for is done. A short check
+        can begin and end between two status batches, which then never show it "checking"."""
+        job.run.verify = None
+
     def on_status(self, job, status):
         job.live = job.rate_meter.measure(status, time.monotonic())
         if job.run.verify is not None:  # a check asked for: pending until libtorrent has done it

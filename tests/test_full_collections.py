@@ -46,6 +46,7 @@ def test_submits_that_never_stop_wait_at_most_max_wait():
     clock.now += MAX_WAIT - 1
     assert collections.collect_if_due(5000, last_submit=clock.now) is False
     clock.now += 1
+    assert collections.collect_if_due(5000, last_submit=clock.now, adding=True) is False  # never inside one
     assert collections.collect_if_due(5000, last_submit=clock.now) is True
 
 

@@ -121,6 +121,15 @@ def test_a_tracker_answer_is_kept_for_the_page(machine):
     assert job.tracker == "2 peers from http://127.0.0.1:6969/announce"
 
 
+def test_a_check_too_short_for_any_status_to_show_still_ends_the_pending_mark(machine):
+    job = machine.add("v", JobState.COMPLETED)
+    job.run.verify = "asked"
+    machine.handle(job, "status", STATUS)  # the check began and ended between two batches
+    assert job.run.verify == "asked"
+    machine.handle(job, "checked", None)
+    assert job.run.verify is None
+
+
 def test_the_same_state_again_writes_nothing(machine):
     job = machine.add("a")
     machine.set_state(job, JobState.PAUSED)

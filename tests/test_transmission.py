@@ -398,6 +398,7 @@ def test_verify_finds_a_damaged_file_and_downloads_the_damage_again(server, seed
                and not server.job(film.info_hash)["checking"] and file_matches(film, server.save_path),
                60, "the damaged piece was not downloaded again")
     check_files(film, server.save_path)
+    wait_until(lambda: not server.job(film.info_hash)["verify_pending"], 10, "the check ended, still shown pending")
     rpc.stop_torrent(added.id)
     rpc.verify_torrent(added.id)  # a stopped torrent's check waits until it is started
     wait_until(lambda: rpc.get_torrent(added.id).status == "check pending", 30, "no check was pending")
