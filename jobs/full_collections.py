@@ -8,11 +8,11 @@ took 0.58 s). While a job manager runs, Python's own full collections are off (t
 generations are still collected as Python does), and the manager's periodic work calls
 `collect_if_due` about once a second. It runs one when the number of jobs has changed by a
 quarter since the last, never while a submit is under way, and once none has come for QUIET
-seconds (with submits never stopping, between two of them MAX_WAIT after it was due), and then freezes what is left (gc.freeze): the jobs that
-lived through it are not walked again, so the next one walks only what came since (a submit's
-thousand jobs: tens of ms). A removed job's objects, frozen, wait for the collection that
-thaws everything first, every THAW_INTERVAL, the one that still takes the full 300 ms at
-10,000 jobs. docs/design.md, "Full collections".
+seconds (with submits never stopping, between two of them MAX_WAIT after it was due); then it
+freezes what is left (gc.freeze): the jobs that lived through it are not walked again, so the
+next one walks only what came since (a submit's thousand jobs: tens of ms). A removed job's
+objects, frozen, wait for the collection that thaws everything first, every THAW_INTERVAL, the
+one that still takes the full 300 ms at 10,000 jobs. docs/design.md, "Full collections".
 """
 import gc
 import threading
