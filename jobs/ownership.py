@@ -3,6 +3,7 @@ its torrent's data), never leaves the save path, and deletes only what it wrote.
 import json
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 
 import torrent_files
@@ -144,20 +145,48 @@ def delete_inside(path, root):
 
 
 def made_since(path, moment):
-    """Whether the file at path came into being (or last changed its inode) at or after moment:
+    """Whether the file at path came into being (or last changed its inode) after moment:
     libtorrent can create a magnet's files before the job's thread has sorted them.
 
-    moment is time.time() of the add. The file system stamps ctimes from a coarse clock (up to
-    4 ms behind time.time() here), so a file made within the same tick as the add, before or
-    after it, has a ctime before moment and counts as someone else's. That is the safe side: a
-    file a person put there just before the add is never taken for the job's (which would
-    delete it with the job's files); one libtorrent made in that tick is left alone."""
+    moment is moment_of_add()'s, for a magnet; time.time() of the add for a torrent whose files
+    are known at the add (they are held before libtorrent may write). A file made before the
+    moment has a ctime at or before it: the safe side, a file a person put there is never taken
+    for the job's."""
     if moment is None:
         return False
     try:
-        return os.lstat(path).st_ctime >= moment
+        return os.lstat(path).st_ctime > moment
     except OSError:
         return False
+
+
+COARSE_CLOCK = 5  # Linux's CLOCK_REALTIME_COARSE, which Python 3.11's time module does not name
+TICK_WAIT_LIMIT = 0.05  # seconds: the coarse clock moves every 4 ms here (1-10 ms elsewhere)
+
+
+def moment_of_add():
+    """time.time() now, returned once the file system's clock has passed it, for a magnet's add.
+
+    File systems stamp ctimes from a coarse clock (CLOCK_REALTIME_COARSE, up to 4 ms behind
+    time.time() here). Taken at the add alone, a file libtorrent made in the same tick came out
+    older than the add and stayed after "remove with files" (a test failed now and then); timed
+    by the coarse clock instead, a file a person wrote in that tick counted as the job's and was
+    deleted with it. Waiting here until the coarse clock is past the moment (a tick or two, in the
+    job's thread) leaves neither: whatever is made after the wait has a later ctime, whatever
+    was made before the moment an earlier one."""
+    moment = time.time()
+    deadline = moment + TICK_WAIT_LIMIT
+    while coarse_time() <= moment and time.time() < deadline:
+        time.sleep(0.0005)
+    return moment
+
+
+def coarse_time():
+    """The file system's clock (Linux), or time.time() where there is no such clock."""
+    try:
+        return time.clock_gettime(COARSE_CLOCK)
+    except (AttributeError, OSError):
+        return time.time()
 
 
 def remove_empty_folders(save_path, paths, save_root):

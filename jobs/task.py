@@ -10,6 +10,7 @@ import cpus
 import torrent_files
 from downloader import DataMissing, SessionClosed
 from jobs.model import JobState
+from jobs.ownership import moment_of_add
 
 
 @dataclass
@@ -97,9 +98,11 @@ class JobTask:
         torrent_files.set_flag(params, "sequential_download", job.sequential)
         # A new torrent whose files are known (an uploaded one) is sorted as it is attached.
         self._sort_at_attach = not resumed and torrent_files.has_metadata(params)
-        if not torrent_files.has_metadata(params):  # where it downloads, and where its files will move
+        if torrent_files.has_metadata(params):
+            job.run.added_at = time.time()  # its files are held before libtorrent may write them
+        else:  # where it downloads, and where its files will move
             job.run.names_before = jobs.folder_names.names_in_all(jobs.library_move.folders(job))
-        job.run.added_at = time.time()  # see jobs.ownership.made_since
+            job.run.added_at = moment_of_add()  # see jobs.ownership.made_since
         hold = self._sort_at_attach and self._hold_or_claim(params.ti.name(), params.ti.layout())
         self._set_start_flags(params, hold)
         # After a crash the store's total is newer than the resume data's (see save_upload_totals).

@@ -182,3 +182,19 @@ def test_a_file_put_there_just_before_the_add_never_counts_as_the_jobs():
             path = os.path.join(folder, f"film-{number}.mkv")
             open(path, "wb").close()
             assert not made_since(path, time.time())
+
+
+def test_a_file_made_right_after_a_magnets_add_moment_counts_as_made_since():
+    """The other side of the same tick: what libtorrent makes once the add's moment is taken
+    (moment_of_add waits out the file system's coarse clock) is never older than it."""
+    import os
+    import tempfile
+
+    from jobs.ownership import made_since, moment_of_add
+
+    with tempfile.TemporaryDirectory() as folder:
+        for number in range(50):
+            moment = moment_of_add()
+            path = os.path.join(folder, f"film-{number}.mkv")
+            open(path, "wb").close()
+            assert made_since(path, moment)
