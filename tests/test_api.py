@@ -102,19 +102,26 @@ def call(url, method="GET", body=None):
 
 
 def quiet_token(url, query=""):
-    """The token of a moment when nothing changes any more (paused magnets nobody seeds: their
-    first statuses are in)."""
+    """The token of a moment after which nothing changed for QUIET_SECONDS (paused magnets nobody
+    seeds: their adds and first statuses, which come within a second or so, are in). Two reads
+    in a row with nothing new were not enough: they could both come before a job's first status."""
+    import time
+
     from swarm import wait_until
 
-    answer = call(f"{url}/api/jobs?since={query}")[1]
+    quiet = {"token": call(f"{url}/api/jobs?since={query}")[1]["token"], "since": time.monotonic()}
 
     def settled():
-        nonlocal answer
-        token = answer["token"]
-        answer = call(f"{url}/api/jobs?since={token}")[1]
-        return token if not answer["jobs"] and not answer["removed"] else None
+        answer = call(f"{url}/api/jobs?since={quiet['token']}")[1]
+        if answer["jobs"] or answer["removed"]:
+            quiet.update(token=answer["token"], since=time.monotonic())
+            return None
+        return quiet["token"] if time.monotonic() - quiet["since"] >= QUIET_SECONDS else None
 
     return wait_until(settled, 20, "the jobs kept changing")
+
+
+QUIET_SECONDS = 2.0
 
 
 @pytest.fixture
