@@ -229,7 +229,9 @@ def test_a_magnet_and_a_torrent_file_download_and_a_repeat_is_a_duplicate(server
 
     def done():
         torrents = rpc.get_torrents(arguments=["leftUntilDone", "sizeWhenDone", "status"])
-        return all(t.fields["sizeWhenDone"] > 0 and t.fields["leftUntilDone"] == 0 for t in torrents)
+        # Seeding, not only nothing left: the files get their names once on disk ("completed").
+        return all(t.fields["sizeWhenDone"] > 0 and t.fields["leftUntilDone"] == 0 and t.status == "seeding"
+                   for t in torrents)
 
     wait_until(done, 60, "the downloads did not finish")
     check_files(by_magnet, server.save_path)
