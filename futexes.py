@@ -37,7 +37,7 @@ def make_room(threads):
 
 
 def _prctl():
-    if not os.uname().sysname == "Linux":
+    if os.uname().sysname != "Linux":
         return None
     try:
         prctl = ctypes.CDLL(None, use_errno=True).prctl

@@ -9,6 +9,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # cpus.py: how 
 
 import cpus  # noqa: E402
 import futexes  # noqa: E402
+from config import DEFAULTS  # noqa: E402
 
 
 class ThreadStarts:
@@ -19,8 +20,8 @@ class ThreadStarts:
     (cpus.py), and each waits until the last has started, then ends.
     """
 
-    def __init__(self, asleep, threads_at_most=20000):
-        futexes.make_room(threads_at_most)  # the app's default HASHDROP_MAX_JOBS
+    def __init__(self, asleep, threads_at_most=DEFAULTS["MAX_JOBS"]):
+        futexes.make_room(threads_at_most)  # as the app's runner does for HASHDROP_MAX_JOBS
         self._stop = threading.Event()
         self._asleep = [threading.Thread(target=self._stop.wait, daemon=True) for _ in range(asleep)]
 

@@ -19,7 +19,7 @@ import threading
 import time
 
 GROWTH = 0.25  # a change in the number of jobs, against the last count, that makes one due
-MIN_CHANGE = 100  # jobs: a small library is due by INTERVAL alone
+MIN_CHANGE = 100  # jobs: a small library is due by THAW_INTERVAL alone
 THAW_INTERVAL = 600.0  # seconds between collections of everything, frozen objects too
 QUIET = 5.0  # seconds since the last submit before a due one runs: a script's submits come in bursts
 MAX_WAIT = 60.0  # seconds a due one waits for a quiet moment, at most
