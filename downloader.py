@@ -497,6 +497,11 @@ def translate(alert):
         return "resume_data", lt.write_resume_data_buf(alert.params)
     if isinstance(alert, lt.save_resume_data_failed_alert) and not not_modified(alert.error):
         log.warning("resume data not saved: %s", alert.message())
+    return translate_file_alert(alert)
+
+
+def translate_file_alert(alert):
+    """translate() for the alerts about a torrent's files on disk: moved, renamed, or not."""
     if isinstance(alert, lt.storage_moved_alert):
         return "moved", alert.storage_path()
     if isinstance(alert, lt.storage_moved_failed_alert):
