@@ -34,6 +34,7 @@ class JobRegistry:
         self._jobs = {}  # info_hash -> Job, in the order they were added
         self._aliases = {}  # every v1/v2 hash of a job -> its info_hash
         self._changes = ChangeLog()  # what the page and the API show of each job, by version; under _maps
+        self._with_peers = {}  # info_hash -> Job whose last status had peers (under _maps): moving()
 
     @contextmanager
     def submitting(self):
@@ -113,6 +114,10 @@ class JobRegistry:
         with self._maps:
             if self._jobs.get(job.info_hash) is job:
                 self._changes.stamp(job.info_hash, signature)
+                if job.live.get("peers"):
+                    self._with_peers[job.info_hash] = job
+                else:
+                    self._with_peers.pop(job.info_hash, None)
 
     def token(self):
         """The change log's token for now."""
@@ -146,6 +151,7 @@ class JobRegistry:
         with self._maps:
             if self._jobs.pop(job.info_hash, None) is not None:
                 self._changes.remove(job.info_hash)
+            self._with_peers.pop(job.info_hash, None)
             for key in [k for k, v in self._aliases.items() if v == job.info_hash]:
                 del self._aliases[key]
 
@@ -153,6 +159,12 @@ class JobRegistry:
         """Every job, oldest first."""
         with self._maps:
             return list(self._jobs.values())
+
+    def with_peers(self):
+        """The jobs whose last status had peers, as touch() last saw them: only they move
+        bytes (Job.rates). Asking each of 10,000 jobs was a third of the page's time."""
+        with self._maps:
+            return list(self._with_peers.values())
 
     def matching(self, states=None, text=""):
         """The jobs in `states` (every job for None) whose name or hash holds `text` in any

@@ -104,3 +104,23 @@ def test_the_registry_remembers_a_removed_job_and_ignores_touches_after():
     changed, removed, _ = registry.changed_since(token)
     assert changed == [] and removed == [HASH_B]
     assert registry.changed_since("0abc.0")[0] is None  # a stale token: the caller lists all
+
+
+def test_the_registry_lists_the_jobs_whose_last_status_had_peers_until_they_lose_them_or_go():
+    registry = JobRegistry()
+    jobs = [Job(info_hash=key, save_path="/srv") for key in (HASH_A, HASH_B, HASH_C)]
+    for job in jobs:
+        registry.add(job)
+        registry.touch(job)  # no status yet
+    assert registry.with_peers() == []
+    jobs[0].live = {"peers": 2, "download_rate": 100, "upload_rate": 5}
+    jobs[1].live = {"peers": 1, "download_rate": 7, "upload_rate": 0}
+    for job in jobs:
+        registry.touch(job)
+    assert registry.with_peers() == jobs[:2]
+    jobs[0].live = dict(jobs[0].live, peers=0)
+    registry.touch(jobs[0])
+    registry.discard(jobs[1])
+    assert registry.with_peers() == []
+    registry.touch(jobs[1])  # touched after it left: not listed again
+    assert registry.with_peers() == []
