@@ -166,7 +166,10 @@ def state_word(state):
 
 MAX_QUERY_CHARS = 200  # of the table's search (?q=)
 MAX_NUMBER = 1_000_000  # of a page (?page=) or a file index: more than any table or torrent has
-JOBS_PER_PAGE = 50  # rows of the job table; 1,000 rows took 380 ms to render, every second
+# Rows of the job table a page can show (?per=), the first the default: 1,000 rows took 380 ms
+# to render, and the browser's parse, style, layout and paint of 50 rows was a third of the
+# page's first paint at 10,000 jobs (docs/design.md, "The page at 10,000 jobs").
+ROWS_PER_PAGE = (25, 50, 100)
 
 # The table's filters (?show=), as qBittorrent's and Transmission's side bars have them.
 JOB_FILTERS = {
@@ -188,20 +191,30 @@ def job_table(page=None, since=""):
         page = whole_number(page, "The page number (?page=)") if page.isdigit() else 1
     show = request.args.get("show", "all")
     show = show if show in JOB_FILTERS else "all"
+    per = rows_per_page()
     query = requested_query()
-    start = (max(page, 1) - 1) * JOBS_PER_PAGE
-    jobs, total, token, changed = manager().newest_first(start, JOBS_PER_PAGE, JOB_FILTERS[show], query, since)
-    pages = max(1, -(-total // JOBS_PER_PAGE))
+    start = (max(page, 1) - 1) * per
+    jobs, total, token, changed = manager().newest_first(start, per, JOB_FILTERS[show], query, since)
+    pages = max(1, -(-total // per))
     if not jobs and total:  # past the last page (jobs were removed): show the last one
         return job_table(pages)
-    page = start // JOBS_PER_PAGE + 1
+    page = start // per + 1
     counts = filter_counts()
-    # The query arguments that show this same table again (refresh, buttons, pages).
-    view = {"page": page if page > 1 else None, "show": None if show == "all" else show, "q": query or None}
+    # The query arguments that show this same table again (refresh, buttons, pages, filters).
+    view = {"page": page if page > 1 else None, "show": None if show == "all" else show, "q": query or None,
+            "per": per if per != ROWS_PER_PAGE[0] else None}
     return {"jobs": jobs, "total": total, "page": page, "pages": pages, "show": show, "query": query,
+            "per": per, "per_choices": ROWS_PER_PAGE,
             "view": view, "filter_counts": counts, "running": manager().has_changing(),
             "status": status(), "token": token, "changed": changed,
             "rows": rows_digest([job["info_hash"] for job in jobs], pages, counts["all"])}
+
+
+def rows_per_page():
+    """The table's rows per page (?per=): one of ROWS_PER_PAGE, the first for anything else, as
+    an unknown ?show= shows all."""
+    per = request.args.get("per", "")
+    return int(per) if per in map(str, ROWS_PER_PAGE) else ROWS_PER_PAGE[0]
 
 
 def rows_digest(info_hashes, pages, any_jobs):
@@ -313,7 +326,8 @@ def retry_failed():
     flash(f"Retried {count} download{'s' if count != 1 else ''}.", "success" if count else "warning")
     if request.headers.get("HX-Request"):
         return acted()
-    return redirect(url_for("jobs.index", show=request.args.get("show"), q=request.args.get("q")), code=303)
+    return redirect(url_for("jobs.index", show=request.args.get("show"), q=request.args.get("q"),
+                            per=request.args.get("per")), code=303)
 
 
 @bp.post("/jobs/<info_hash>/<action>")
@@ -324,7 +338,7 @@ def job_action(info_hash, action):
     if request.headers.get("HX-Request"):
         return acted()
     return redirect(url_for("jobs.index", page=request.args.get("page"), show=request.args.get("show"),
-                            q=request.args.get("q")), code=303)
+                            q=request.args.get("q"), per=request.args.get("per")), code=303)
 
 
 ACTION_WORDS = {"pause": "Paused", "resume": "Resumed", "remove": "Removed"}

@@ -100,18 +100,40 @@ def page_rows(client, url):
     return rows_of(page), page
 
 
-def test_the_table_shows_fifty_jobs_a_page_newest_first(client, manager):
-    hashes = [f"{number:040x}" for number in range(1, 121)]
-    for chunk in (hashes[:60], hashes[60:]):  # two submits: the second one's jobs are newer
+def test_the_table_shows_twenty_five_jobs_a_page_newest_first(client, manager):
+    hashes = [f"{number:040x}" for number in range(1, 61)]
+    for chunk in (hashes[:30], hashes[30:]):  # two submits: the second one's jobs are newer
         client.post("/start-downloads", data={"downloads": "\n".join(chunk)})
     rows, page = page_rows(client, "/")
-    assert rows == hashes[::-1][:50]
-    assert "120 downloads, newest first · page 1 of 3" in page and "?page=2" in page
-    assert page_rows(client, "/?page=2")[0] == hashes[::-1][50:100]
-    assert page_rows(client, "/?page=3")[0] == hashes[::-1][100:]
-    assert page_rows(client, "/?page=99")[0] == hashes[::-1][100:]  # past the end: the last page
-    assert page_rows(client, "/?page=nonsense")[0] == hashes[::-1][:50]
-    assert page_rows(client, "/jobs?page=2")[0] == hashes[::-1][50:100]
+    assert rows == hashes[::-1][:25]
+    assert "60 downloads, newest first · page 1 of 3" in page and "?page=2" in page
+    assert page_rows(client, "/?page=2")[0] == hashes[::-1][25:50]
+    assert page_rows(client, "/?page=3")[0] == hashes[::-1][50:]
+    assert page_rows(client, "/?page=99")[0] == hashes[::-1][50:]  # past the end: the last page
+    assert page_rows(client, "/?page=nonsense")[0] == hashes[::-1][:25]
+    assert page_rows(client, "/jobs?page=2")[0] == hashes[::-1][25:50]
+
+
+def test_the_table_shows_more_rows_a_page_when_asked_and_keeps_the_choice(client, manager):
+    hashes = [f"{number:040x}" for number in range(1, 121)]
+    client.post("/start-downloads", data={"downloads": "\n".join(hashes)})
+    newest = hashes[::-1]
+    rows, page = page_rows(client, "/?page=3")  # rows 51-75
+    # The choice of sizes, each keeping this page's first row in view.
+    assert re.search(r'<span class="per">Rows per page\s*<a href="/\?page=3"', page)
+    assert '<a href="/?page=2&amp;per=50">50</a>' in page and '<a href="/?per=100">100</a>' in page
+    rows, page = page_rows(client, "/?page=2&per=50")
+    assert rows == newest[50:100] and "page 2 of 3" in page
+    # Every way on from here keeps 50 a page: pages, filters, buttons, search, the poll.
+    assert 'href="/?page=3&amp;per=50" rel="next"' in page
+    assert 'href="/?show=paused&amp;per=50"' in page
+    assert f"/jobs/{rows[0]}/pause?page=2&amp;per=50" in page
+    assert '<input type="hidden" name="per" value="50">' in page
+    assert "/jobs?page=2&amp;per=50&amp;since=" in page
+    response = client.post(f"/jobs/{rows[0]}/pause?page=2&per=50")
+    assert response.headers["Location"].endswith("/?page=2&per=50")
+    assert page_rows(client, "/?per=100")[0] == newest[:100]
+    assert page_rows(client, "/?per=7")[0] == newest[:25]  # not a size it offers: the first
 
 
 def test_a_button_on_page_two_comes_back_to_page_two(client, manager):
@@ -197,6 +219,8 @@ def test_the_page_and_the_api_show_the_transfer_rates_and_the_free_space(client,
     manager.lifecycle.set_state(jobs[0], JobState.DOWNLOADING)
     jobs[0].live = {**FINISHED, "finished": False, "download_rate": 3 * 1024 * 1024, "upload_rate": 1024, "peers": 2}
     jobs[1].live = {**FINISHED, "finished": False, "download_rate": 9999, "upload_rate": 9999, "peers": 0}
+    for job in jobs:  # as after each status libtorrent sends (Lifecycle.handle)
+        manager.registry.touch(job)
     status = client.get("/api/status").get_json()
     free = shutil.disk_usage(app.config["SAVE_PATH"]).free
     assert status["download_rate"] == 3 * 1024 * 1024 and status["upload_rate"] == 1024
