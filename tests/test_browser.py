@@ -307,3 +307,37 @@ def test_a_declined_confirm_sends_nothing(live_server, page):
     row.locator("button", has_text="Pause").click()  # the row's other buttons still post, in place
     expect(row.locator(".state")).to_contain_text("Paused")
     assert page.evaluate("window.stillTheSamePage") is True
+
+
+def test_rows_per_page_switch_in_place_and_hold_while_the_table_changes(live_server, page):
+    """60 jobs: 25 rows, then 50 at a click, in place; the poll and a button keep the 50."""
+    from playwright.sync_api import expect
+
+    url = live_server()
+    hashes = [f"{number:040x}" for number in range(1, 61)]
+    page.goto(url + "/")
+    page.fill("#downloads", "\n".join(hashes))
+    page.check("input[name=paused]")
+    page.click("form.submit button")
+    expect(page.locator("#messages")).to_contain_text("Started 60 downloads")
+    rows = page.locator("#jobs tbody tr")
+    expect(rows).to_have_count(25)
+    expect(page.locator(".pages").first).to_contain_text("page 1 of 3")
+    page.evaluate("window.stillTheSamePage = true")
+
+    page.locator(".pages .per a", has_text="50").click()
+    expect(rows).to_have_count(50)
+    expect(page.locator(".pages").first).to_contain_text("page 1 of 2")
+    assert page.url.endswith("/?per=50")
+    expect(page.locator(".pages .per a[aria-current]")).to_have_text("50")
+
+    newest = hashes[-1]
+    page.locator(f"#job-{newest} button", has_text="Resume").click()
+    expect(page.locator(f"#job-{newest} .state")).to_contain_text("Fetching metadata")
+    page.locator(f"#job-{newest} button", has_text="Pause").click()
+    expect(page.locator(f"#job-{newest} .state")).to_contain_text("Paused")
+    expect(rows).to_have_count(50)  # the button's answer kept 50 a page
+    page.locator(".pages a[rel=next]").first.click()
+    expect(rows).to_have_count(10)
+    assert page.url.endswith("/?page=2&per=50")
+    assert page.evaluate("window.stillTheSamePage") is True
