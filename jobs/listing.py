@@ -27,9 +27,12 @@ def newest_first(registry, start, count, states=None, text="", since="", view=jo
     malformed: a table polled with it shows them all again)."""
     # The token first: whatever changes, comes or goes after it, the next poll sends.
     token = registry.token()
-    jobs = registry.matching(states, text)
-    end = max(0, len(jobs) - start)  # the page, newest first, without copying every job twice
-    page = jobs[max(0, end - count):end][::-1]
+    if states is None and not text:
+        page, total = registry.newest(start, count)
+    else:
+        jobs = registry.matching(states, text)
+        end = max(0, len(jobs) - start)  # the page, newest first, without copying every job twice
+        page, total = jobs[max(0, end - count):end][::-1], len(jobs)
     try:
         version = registry.version(since)
     except BadToken:
@@ -37,7 +40,7 @@ def newest_first(registry, start, count, states=None, text="", since="", view=jo
     changed = None if version is None else {
         job.info_hash for job in page if registry.version_of(job.info_hash) > version}
     now = utcnow()
-    return TablePage([view(job, now) for job in page], len(jobs), token, changed)
+    return TablePage([view(job, now) for job in page], total, token, changed)
 
 
 def changes(registry, since, states=None, text="", view=job_view):
@@ -56,13 +59,20 @@ def changes(registry, since, states=None, text="", view=job_view):
 
 
 def counts(registry):
-    """How many jobs each state holds (one pass: the table's poll asks at every second)."""
-    counted = Counter(map(STATE_OF, registry.all()))
+    """How many jobs each state holds (the table's poll asks at every second: counted again
+    only once something changed, see JobRegistry.summary)."""
+    return registry.summary("counts", count_states)
+
+
+def count_states(jobs):
+    counted = Counter(map(STATE_OF, jobs))
     return {state.value: counted[state] for state in JobState}
 
 
 def has_changing(registry):
     """Whether some job's row will change without a click: it runs, or libtorrent's first
-    status for it is still to come (a job just started paused has no size or Files link yet)."""
+    status for it is still to come (a job just started paused has no size or Files link yet).
+    Newest first: those are the likeliest. Not kept as the counts are: a first status that
+    shows nothing new is no change, and the page would poll on."""
     return any(job.state in RUNNING or job.fetching_file_list or (not job.live and job.state not in ENDED)
-               for job in registry.all())
+               for job in reversed(registry.all()))

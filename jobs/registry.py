@@ -3,6 +3,7 @@ changed since a token (jobs.changes); and the locks around job state and around 
 import threading
 import time
 from contextlib import contextmanager
+from itertools import islice
 
 from jobs.changes import ChangeLog
 from jobs.model import JobError
@@ -34,7 +35,8 @@ class JobRegistry:
         self._jobs = {}  # info_hash -> Job, in the order they were added
         self._aliases = {}  # every v1/v2 hash of a job -> its info_hash
         self._changes = ChangeLog()  # what the page and the API show of each job, by version; under _maps
-        self._with_peers = {}  # info_hash -> Job whose last status had peers (under _maps): moving()
+        self._with_peers = {}  # info_hash -> Job whose last status had peers (under _maps): with_peers()
+        self._summaries = {}  # name -> (change log version, value): summary()
 
     @contextmanager
     def submitting(self):
@@ -165,6 +167,27 @@ class JobRegistry:
         bytes (Job.rates). Asking each of 10,000 jobs was a third of the page's time."""
         with self._maps:
             return list(self._with_peers.values())
+
+    def newest(self, start, count):
+        """count jobs newest first from position start, and how many there are: a page of the
+        whole list without copying all of it."""
+        with self._maps:
+            return list(islice(reversed(self._jobs.values()), start, start + count)), len(self._jobs)
+
+    def summary(self, name, compute):
+        """compute(every job, oldest first), kept under `name` until the change log's next
+        version: whatever a job shows changes, or one comes or goes. A page's counts per filter
+        at 10,000 jobs need not pass over them all again while nothing changed."""
+        with self._maps:
+            version = self._changes.version
+            kept = self._summaries.get(name)
+            if kept is not None and kept[0] == version:
+                return kept[1]
+            jobs = list(self._jobs.values())
+        value = compute(jobs)
+        with self._maps:
+            self._summaries[name] = (version, value)
+        return value
 
     def matching(self, states=None, text=""):
         """The jobs in `states` (every job for None) whose name or hash holds `text` in any

@@ -124,3 +124,35 @@ def test_the_registry_lists_the_jobs_whose_last_status_had_peers_until_they_lose
     assert registry.with_peers() == []
     registry.touch(jobs[1])  # touched after it left: not listed again
     assert registry.with_peers() == []
+
+
+def test_the_registry_keeps_a_summary_until_something_changes():
+    registry = JobRegistry()
+    jobs = [Job(info_hash=key, save_path="/srv") for key in (HASH_A, HASH_B)]
+    registry.add(*jobs)
+    passes = []
+
+    def paused(every_job):
+        passes.append(len(every_job))
+        return sum(job.state == JobState.PAUSED for job in every_job)
+
+    assert registry.summary("paused", paused) == 0
+    assert registry.summary("paused", paused) == 0 and passes == [2]  # nothing changed: kept
+    jobs[0].state = JobState.PAUSED
+    registry.touch(jobs[0])
+    assert registry.summary("paused", paused) == 1
+    registry.touch(jobs[0])  # the same again: no change, still kept
+    assert registry.summary("paused", paused) == 1 and passes == [2, 2]
+    registry.discard(jobs[0])
+    assert registry.summary("paused", paused) == 0
+    registry.add(Job(info_hash=HASH_C, save_path="/srv", state=JobState.PAUSED))
+    assert registry.summary("paused", paused) == 1 and passes == [2, 2, 1, 2]
+
+
+def test_the_registry_pages_its_whole_list_newest_first():
+    registry = JobRegistry()
+    jobs = [Job(info_hash=f"{number:040x}", save_path="/srv") for number in range(1, 8)]
+    registry.add(*jobs)
+    assert registry.newest(0, 3) == (jobs[::-1][:3], 7)
+    assert registry.newest(6, 3) == ([jobs[0]], 7)
+    assert registry.newest(9, 3) == ([], 7)
