@@ -168,7 +168,7 @@ MAX_QUERY_CHARS = 200  # of the table's search (?q=)
 MAX_NUMBER = 1_000_000  # of a page (?page=) or a file index: more than any table or torrent has
 # Rows of the job table a page can show (?per=), the first the default: 1,000 rows took 380 ms
 # to render, and the browser's parse, style, layout and paint of 50 rows was a third of the
-# page's first paint at 10,000 jobs (docs/design.md, "The page at 10,000 jobs").
+# page's first paint at 10,000 jobs (docs/design.md, "The page").
 ROWS_PER_PAGE = (25, 50, 100)
 
 # The table's filters (?show=), as qBittorrent's and Transmission's side bars have them.

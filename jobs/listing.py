@@ -61,7 +61,7 @@ def changes(registry, since, states=None, text="", view=job_view):
 def counts(registry):
     """How many jobs each state holds (the table's poll asks at every second: counted again
     only once something changed, see JobRegistry.summary)."""
-    return registry.summary("counts", count_states)
+    return dict(registry.summary("counts", count_states))  # the kept one stays as counted
 
 
 def count_states(jobs):
