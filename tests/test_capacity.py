@@ -86,3 +86,35 @@ def test_the_job_cap_refuses_more_and_says_so(make_app):
     assert "keeps at most 3 jobs (HASHDROP_MAX_JOBS) and holds 2" in response.get_json()["error"]
     assert len(client.get("/api/jobs").get_json()) == 2
     assert client.post("/api/jobs", json={"hashes": ["c" * 40]}).status_code == 201
+
+
+def test_a_restart_with_thousands_of_jobs_lists_them_at_once_and_says_how_far_along_it_is(server):
+    """3,000 jobs: the server answers with every job listed while their threads are still being
+    started, the page says how many have, and then each is back as it was."""
+    import re
+    import urllib.request
+
+    server.start()
+    for _ in range(3):
+        hashes = [secrets.token_hex(20) for _ in range(1000)]
+        assert len(server.request("POST", "/api/jobs", {"hashes": hashes, "paused": True})["started"]) == 1000
+    assert server.stop() == 0
+
+    server.start()  # back once it answers
+    assert len(server.get("/api/jobs")) == 3000
+    sightings = []
+
+    def restored():
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/", timeout=10) as response:
+            page = response.read().decode()
+        found = re.search(r"Bringing back the jobs: ([\d,]+) of ([\d,]+) started\.", page)
+        if found:
+            sightings.append([int(number.replace(",", "")) for number in found.groups()])
+        return not found and server.get("/api/status")["restoring"] is None
+
+    wait_until(restored, 60, "the jobs did not all come back")
+    assert sightings, "the page never said how far along the restart was"
+    assert all(total == 3000 and 0 <= started <= total for started, total in sightings)
+    assert [started for started, _ in sightings] == sorted(started for started, _ in sightings)
+    jobs = server.get("/api/jobs")
+    assert len(jobs) == 3000 and {job["state"] for job in jobs} == {"paused"}
