@@ -326,8 +326,7 @@ def retry_failed():
     flash(f"Retried {count} download{'s' if count != 1 else ''}.", "success" if count else "warning")
     if request.headers.get("HX-Request"):
         return acted()
-    return redirect(url_for("jobs.index", show=request.args.get("show"), q=request.args.get("q"),
-                            per=request.args.get("per")), code=303)
+    return back_to_table("show", "q", "per")
 
 
 @bp.post("/jobs/<info_hash>/<action>")
@@ -337,8 +336,13 @@ def job_action(info_hash, action):
     flash(f"{ACTION_WORDS[action]} {job['name'] or job['info_hash']}.", "success")
     if request.headers.get("HX-Request"):
         return acted()
-    return redirect(url_for("jobs.index", page=request.args.get("page"), show=request.args.get("show"),
-                            q=request.args.get("q"), per=request.args.get("per")), code=303)
+    return back_to_table("page", "show", "q", "per")
+
+
+def back_to_table(*names):
+    """A 303 to the table as the request's query arguments `names` asked for it (a form posted
+    without JavaScript)."""
+    return redirect(url_for("jobs.index", **{name: request.args.get(name) for name in names}), code=303)
 
 
 ACTION_WORDS = {"pause": "Paused", "resume": "Resumed", "remove": "Removed"}
